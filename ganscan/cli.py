@@ -1,0 +1,148 @@
+"""The click group, shared option decorators and error mapping; commands live in ganscan/commands/."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from ganscan import __version__
+from ganscan.errors import GanscanError
+
+# command name -> module in ganscan.commands (imported only when the command runs: fast --help)
+COMMANDS = {
+    "scan": "scan",
+    "models": "models",
+    "train": "train",
+    "evaluate": "evaluate",
+    "generate": "generate",
+    "gan": "gan",
+}
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_FAKE_FOUND = 0, 1, 2, 3
+
+HEAVY_COMMANDS = {"scan", "train", "evaluate", "generate", "gan"}
+
+TCMALLOC_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+    "/usr/lib64/libtcmalloc_minimal.so.4",
+    "/usr/lib/libtcmalloc_minimal.so.4",
+)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return [name for name in COMMANDS if _module_exists(COMMANDS[name])]
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS or not _module_exists(COMMANDS[name]):
+            return None
+        module = importlib.import_module(f"ganscan.commands.{COMMANDS[name]}")
+        return module.command
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            from ganscan.errors import suggest
+
+            if args and not args[0].startswith("-"):
+                close = suggest(args[0], self.list_commands(ctx))
+                if close:
+                    raise click.UsageError(f"No such command {args[0]!r}. Did you mean {close!r}?", ctx) from None
+            raise exc
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GanscanError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _module_exists(mod: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(f"ganscan.commands.{mod}") is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="ganscan")
+def cli():
+    """ganscan: tell GAN-generated images from real photographs.
+
+    \b
+    Examples:
+      ganscan scan ./photos                   # table on a terminal, JSON Lines when piped
+      ganscan scan ./photos -o report.parquet # a report with scores, hashes and EXIF
+      ganscan models                          # architectures and shipped weights
+
+    Exit codes: 0 done (files that could not be read are error rows, not failures), 1 user error,
+    2 usage error, 3 a fake was found with --fail-on-fake.
+
+    Shell completion (bash): eval "$(_GANSCAN_COMPLETE=bash_source ganscan)"; for zsh use zsh_source,
+    for fish: _GANSCAN_COMPLETE=fish_source ganscan | source.
+    """
+
+
+# --- shared option decorators -----------------------------------------------------------------------
+
+def device_options(fn):
+    fn = click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                      show_default=True,
+                      help="auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32.")(fn)
+    fn = click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                      help="Where the model runs.")(fn)
+    return fn
+
+
+def loader_options(fn):
+    fn = click.option("--workers", type=click.IntRange(0, 256), default=None,
+                      help="Decoding worker processes (default: number of cores).")(fn)
+    fn = click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)(fn)
+    return fn
+
+
+def quiet_option(fn):
+    def callback(ctx, param, value):
+        from ganscan.console import set_quiet
+
+        set_quiet(value)
+        return value
+
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, is_eager=True, callback=callback,
+                        help="No progress bar or summary (warnings and errors still show).")(fn)
+
+
+# --- entry point ------------------------------------------------------------------------------------
+
+def _maybe_use_tcmalloc(argv: list[str]) -> None:
+    """Re-run under tcmalloc for heavy commands: glibc malloc makes PyTorch CPU inference several
+    times slower on small VMs. Opt out with GANSCAN_ALLOCATOR=system."""
+    if os.environ.get("GANSCAN_ALLOCATOR", "tcmalloc") == "system" or os.environ.get("_GANSCAN_REEXEC"):
+        return
+    if not argv or argv[0] not in HEAVY_COMMANDS or sys.platform != "linux":
+        return
+    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        return
+    lib = next((p for p in TCMALLOC_CANDIDATES if os.path.exists(p)), None)
+    if lib is None:
+        return
+    env = dict(os.environ, _GANSCAN_REEXEC="1",
+               LD_PRELOAD=(lib + " " + os.environ.get("LD_PRELOAD", "")).strip())
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "ganscan", *argv], env)
+    except OSError:
+        return  # carry on with the system allocator
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _maybe_use_tcmalloc(argv)
+    cli.main(args=argv, prog_name="ganscan")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""ganscan models: architectures, shipped weights, and importing foreign checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ganscan.errors import GanscanError
+
+EXAMPLES = """
+\b
+Examples:
+  ganscan models                      # architectures and shipped weights
+  ganscan models --json | jq .weights
+  ganscan models import blur_jpg_prob0.5.pth --arch resnet50 -o cnndetection.safetensors
+  ganscan scan photos/ --model cnndetection.safetensors
+"""
+
+
+@click.group("models", invoke_without_command=True, epilog=EXAMPLES)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def command(ctx, as_json):
+    """List detector architectures and shipped weights (with sha256 and their card's metrics)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ganscan.detectors.registry import list_detectors, shipped_weights
+
+    archs = [{"name": c.name, "input_size": c.input_size, "policy": c.policy, "family": c.family,
+              "description": c.description} for c in list_detectors()]
+    weights = [{k: c.get(k) for k in ("name", "kind", "arch", "default", "placeholder", "sha256", "metrics",
+                                       "file")} for c in shipped_weights()]
+    if as_json:
+        click.echo(json.dumps({"architectures": archs, "weights": weights}, indent=2))
+        return
+    from rich.table import Table
+
+    from ganscan.console import stdout_console
+
+    con = stdout_console()
+    t = Table(title="Detector architectures", header_style="bold")
+    for col in ("name", "input", "preprocessing", "family", "description"):
+        t.add_column(col)
+    for a in archs:
+        t.add_row(a["name"], str(a["input_size"]), a["policy"], a["family"], a["description"])
+    con.print(t)
+    w = Table(title="Shipped weights (weights/)", header_style="bold")
+    for col in ("name", "kind", "arch", "sha256", "metrics"):
+        w.add_column(col, overflow="fold")
+    for c in weights:
+        name = c["name"] + (" (default)" if c.get("default") else "") + (" PLACEHOLDER" if c.get("placeholder") else "")
+        metrics = c.get("metrics") or {}
+        mtext = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in metrics.items() if not isinstance(v, (dict, list)))
+        w.add_row(name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext)
+    con.print(w)
+
+
+@command.command("import", epilog=EXAMPLES)
+@click.argument("source", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--arch", required=True, help="Registered architecture the weights belong to (e.g. resnet50).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="The .safetensors checkpoint to write.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+def import_command(source, arch, output, threshold, name, force):
+    """Convert a PyTorch checkpoint (.pth/.pt, read with weights_only=True) into a ganscan checkpoint.
+
+    CNNDetection's ``{'model': state_dict}`` ResNet-50 with a one-logit fc is the common case. Pickles
+    that would run code are refused.
+    """
+    from pathlib import Path
+
+    from ganscan.detectors.registry import build_detector, get_config
+    from ganscan.engine.checkpoint import load_foreign_state_dict, save_checkpoint
+    from ganscan.errors import CheckpointError
+
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise GanscanError(f"output must end in .safetensors: {output}")
+    if out.exists() and not force:
+        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    if not out.parent.exists():
+        raise GanscanError(f"folder does not exist: {out.parent}")
+    cfg = get_config(arch)
+    state = load_foreign_state_dict(source)
+    model = build_detector(arch)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        missing = len(set(model.state_dict()) - set(state))
+        raise CheckpointError(f"{source}: does not fit {arch} ({missing} tensors missing; "
+                              f"{str(exc).splitlines()[0][:120]})",
+                              hint="check --arch; the head must have one output logit") from None
+    sha = save_checkpoint(out, model.state_dict(), {
+        "kind": "detector", "arch": arch, "name": name or out.stem, "threshold": threshold,
+        "preprocessing": cfg.preprocessing(), "training": {"imported_from": Path(source).name},
+    })
+    click.echo(f"wrote {out} ({arch}, sha256 {sha})")

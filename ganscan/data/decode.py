@@ -1,0 +1,183 @@
+"""Safe decoding: every failure becomes a one-line reason, never an exception that stops a scan."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from ganscan.data.formats import sniff
+
+DEFAULT_MAX_PIXELS = 150_000_000  # a 150 MP frame; 12 MP phone photos and 100 MP backs pass
+
+_registered = False
+
+
+def register_plugins() -> None:
+    """HEIC/HEIF (and AVIF where Pillow lacks it) through pillow-heif; idempotent."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    Image.MAX_IMAGE_PIXELS = None  # our own guard below runs before any pixel is decoded
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        if hasattr(pillow_heif, "register_avif_opener") and "AVIF" not in Image.registered_extensions().values():
+            pillow_heif.register_avif_opener()
+    except ImportError:
+        pass
+
+
+class DecodeError(Exception):
+    """One-line reason a file could not become an image."""
+
+
+@dataclass
+class FileInfo:
+    path: str
+    bytes: int | None = None
+    mtime: float | None = None
+    sha256: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_file(path: str) -> tuple[bytes, FileInfo]:
+    """Bytes and stat of a file; OSErrors become DecodeError with a readable reason."""
+    info = FileInfo(path=path)
+    try:
+        st = os.stat(path)
+        info.bytes, info.mtime = st.st_size, st.st_mtime
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise DecodeError("file vanished before it could be read") from None
+    except PermissionError:
+        raise DecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError("is a directory") from None
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise DecodeError(f"cannot read file: {reason}") from None
+    info.sha256 = hashlib.sha256(data).hexdigest()
+    info.bytes = len(data)
+    return data, info
+
+
+def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """An 8-bit RGB image with EXIF orientation applied. Fills ``info.format/width/height``."""
+    register_plugins()
+    if not data:
+        raise DecodeError("empty file (0 bytes)")
+    fmt = sniff(data[:64])
+    info.format = fmt
+    if fmt is None and not info.path.lower().endswith((".tga", ".icb", ".vda", ".vst")):
+        raise DecodeError("not a recognised image format")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+            info.format = _format_name(im.format or fmt)
+            w, h = im.size
+            if w <= 0 or h <= 0:
+                raise DecodeError(f"invalid image size {w}x{h}")
+            if w * h > max_pixels:
+                raise DecodeError(
+                    f"{w}x{h} = {w * h / 1e6:.0f} MP exceeds the pixel limit of {max_pixels / 1e6:.0f} MP "
+                    "(decompression-bomb guard; raise it with --max-pixels)")
+            if getattr(im, "n_frames", 1) > 1:
+                info.notes.append("animated: first frame")
+            im.seek(0)
+            im.load()
+            im = _orient(im, info)
+            rgb = to_rgb(im)
+    except DecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"decompression bomb: {exc}") from None
+    except MemoryError:
+        raise DecodeError("out of memory while decoding") from None
+    except Exception as exc:
+        raise DecodeError(describe_decode_error(exc, fmt)) from None
+    info.width, info.height = rgb.size
+    return rgb
+
+
+def describe_decode_error(exc: BaseException, fmt: str | None) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = text.lower()
+    kind = fmt or "image"
+    if "truncated" in low or "premature end" in low or isinstance(exc, EOFError):
+        return f"truncated {kind} file: {text}"[:200]
+    if isinstance(exc, Image.UnidentifiedImageError) or "cannot identify" in low:
+        return f"corrupt or unsupported {kind} data: cannot identify image"
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.ENOENT:
+        return "file vanished while decoding"
+    return f"corrupt {kind} data: {text}"[:200]
+
+
+def _format_name(fmt: str | None) -> str | None:
+    if fmt is None:
+        return None
+    return {"MPO": "JPEG", "PNG": "PNG", "HEIF": "HEIF"}.get(fmt, fmt)
+
+
+def _orient(im: Image.Image, info: FileInfo) -> Image.Image:
+    try:
+        out = ImageOps.exif_transpose(im)
+        return out if out is not None else im
+    except Exception:
+        info.notes.append("EXIF orientation unreadable: not applied")
+        return im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), alpha composited on white,
+    palette transparency honoured, CMYK/YCbCr/LAB converted."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "P" or mode == "PA":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    elif mode in ("L", "1") and "transparency" in im.info:
+        im = im.convert("LA")
+        mode = "LA"
+    elif mode == "RGB" and "transparency" in im.info:
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode.startswith("I;16") or mode == "I" or mode == "F":
+        arr = np.asarray(im)
+        if mode == "F":
+            arr = arr.astype(np.float64)
+            hi = 1.0 if np.nanmax(arr) <= 1.0 else 255.0
+            arr8 = np.clip(np.nan_to_num(arr) / hi * 255.0, 0, 255).round().astype(np.uint8)
+        else:
+            arr = arr.astype(np.int64)
+            big = mode.startswith("I;16") or arr.max(initial=0) > 255
+            arr8 = np.clip(arr / 257.0 if big else arr, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        if mode in ("RGBa", "La"):
+            im = im.convert("RGBA")
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def load_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, FileInfo]:
+    """Read and decode one file (no EXIF): the entry point for training data."""
+    data, info = read_file(path)
+    return decode_image(data, info, max_pixels), info

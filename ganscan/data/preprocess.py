@@ -1,0 +1,73 @@
+"""The one preprocessing path shared by scan, evaluate and training validation.
+
+Images are never resized (resampling destroys the traces detectors rely on): a centre crop, the full
+image, or tiles, then normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganscan.detectors.registry import DetectorConfig
+
+
+def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
+    """Centre crop to ``size``; sides shorter than ``size`` are padded symmetrically (mirror)."""
+    h, w = arr.shape[:2]
+    top = max(0, (h - size) // 2)
+    left = max(0, (w - size) // 2)
+    arr = arr[top:top + size, left:left + size]
+    h, w = arr.shape[:2]
+    if h < size or w < size:
+        ph, pw = size - h, size - w
+        arr = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+    return arr
+
+
+def tile_array(arr: np.ndarray, size: int, max_tiles: int) -> np.ndarray:
+    """Non-overlapping ``size`` tiles evenly spread over the image (at most ``max_tiles``)."""
+    h, w = arr.shape[:2]
+    if h < size or w < size:
+        return center_crop_array(arr, size)[None]
+    ny, nx = h // size, w // size
+    coords = [(y, x) for y in range(ny) for x in range(nx)]
+    if len(coords) > max_tiles:
+        idx = np.linspace(0, len(coords) - 1, max_tiles).round().astype(int)
+        coords = [coords[i] for i in idx]
+    # centre the tile grid
+    oy, ox = (h - ny * size) // 2, (w - nx * size) // 2
+    return np.stack([arr[oy + y * size:oy + (y + 1) * size, ox + x * size:ox + (x + 1) * size] for y, x in coords])
+
+
+def normalize(batch_uint8: np.ndarray, cfg: DetectorConfig) -> torch.Tensor:
+    """(N,H,W,3) uint8 -> (N,3,H,W) float32 normalised."""
+    t = torch.from_numpy(np.ascontiguousarray(batch_uint8)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
+    return t.sub_(mean).div_(std).contiguous()
+
+
+def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarray:
+    """The pixel views a detector sees of one image: (T,H,W,3) uint8."""
+    arr = np.asarray(img.convert("RGB")) if isinstance(img, Image.Image) else img
+    if cfg.policy == "crop":
+        return center_crop_array(arr, cfg.input_size)[None]
+    if cfg.policy == "tiles":
+        return tile_array(arr, cfg.input_size, cfg.max_tiles)
+    if cfg.policy == "full":
+        return arr[None]
+    raise ValueError(f"unknown preprocessing policy {cfg.policy!r}")
+
+
+def preprocess(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> torch.Tensor:
+    """(T,3,H,W) float tensor for one image; T > 1 only for the tiles policy."""
+    return normalize(views_uint8(img, cfg), cfg)
+
+
+def aggregate_logits(logits: torch.Tensor, counts: list[int]) -> torch.Tensor:
+    """Mean logit per image when images contributed several views."""
+    if all(c == 1 for c in counts):
+        return logits
+    return torch.stack([part.mean() for part in torch.split(logits, counts)])

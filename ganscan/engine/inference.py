@@ -1,0 +1,205 @@
+"""Batched inference over a stream of files: decode in worker processes, forward in the main one."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ganscan import __version__
+from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_file
+from ganscan.data.discover import discover
+from ganscan.data.exif import empty_exif, read_exif
+from ganscan.data.formats import looks_like_image_name, sniff
+from ganscan.data.preprocess import aggregate_logits, normalize, views_uint8
+from ganscan.detectors.registry import DetectorConfig, LoadedDetector
+from ganscan.engine.device import Precision, distributed_env, worker_init
+
+SKIPPED = "skipped"
+
+
+@dataclass
+class ScanSettings:
+    paths: tuple[str, ...]
+    recursive: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    batch_size: int = 32
+    workers: int = 2
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threshold: float | None = None
+    read_exif: bool = True
+    skip: dict = field(default_factory=dict)  # path -> (bytes, mtime) already reported (--resume)
+    rank: int = 0
+    world_size: int = 1
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+def base_row(path: str) -> dict:
+    return {"path": path, "sha256": None, "bytes": None, "modified": None, "format": None, "width": None,
+            "height": None, "score": None, "verdict": None, "error": None, "note": None, **empty_exif()}
+
+
+def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanSettings):
+    """Everything a worker does for one file: (row, views tensor or None). Never raises for a file."""
+    row = base_row(path)
+    try:
+        if settings.skip:
+            prev = settings.skip.get(path)
+            if prev is not None:
+                st = os.stat(path)
+                if (st.st_size, round(st.st_mtime * 1_000_000)) == prev:
+                    row.update(verdict=SKIPPED, note="already in report")
+                    return row, None
+        data, info = read_file(path)
+    except DecodeError as exc:
+        row.update(verdict="error", error=str(exc))
+        return row, None
+    except OSError as exc:
+        row.update(verdict="error", error=f"cannot read file: {exc.strerror or exc}")
+        return row, None
+    row.update(sha256=info.sha256, bytes=info.bytes, modified=_iso(info.mtime))
+    if not explicit and sniff(data[:64]) is None and not looks_like_image_name(path):
+        row.update(verdict=SKIPPED, note="not an image")  # found while walking a folder
+        return row, None
+    if settings.read_exif:
+        row.update(read_exif(data))
+    try:
+        img = decode_image(data, info, settings.max_pixels)
+        views = views_uint8(img, cfg)
+        tensor = normalize(views, cfg)
+    except DecodeError as exc:
+        row.update(verdict="error", error=str(exc), format=info.format)
+        return row, None
+    except Exception as exc:  # a decoder bug must not stop the scan
+        row.update(verdict="error", error=f"decoder failure: {type(exc).__name__}: {exc}"[:200],
+                   format=info.format)
+        return row, None
+    row.update(format=info.format, width=info.width, height=info.height,
+               note="; ".join(info.notes) or None)
+    return row, tensor
+
+
+class ScanDataset(IterableDataset):
+    """Files from ``discover``; rank r of n takes every n-th file, and each worker every k-th of those."""
+
+    def __init__(self, settings: ScanSettings, cfg: DetectorConfig):
+        self.settings = settings
+        self.cfg = cfg
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
+        s = self.settings
+        local = 0
+        for i, found in enumerate(discover(s.paths, s.recursive, s.include, s.exclude)):
+            if i % s.world_size != s.rank:
+                continue
+            mine = local % nworkers == wid
+            local += 1
+            if mine:
+                yield process_file(found.path, found.explicit, self.cfg, s)
+
+
+def _collate(items):
+    return items
+
+
+def make_loader(settings: ScanSettings, cfg: DetectorConfig, pin_memory: bool) -> DataLoader:
+    workers = max(0, int(settings.workers))
+    kwargs = {}
+    if workers > 0:
+        kwargs.update(worker_init_fn=worker_init, prefetch_factor=2, persistent_workers=False,
+                      multiprocessing_context="fork" if os.name == "posix" else None)
+    return DataLoader(ScanDataset(settings, cfg), batch_size=settings.batch_size, num_workers=workers,
+                      collate_fn=_collate, pin_memory=pin_memory, **kwargs)
+
+
+def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
+    model = model.to(precision.device).eval()
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+@torch.inference_mode()
+def forward_logits(model: torch.nn.Module, tensors: list[torch.Tensor], precision: Precision,
+                   max_batch: int = 64) -> list[float]:
+    """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together."""
+    counts = [t.shape[0] for t in tensors]
+    out: list[float | None] = [None] * len(tensors)
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(tuple(t.shape[1:]), []).append(i)
+    for idxs in groups.values():
+        for start in range(0, len(idxs), max_batch):
+            part = idxs[start:start + max_batch]
+            x = torch.cat([tensors[i] for i in part]).to(precision.device, non_blocking=True)
+            if precision.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with precision.autocast():
+                logits = model(x)
+            logits = logits.float().reshape(-1)
+            agg = aggregate_logits(logits, [counts[i] for i in part])
+            for i, v in zip(part, agg.cpu().tolist()):
+                out[i] = v
+    return out  # type: ignore[return-value]
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Precision) -> Iterator[list[dict]]:
+    """Yield finished rows, one list per batch. Rows with verdict ``skipped`` are dropped here but counted
+    by the caller through ``row['verdict']`` of the yielded SKIPPED rows (kept so progress advances)."""
+    model = prepare_model(detector.model, precision)
+    threshold = detector.threshold if settings.threshold is None else settings.threshold
+    run = detector.run_info()
+    stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
+             "preprocessing": run["preprocessing"], "ganscan_version": __version__}
+    loader = make_loader(settings, detector.config, pin_memory=precision.device.type == "cuda")
+    for items in loader:
+        ready = [(row, t) for row, t in items if t is not None]
+        if ready:
+            logits = forward_logits(model, [t for _, t in ready], precision, max_batch=max(settings.batch_size, 1))
+            for (row, _), logit in zip(ready, logits):
+                score = sigmoid(logit)
+                row["score"] = round(score, 6)
+                row["verdict"] = "fake" if score >= threshold else "real"
+        now = datetime.now(timezone.utc).isoformat()
+        for row, _ in items:
+            row.update(stamp)
+            row["scanned_at"] = now
+        yield [row for row, _ in items]
+
+
+class Throughput:
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.images = 0
+
+    def add(self, n: int) -> None:
+        self.images += n
+
+    @property
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.start
+        return self.images / dt if dt > 0 else 0.0
+
+
+def settings_for_rank(settings: ScanSettings) -> ScanSettings:
+    rank, world = distributed_env()
+    settings.rank, settings.world_size = rank, world
+    return settings

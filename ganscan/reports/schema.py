@@ -1,0 +1,63 @@
+"""The scan report's columns, in one place (documented in the README)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SCAN_SCHEMA = pa.schema([
+    ("path", pa.string()),
+    ("sha256", pa.string()),
+    ("bytes", pa.int64()),
+    ("modified", TS),
+    ("format", pa.string()),
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("score", pa.float64()),
+    ("verdict", pa.string()),
+    ("threshold", pa.float64()),
+    ("model", pa.string()),
+    ("weights_sha256", pa.string()),
+    ("preprocessing", pa.string()),
+    ("error", pa.string()),
+    ("note", pa.string()),
+    ("exif_make", pa.string()),
+    ("exif_model", pa.string()),
+    ("exif_datetime_original", pa.string()),
+    ("exif_software", pa.string()),
+    ("gps_latitude", pa.float64()),
+    ("gps_longitude", pa.float64()),
+    ("exif_orientation", pa.int32()),
+    ("exif", pa.map_(pa.string(), pa.string())),
+    ("scanned_at", TS),
+    ("ganscan_version", pa.string()),
+])
+
+COLUMNS = [f.name for f in SCAN_SCHEMA]
+TIMESTAMP_COLUMNS = ("modified", "scanned_at")
+
+
+def to_arrow_rows(rows: list[dict], schema: pa.Schema = SCAN_SCHEMA) -> pa.Table:
+    cols = {}
+    for f in schema:
+        vals = [r.get(f.name) for r in rows]
+        if f.name in TIMESTAMP_COLUMNS:
+            vals = [datetime.fromisoformat(v) if isinstance(v, str) else v for v in vals]
+        elif pa.types.is_map(f.type):
+            vals = [list(v.items()) if isinstance(v, dict) else (v or []) for v in vals]
+        cols[f.name] = pa.array(vals, type=f.type)
+    return pa.table(cols, schema=schema)
+
+
+def from_arrow_rows(table: pa.Table) -> list[dict]:
+    rows = table.to_pylist()
+    for r in rows:
+        for c in TIMESTAMP_COLUMNS:
+            if isinstance(r.get(c), datetime):
+                r[c] = r[c].isoformat()
+        if isinstance(r.get("exif"), list):
+            r["exif"] = dict(r["exif"])
+    return rows

@@ -1,0 +1,164 @@
+"""Report files that survive interruption.
+
+Rows are appended to a journal (``REPORT.partial.jsonl``, flushed and fsynced after every batch) while
+the scan runs; at the end the report is written to a temporary file and renamed over ``REPORT`` in
+one step. A killed scan leaves the journal behind; ``--resume`` reads it (and any finished report),
+skips files already reported with the same size and mtime, and folds everything into one row per file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from ganscan.errors import GanscanError
+from ganscan.reports.writers import WRITERS, dumps, format_for_path, open_text
+
+
+def _usec(ts: float) -> int:
+    return int(round(ts * 1_000_000))
+
+
+def _mtime_key(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    try:
+        return _usec(datetime.fromisoformat(iso).timestamp())
+    except ValueError:
+        return None
+
+
+def read_report_rows(path: Path) -> list[dict]:
+    """Rows of a finished report in any supported format (parquet, jsonl, json, csv)."""
+    fmt = format_for_path(str(path))
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        from ganscan.reports.schema import from_arrow_rows
+
+        return from_arrow_rows(pq.read_table(path))
+    if fmt == "jsonl":
+        return list(_read_jsonl(path))
+    if fmt == "json":
+        return json.loads(path.read_text()).get("rows", [])
+    if fmt == "csv":
+        import csv
+
+        rows = []
+        with open(path, newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                r = {k: (v if v != "" else None) for k, v in r.items()}
+                for k in ("bytes",):
+                    if r.get(k) is not None:
+                        r[k] = int(r[k])
+                rows.append(r)
+        return rows
+    raise GanscanError(f"cannot resume from {path}: unknown report format")
+
+
+def _read_jsonl(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the line a kill cut short
+
+
+class ReportFile:
+    def __init__(self, path: str, fmt: str | None, force: bool, resume: bool, run_meta: dict):
+        self.path = Path(path)
+        self.fmt = fmt or format_for_path(path)
+        if self.fmt is None or self.fmt == "table":
+            exts = ", ".join(sorted(e for w in WRITERS.values() for e in w.extensions))
+            raise GanscanError(f"cannot tell the report format from {path!r}", hint=f"use one of {exts}")
+        if not self.path.parent.exists():
+            raise GanscanError(f"folder for the report does not exist: {self.path.parent}",
+                               hint="create it first, or pick another -o path")
+        self.journal = self.path.with_name(self.path.name + ".partial.jsonl")
+        self.resume = resume
+        if self.path.exists() and not (force or resume):
+            raise GanscanError(f"report exists: {self.path}", hint="use --force to overwrite or --resume to continue")
+        if self.journal.exists() and not resume:
+            if force:
+                self.journal.unlink()
+            else:
+                raise GanscanError(f"an interrupted scan left {self.journal}",
+                                   hint="use --resume to continue it, or --force to start over")
+        self.run_meta = run_meta
+        self.previous_rows: list[dict] = []
+        self.journal_paths: set[str] = set()
+        self._fh = None
+
+    def previous(self) -> dict[str, tuple[int, int]]:
+        """path -> (bytes, mtime in µs) of rows already reported (only with --resume)."""
+        if not self.resume:
+            return {}
+        rows = []
+        if self.path.exists():
+            rows.extend(read_report_rows(self.path))
+        if self.journal.exists():
+            rows.extend(_read_jsonl(self.journal))
+        latest: dict[str, dict] = {}
+        for r in rows:
+            latest[r["path"]] = r
+        self.previous_rows = list(latest.values())
+        return {p: (r.get("bytes"), _mtime_key(r.get("modified"))) for p, r in latest.items()
+                if r.get("verdict") in ("real", "fake")}
+
+    def append(self, rows: list[dict]) -> None:
+        if self._fh is None:
+            self._fh = open(self.journal, "a", encoding="utf-8")
+        for r in rows:
+            self._fh.write(dumps(r) + "\n")
+            self.journal_paths.add(r["path"])
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def finalize(self) -> int:
+        """Write the report atomically; returns its row count."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        writer_cls = WRITERS[self.fmt]
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(fd)
+        count = 0
+        try:
+            out = tmp if writer_cls.binary else open_text(tmp)
+            writer = writer_cls(out, self.run_meta)
+            carried = [r for r in self.previous_rows if r["path"] not in self.journal_paths]
+            if carried:
+                writer.write(carried)
+                count += len(carried)
+            if self.journal.exists():
+                chunk = []
+                for r in _read_jsonl(self.journal):
+                    chunk.append(r)
+                    if len(chunk) >= 4096:
+                        writer.write(chunk)
+                        count += len(chunk)
+                        chunk = []
+                writer.write(chunk)
+                count += len(chunk)
+            writer.close()
+            if not writer_cls.binary:
+                out.close()
+            os.replace(tmp, self.path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        if self.journal.exists():
+            self.journal.unlink()
+        return count
+
+
+def mtime_key(st_mtime: float) -> int:
+    return _usec(st_mtime)

@@ -1,0 +1,190 @@
+"""Report writers behind one interface. ``--format`` choices and file extensions derive from WRITERS."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from typing import IO
+
+import pyarrow as pa
+
+from ganscan.reports.schema import COLUMNS, SCAN_SCHEMA, to_arrow_rows
+
+
+def _json_default(o):
+    if hasattr(o, "isoformat"):
+        return o.isoformat()
+    return str(o)
+
+
+def dumps(row: dict) -> str:
+    return json.dumps(row, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+class Writer:
+    """``write(rows)`` any number of times, then ``close()``. ``binary`` writers need a path."""
+
+    extensions: tuple[str, ...] = ()
+    binary = False
+    streams = True  # rows go out as they arrive
+
+    def __init__(self, out: IO | str, run_meta: dict | None = None, columns: list[str] | None = None):
+        self.out = out
+        self.run_meta = run_meta or {}
+        self.columns = columns or COLUMNS
+
+    def write(self, rows: list[dict]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlWriter(Writer):
+    extensions = (".jsonl", ".ndjson")
+
+    def write(self, rows):
+        for r in rows:
+            self.out.write(dumps({k: r.get(k) for k in self.columns}) + "\n")
+        self.out.flush()
+
+
+class JsonWriter(Writer):
+    extensions = (".json",)
+
+    def __init__(self, out, run_meta=None, columns=None):
+        super().__init__(out, run_meta, columns)
+        self.first = True
+        self.out.write('{"run": ' + json.dumps(self.run_meta, default=_json_default) + ', "rows": [')
+
+    def write(self, rows):
+        for r in rows:
+            self.out.write(("\n" if self.first else ",\n") + dumps({k: r.get(k) for k in self.columns}))
+            self.first = False
+
+    def close(self):
+        self.out.write("\n]}\n")
+        self.out.flush()
+
+
+class CsvWriter(Writer):
+    extensions = (".csv",)
+
+    def __init__(self, out, run_meta=None, columns=None):
+        super().__init__(out, run_meta, columns)
+        self.writer = csv.writer(self.out)
+        self.writer.writerow(self.columns)
+
+    def write(self, rows):
+        for r in rows:
+            self.writer.writerow([_csv_cell(r.get(k)) for k in self.columns])
+        self.out.flush()
+
+
+def _csv_cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, dict):
+        return json.dumps(v, ensure_ascii=False)
+    return v
+
+
+class ParquetWriter(Writer):
+    """Row groups as rows arrive; the run's metadata goes in the file's key-value metadata."""
+
+    extensions = (".parquet", ".pq")
+    binary = True
+
+    def __init__(self, out, run_meta=None, columns=None, schema: pa.Schema = SCAN_SCHEMA):
+        super().__init__(out, run_meta, columns)
+        import pyarrow.parquet as pq
+
+        meta = {k: (v if isinstance(v, str) else json.dumps(v, default=_json_default))
+                for k, v in self.run_meta.items()}
+        self.schema = schema.with_metadata({f"ganscan.{k}": v for k, v in meta.items()})
+        self.pq = pq.ParquetWriter(out, self.schema, compression="zstd")
+        self.buffer: list[dict] = []
+
+    def write(self, rows):
+        self.buffer.extend(rows)
+        if len(self.buffer) >= 4096:
+            self._flush()
+
+    def write_table(self, table: pa.Table) -> None:
+        self._flush()
+        self.pq.write_table(table.cast(self.schema))
+
+    def _flush(self):
+        if self.buffer:
+            self.pq.write_table(to_arrow_rows(self.buffer, self.schema))
+            self.buffer = []
+
+    def close(self):
+        self._flush()
+        self.pq.close()
+
+
+class TableWriter(Writer):
+    """A rich table on the terminal, rendered at the end."""
+
+    streams = False
+
+    def __init__(self, out, run_meta=None, columns=None):
+        super().__init__(out, run_meta, columns)
+        self.rows: list[dict] = []
+
+    def write(self, rows):
+        self.rows.extend(rows)
+
+    def close(self):
+        from rich.table import Table
+
+        from ganscan.console import stdout_console
+
+        title = self.run_meta.get("table_title")
+        table = Table(title=title, show_lines=False, header_style="bold")
+        for col, kw in (("path", {"overflow": "fold", "ratio": 3}), ("verdict", {}), ("score", {"justify": "right"}),
+                        ("size", {"justify": "right"}), ("camera", {"overflow": "fold"}),
+                        ("error", {"overflow": "fold", "ratio": 2})):
+            table.add_column(col, **kw)
+        styles = {"fake": "bold red", "real": "green", "error": "yellow"}
+        for r in sorted(self.rows, key=lambda r: r["path"]):
+            v = r.get("verdict") or ""
+            size = f"{r['width']}x{r['height']}" if r.get("width") else ""
+            cam = " ".join(x for x in (r.get("exif_make"), r.get("exif_model")) if x)
+            score = f"{r['score']:.3f}" if r.get("score") is not None else ""
+            table.add_row(r["path"], f"[{styles.get(v, '')}]{v}[/]" if v in styles else v, score, size, cam,
+                          r.get("error") or "")
+        stdout_console().print(table)
+
+
+WRITERS: dict[str, type[Writer]] = {
+    "table": TableWriter,
+    "jsonl": JsonlWriter,
+    "json": JsonWriter,
+    "csv": CsvWriter,
+    "parquet": ParquetWriter,
+}
+
+FORMATS = tuple(WRITERS)
+FILE_FORMATS = {ext: name for name, w in WRITERS.items() for ext in w.extensions}
+
+
+def format_for_path(path: str) -> str | None:
+    low = path.lower()
+    for ext, name in FILE_FORMATS.items():
+        if low.endswith(ext):
+            return name
+    return None
+
+
+def stdout_format(requested: str | None) -> str:
+    if requested:
+        return requested
+    return "table" if sys.stdout.isatty() else "jsonl"
+
+
+def open_text(path) -> IO:
+    return io.open(path, "w", encoding="utf-8", newline="")
