@@ -30,7 +30,10 @@ def stderr_console() -> Console:
 
 def stdout_console() -> Console:
     no_color = "NO_COLOR" in os.environ
-    return Console(file=sys.stdout, no_color=no_color, highlight=False)
+    console = Console(file=sys.stdout, no_color=no_color, highlight=False)
+    if not console.is_terminal:  # a table redirected to a file: do not fold at 80 columns
+        console = Console(file=sys.stdout, no_color=no_color, highlight=False, width=240)
+    return console
 
 
 def info(message: str) -> None:

@@ -45,7 +45,7 @@ class DecodeError(Exception):
 class FileInfo:
     path: str
     bytes: int | None = None
-    mtime: float | None = None
+    mtime_us: int | None = None  # modification time, integer microseconds since the epoch
     sha256: str | None = None
     format: str | None = None
     width: int | None = None
@@ -58,7 +58,7 @@ def read_file(path: str) -> tuple[bytes, FileInfo]:
     info = FileInfo(path=path)
     try:
         st = os.stat(path)
-        info.bytes, info.mtime = st.st_size, st.st_mtime
+        info.bytes, info.mtime_us = st.st_size, st.st_mtime_ns // 1000
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:

@@ -6,7 +6,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import torch
@@ -40,10 +40,26 @@ class ScanSettings:
     world_size: int = 1
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_from_us(us: int | None) -> str | None:
+    """Exact ISO 8601 (UTC) for integer microseconds; round-trips with ``us_from_iso``."""
+    if us is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return (_EPOCH + timedelta(microseconds=us)).isoformat()
+
+
+def us_from_iso(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def base_row(path: str) -> dict:
@@ -59,7 +75,7 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
             prev = settings.skip.get(path)
             if prev is not None:
                 st = os.stat(path)
-                if (st.st_size, round(st.st_mtime * 1_000_000)) == prev:
+                if (st.st_size, st.st_mtime_ns // 1000) == prev:
                     row.update(verdict=SKIPPED, note="already in report")
                     return row, None
         data, info = read_file(path)
@@ -69,7 +85,7 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
     except OSError as exc:
         row.update(verdict="error", error=f"cannot read file: {exc.strerror or exc}")
         return row, None
-    row.update(sha256=info.sha256, bytes=info.bytes, modified=_iso(info.mtime))
+    row.update(sha256=info.sha256, bytes=info.bytes, modified=iso_from_us(info.mtime_us))
     if not explicit and sniff(data[:64]) is None and not looks_like_image_name(path):
         row.update(verdict=SKIPPED, note="not an image")  # found while walking a folder
         return row, None

@@ -18,17 +18,12 @@ from ganscan.errors import GanscanError
 from ganscan.reports.writers import WRITERS, dumps, format_for_path, open_text
 
 
-def _usec(ts: float) -> int:
-    return int(round(ts * 1_000_000))
+def _mtime_key(iso) -> int | None:
+    from ganscan.engine.inference import us_from_iso
 
-
-def _mtime_key(iso: str | None) -> int | None:
-    if not iso:
-        return None
-    try:
-        return _usec(datetime.fromisoformat(iso).timestamp())
-    except ValueError:
-        return None
+    if isinstance(iso, datetime):
+        iso = iso.isoformat()
+    return us_from_iso(iso)
 
 
 def read_report_rows(path: Path) -> list[dict]:
@@ -92,32 +87,28 @@ class ReportFile:
                 raise GanscanError(f"an interrupted scan left {self.journal}",
                                    hint="use --resume to continue it, or --force to start over")
         self.run_meta = run_meta
-        self.previous_rows: list[dict] = []
-        self.journal_paths: set[str] = set()
+        self.report_rows: list[dict] = []
         self._fh = None
 
     def previous(self) -> dict[str, tuple[int, int]]:
         """path -> (bytes, mtime in µs) of rows already reported (only with --resume)."""
         if not self.resume:
             return {}
-        rows = []
         if self.path.exists():
-            rows.extend(read_report_rows(self.path))
+            self.report_rows = read_report_rows(self.path)
+        latest: dict[str, dict] = {r["path"]: r for r in self.report_rows}
         if self.journal.exists():
-            rows.extend(_read_jsonl(self.journal))
-        latest: dict[str, dict] = {}
-        for r in rows:
-            latest[r["path"]] = r
-        self.previous_rows = list(latest.values())
+            latest.update((r["path"], r) for r in _read_jsonl(self.journal))
         return {p: (r.get("bytes"), _mtime_key(r.get("modified"))) for p, r in latest.items()
                 if r.get("verdict") in ("real", "fake")}
 
     def append(self, rows: list[dict]) -> None:
         if self._fh is None:
             self._fh = open(self.journal, "a", encoding="utf-8")
+            if self._fh.tell() > 0 and not _ends_with_newline(self.journal):
+                self._fh.write("\n")  # a kill cut the last line short: do not glue rows onto it
         for r in rows:
             self._fh.write(dumps(r) + "\n")
-            self.journal_paths.add(r["path"])
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -133,20 +124,27 @@ class ReportFile:
         try:
             out = tmp if writer_cls.binary else open_text(tmp)
             writer = writer_cls(out, self.run_meta)
-            carried = [r for r in self.previous_rows if r["path"] not in self.journal_paths]
+            # one row per path: the journal's last word wins over the finished report it continues
+            last: dict[str, int] = {}
+            if self.journal.exists():
+                for i, r in enumerate(_read_jsonl(self.journal)):
+                    last[r["path"]] = i
+            carried = [r for r in self.report_rows if r["path"] not in last]
             if carried:
                 writer.write(carried)
                 count += len(carried)
+            chunk = []
             if self.journal.exists():
-                chunk = []
-                for r in _read_jsonl(self.journal):
+                for i, r in enumerate(_read_jsonl(self.journal)):
+                    if last[r["path"]] != i:
+                        continue
                     chunk.append(r)
                     if len(chunk) >= 4096:
                         writer.write(chunk)
                         count += len(chunk)
                         chunk = []
-                writer.write(chunk)
-                count += len(chunk)
+            writer.write(chunk)
+            count += len(chunk)
             writer.close()
             if not writer_cls.binary:
                 out.close()
@@ -160,5 +158,7 @@ class ReportFile:
         return count
 
 
-def mtime_key(st_mtime: float) -> int:
-    return _usec(st_mtime)
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
