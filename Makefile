@@ -26,8 +26,10 @@ demo: $(STAMP) allocator
 test: $(STAMP) allocator
 	$(BIN)/python -m pytest
 
+TCMALLOC := $(firstword $(wildcard /usr/lib/*/libtcmalloc_minimal.so.4))
+
 bench: $(STAMP) allocator
-	$(BIN)/python -m pytest tests/benchmarks -s -q -p no:cacheprovider --override-ini addopts=
+	LD_PRELOAD=$(TCMALLOC) $(BIN)/python -m pytest tests/benchmarks -s -q -p no:cacheprovider --override-ini addopts=
 
 clean:
 	rm -rf $(VENV) build *.egg-info

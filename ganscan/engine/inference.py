@@ -186,7 +186,10 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
     stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
     loader = make_loader(settings, detector.config, pin_memory=precision.device.type == "cuda")
+    slow = float(os.environ.get("GANSCAN_SLOW_BATCH_S", "0") or 0)  # test hook: interrupt tests
     for items in loader:
+        if slow:
+            time.sleep(slow)
         ready = [(row, t) for row, t in items if t is not None]
         if ready:
             logits = forward_logits(model, [t for _, t in ready], precision, max_batch=max(settings.batch_size, 1))

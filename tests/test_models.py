@@ -1,0 +1,164 @@
+"""Registry, checkpoints, devices and precision."""
+
+import json
+import pickle
+
+import pytest
+import torch
+
+from conftest import EDGE, run_ok
+from ganscan.detectors.registry import build_detector, get_config, list_detectors, load_detector
+from ganscan.engine import device as dev
+from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from ganscan.errors import CheckpointError, GanscanError, UnknownNameError
+
+SEED_ARCHS = ["resnet18", "resnet50", "densenet121", "xception", "nasnet", "inception_resnet_v2",
+              "efficientnet_b0", "alexnet", "test-cnn"]
+
+
+def test_registry_has_every_seed_architecture():
+    names = {c.name for c in list_detectors()}
+    assert set(SEED_ARCHS) <= names
+    for c in list_detectors():
+        assert c.policy in ("crop", "full", "tiles") and c.input_size > 0 and len(c.mean) == 3
+
+
+@pytest.mark.parametrize("name", ["resnet18", "densenet121", "xception", "efficientnet_b0", "alexnet", "test-cnn"])
+def test_detectors_output_one_logit(name):
+    torch.manual_seed(0)
+    model = build_detector(name).eval()
+    with torch.inference_mode():
+        out = model(torch.randn(2, 3, 96, 96))
+    assert out.shape == (2, 1)
+
+
+def test_unknown_architecture_suggests():
+    with pytest.raises(UnknownNameError, match="did you mean 'resnet50'"):
+        get_config("resnet-50")
+
+
+def test_checkpoint_roundtrip_and_sha_check(tmp_path):
+    model = build_detector("test-cnn")
+    path = tmp_path / "m.safetensors"
+    sha = save_checkpoint(path, model.state_dict(), {"kind": "detector", "arch": "test-cnn", "threshold": 0.3})
+    assert sha == sha256_file(path)
+    state, meta = load_checkpoint(path)
+    assert meta["arch"] == "test-cnn" and meta["threshold"] == 0.3 and "ganscan_version" in meta
+    assert set(state) == set(model.state_dict())
+    (tmp_path / "m.json").write_text(json.dumps({"sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match="does not match its model card"):
+        load_checkpoint(path)
+    det = None
+    (tmp_path / "m.json").write_text(json.dumps({"sha256": sha}))
+    det = load_detector(str(path))
+    assert det.threshold == 0.3 and det.sha256 == sha
+
+
+def test_shipped_weights_verified(tmp_path, monkeypatch):
+    import shutil
+
+    from ganscan.detectors.registry import weights_dir
+
+    for f in weights_dir().glob("placeholder.*"):
+        shutil.copy(f, tmp_path / f.name)
+    monkeypatch.setenv("GANSCAN_WEIGHTS_DIR", str(tmp_path))
+    assert load_detector(None).placeholder
+    blob = bytearray((tmp_path / "placeholder.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (tmp_path / "placeholder.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_detector(None)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this would have run",))
+
+
+def test_import_foreign_checkpoint_and_refuse_code(runner, cli, tmp_path):
+    model = build_detector("test-cnn")
+    src = tmp_path / "cnndetection_style.pth"
+    torch.save({"model": model.state_dict(), "epoch": 3}, src)
+    out = tmp_path / "imported.safetensors"
+    res = run_ok(runner, cli, ["models", "import", str(src), "--arch", "test-cnn", "-o", str(out)])
+    assert "sha256" in res.output
+    det = load_detector(str(out))
+    for k, v in model.state_dict().items():
+        assert torch.equal(det.model.state_dict()[k], v)
+    rows = run_ok(runner, cli, ["scan", str(EDGE / "hopper.webp"), "--model", str(out), "--workers", "0"]).stdout
+    assert json.loads(rows)["weights_sha256"] == sha256_file(out)
+    evil = tmp_path / "evil.pth"
+    with open(evil, "wb") as fh:
+        pickle.dump({"model": _Evil()}, fh)
+    res = runner.invoke(cli, ["models", "import", str(evil), "--arch", "test-cnn", "-o", str(tmp_path / "e.safetensors")])
+    assert res.exit_code == 1 and "refused" in res.output and "this would have run" not in res.output
+    res = runner.invoke(cli, ["models", "import", str(src), "--arch", "resnet18", "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 1 and "does not fit resnet18" in res.output
+
+
+def test_pretrained_backbone_from_local_file(tmp_path):
+    ref = build_detector("resnet18")
+    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith("fc.")}
+    sd["fc.weight"] = torch.zeros(1000, 512)  # an ImageNet head is skipped
+    torch.save(sd, tmp_path / "imagenet.pth")
+    model = build_detector("resnet18", pretrained=tmp_path / "imagenet.pth")
+    assert torch.equal(model.state_dict()["conv1.weight"], ref.state_dict()["conv1.weight"])
+    with pytest.raises(CheckpointError, match="never downloads"):
+        build_detector("resnet18", pretrained=tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match="backbone tensors match"):
+        build_detector("densenet121", pretrained=tmp_path / "imagenet.pth")
+
+
+def test_device_selection_without_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert dev.resolve_device("auto").type == "cpu"
+    with pytest.raises(GanscanError, match="no CUDA device is available"):
+        dev.resolve_device("cuda")
+    with pytest.raises(GanscanError, match="unknown device"):
+        dev.resolve_device("tpu:banana")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert dev.resolve_device("auto").type == "cuda"
+    assert dev.resolve_device("cuda:1").index == 1
+    with pytest.raises(GanscanError, match="no CUDA device 5"):
+        dev.resolve_device("cuda:5")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert dev.choose_precision(torch.device("cuda"), "auto").autocast_dtype is torch.float16
+    with pytest.raises(GanscanError):
+        dev.choose_precision(torch.device("cpu"), "fp16")
+
+
+def test_cpu_bf16_only_where_native(monkeypatch):
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx2"}))
+    assert dev.choose_precision(torch.device("cpu"), "auto").autocast_dtype is None
+    monkeypatch.setattr(dev, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert dev.choose_precision(torch.device("cpu"), "auto").autocast_dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize("arch", ["test-cnn", "resnet18"])
+def test_bf16_scores_within_001_of_fp32(arch):
+    from ganscan.data.decode import load_image
+    from ganscan.data.preprocess import preprocess
+    from ganscan.engine.inference import forward_logits, prepare_model, sigmoid
+
+    torch.manual_seed(1)
+    model = build_detector(arch).eval()
+    with torch.no_grad():  # keep logits in a range where P(fake) is informative
+        for p in model.parameters():
+            p.mul_(0.5)
+    cfg = get_config(arch)
+    tensors = [preprocess(load_image(str(EDGE / n))[0], cfg) for n in ("hopper.webp", "rgb24.bmp", "targa.tga")]
+    cpu = torch.device("cpu")
+    fp32 = forward_logits(prepare_model(model, dev.Precision(cpu, None)), tensors, dev.Precision(cpu, None))
+    bf16 = forward_logits(model, tensors, dev.Precision(cpu, torch.bfloat16))
+    for a, b in zip(fp32, bf16):
+        assert abs(sigmoid(a) - sigmoid(b)) < 0.01
+
+
+def test_models_command_lists_weights(runner, cli):
+    res = run_ok(runner, cli, ["models", "--json"])
+    data = json.loads(res.stdout)
+    assert {a["name"] for a in data["architectures"]} >= set(SEED_ARCHS)
+    ph = [w for w in data["weights"] if w["name"] == "placeholder"][0]
+    assert ph["placeholder"] and len(ph["sha256"]) == 64
+    assert "placeholder" in run_ok(runner, cli, ["models"]).stdout
