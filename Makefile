@@ -9,6 +9,7 @@ STAMP := $(VENV)/.ganscan-installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[evidence]' || echo "note: c2pa-python did not install; C2PA is reported as 'not checked'"
 	touch $(STAMP)
 
 # tcmalloc makes PyTorch CPU inference several times faster and steadier on small machines;

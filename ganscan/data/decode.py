@@ -46,11 +46,14 @@ class FileInfo:
     path: str
     bytes: int | None = None
     mtime_us: int | None = None  # modification time, integer microseconds since the epoch
+    ctime_us: int | None = None  # inode change time
     sha256: str | None = None
     format: str | None = None
     width: int | None = None
     height: int | None = None
     notes: list[str] = field(default_factory=list)
+    text: dict = field(default_factory=dict)  # text chunks of the file (PNG tEXt/iTXt, ...)
+    quantization: dict | None = None  # JPEG quantisation tables
 
 
 def read_file(path: str) -> tuple[bytes, FileInfo]:
@@ -58,7 +61,7 @@ def read_file(path: str) -> tuple[bytes, FileInfo]:
     info = FileInfo(path=path)
     try:
         st = os.stat(path)
-        info.bytes, info.mtime_us = st.st_size, st.st_mtime_ns // 1000
+        info.bytes, info.mtime_us, info.ctime_us = st.st_size, st.st_mtime_ns // 1000, st.st_ctime_ns // 1000
         with open(path, "rb") as fh:
             data = fh.read()
     except FileNotFoundError:
@@ -100,6 +103,10 @@ def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXE
                 info.notes.append("animated: first frame")
             im.seek(0)
             im.load()
+            info.quantization = getattr(im, "quantization", None)
+            from ganscan.data.provenance import image_text
+
+            info.text = image_text(im)
             im = _orient(im, info)
             rgb = to_rgb(im)
     except DecodeError:

@@ -17,6 +17,7 @@ from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, r
 from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
+from ganscan.data.provenance import assess, dhash, phash, provenance
 from ganscan.data.preprocess import aggregate_logits, normalize, views_uint8
 from ganscan.detectors.registry import DetectorConfig, LoadedDetector
 from ganscan.engine.device import Precision, distributed_env, worker_init
@@ -62,9 +63,14 @@ def us_from_iso(iso: str | None) -> int | None:
     return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
+PROVENANCE_KEYS = ("phash", "dhash", "changed", "xmp", "xmp_creator_tool", "digital_source_type", "c2pa",
+                   "c2pa_claim_generator", "generator_text", "jpeg_quality")
+
+
 def base_row(path: str) -> dict:
     return {"path": path, "sha256": None, "bytes": None, "modified": None, "format": None, "width": None,
-            "height": None, "score": None, "verdict": None, "error": None, "note": None, **empty_exif()}
+            "height": None, "score": None, "verdict": None, "error": None, "note": None, **empty_exif(),
+            **{k: None for k in PROVENANCE_KEYS}}
 
 
 def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanSettings):
@@ -85,7 +91,8 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
     except OSError as exc:
         row.update(verdict="error", error=f"cannot read file: {exc.strerror or exc}")
         return row, None
-    row.update(sha256=info.sha256, bytes=info.bytes, modified=iso_from_us(info.mtime_us))
+    row.update(sha256=info.sha256, bytes=info.bytes, modified=iso_from_us(info.mtime_us),
+               changed=iso_from_us(info.ctime_us))
     if not explicit and sniff(data[:64]) is None and not looks_like_image_name(path):
         row.update(verdict=SKIPPED, note="not an image")  # found while walking a folder
         return row, None
@@ -104,6 +111,10 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
         return row, None
     row.update(format=info.format, width=info.width, height=info.height,
                note="; ".join(info.notes) or None)
+    try:
+        row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img))
+    except Exception as exc:  # evidence is extra: never lose the row over it
+        row["note"] = "; ".join(x for x in (row["note"], f"provenance failed: {type(exc).__name__}") if x)
     return row, tensor
 
 
@@ -201,6 +212,8 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
         for row, _ in items:
             row.update(stamp)
             row["scanned_at"] = now
+            if row["verdict"] != SKIPPED:
+                row.update(assess(row, threshold, detector.config.input_size, detector.placeholder))
         yield [row for row, _ in items]
 
 

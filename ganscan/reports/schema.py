@@ -32,12 +32,27 @@ SCAN_SCHEMA = pa.schema([
     ("gps_longitude", pa.float64()),
     ("exif_orientation", pa.int32()),
     ("exif", pa.map_(pa.string(), pa.string())),
+    ("phash", pa.string()),
+    ("dhash", pa.string()),
+    ("changed", TS),
+    ("xmp", pa.string()),
+    ("xmp_creator_tool", pa.string()),
+    ("digital_source_type", pa.string()),
+    ("c2pa", pa.string()),
+    ("c2pa_claim_generator", pa.string()),
+    ("generator_text", pa.map_(pa.string(), pa.string())),
+    ("jpeg_quality", pa.int32()),
+    ("evidence_verdict", pa.string()),
+    ("evidence_generation", pa.list_(pa.string())),
+    ("evidence_camera", pa.list_(pa.string())),
+    ("flags", pa.list_(pa.string())),
     ("scanned_at", TS),
     ("ganscan_version", pa.string()),
 ])
 
 COLUMNS = [f.name for f in SCAN_SCHEMA]
-TIMESTAMP_COLUMNS = ("modified", "scanned_at")
+TIMESTAMP_COLUMNS = ("modified", "changed", "scanned_at")
+MAP_COLUMNS = tuple(f.name for f in SCAN_SCHEMA if pa.types.is_map(f.type))
 
 
 def to_arrow_rows(rows: list[dict], schema: pa.Schema = SCAN_SCHEMA) -> pa.Table:
@@ -58,6 +73,7 @@ def from_arrow_rows(table: pa.Table) -> list[dict]:
         for c in TIMESTAMP_COLUMNS:
             if isinstance(r.get(c), datetime):
                 r[c] = r[c].isoformat()
-        if isinstance(r.get("exif"), list):
-            r["exif"] = dict(r["exif"])
+        for c in MAP_COLUMNS:
+            if isinstance(r.get(c), list):
+                r[c] = dict(r[c])
     return rows

@@ -155,6 +155,7 @@ class ReportFile:
             raise
         if self.journal.exists():
             self.journal.unlink()
+        write_sidecar(self.path)
         return count
 
 
@@ -162,3 +163,31 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as fh:
         fh.seek(-1, os.SEEK_END)
         return fh.read(1) == b"\n"
+
+
+def sidecar_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def write_sidecar(path: Path) -> str:
+    """``REPORT.sha256`` in ``sha256sum`` format, so anyone can show the report is untampered
+    (``sha256sum -c report.parquet.sha256``)."""
+    from ganscan.engine.checkpoint import atomic_write_bytes, sha256_file
+
+    digest = sha256_file(path)
+    atomic_write_bytes(sidecar_path(path), f"{digest}  {path.name}\n".encode())
+    return digest
+
+
+def verify_sidecar(path: Path) -> bool | None:
+    """True/False when a sidecar exists and matches/does not; None when there is none."""
+    from ganscan.engine.checkpoint import sha256_file
+
+    side = sidecar_path(path)
+    if not side.exists():
+        return None
+    try:
+        expected = side.read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return expected == sha256_file(path)
