@@ -19,6 +19,8 @@ COMMANDS = {
     "evaluate": "evaluate",
     "generate": "generate",
     "gan": "gan",
+    "report": "report",
+    "explain": "explain",
 }
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_FAKE_FOUND = 0, 1, 2, 3

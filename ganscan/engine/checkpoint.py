@@ -29,9 +29,17 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def default_file_mode() -> int:
+    """0o666 less the process umask: what a plain ``open(..., 'w')`` would have given."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, default_file_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -120,6 +120,9 @@ class ReportFile:
         writer_cls = WRITERS[self.fmt]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(fd)
+        from ganscan.engine.checkpoint import default_file_mode
+
+        os.chmod(tmp, default_file_mode())
         count = 0
         try:
             out = tmp if writer_cls.binary else open_text(tmp)
