@@ -1,0 +1,67 @@
+"""ganscan explain: heatmaps and spectra that show why an image scored as it did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ganscan.cli import device_options, quiet_option
+from ganscan.errors import GanscanError
+
+EXAMPLES = """
+\b
+Examples:
+  ganscan explain suspicious.jpg -o evidence/
+  ganscan explain a.png b.jpg -o out/ --model my-detector.safetensors --max-patches 400
+"""
+
+
+@click.command("explain", epilog=EXAMPLES)
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=str),
+              help="Folder for the PNGs and JSON (created if missing).")
+@click.option("-m", "--model", default=None, metavar="NAME|FILE", help="Detector (default: the shipped default).")
+@click.option("--max-patches", type=click.IntRange(1, 10000), default=256, show_default=True,
+              help="Patches scored per image; the stride grows on large images to stay under it.")
+@device_options
+@quiet_option
+def command(images, output, model, max_patches, device, precision):
+    """For each image: a heatmap of patch scores over the image (where the detector fires), the log
+    power spectrum, and its azimuthal profile against the average real photo; PNGs plus a JSON
+    summary per image and summary.json for the run."""
+    from ganscan.console import Progress, info, warn
+    from ganscan.data.decode import DecodeError
+    from ganscan.detectors.registry import load_detector
+    from ganscan.engine.device import choose_precision, configure_threads, resolve_device
+    from ganscan.engine.explain import explain_image
+
+    out = Path(output)
+    if not out.parent.exists():
+        raise GanscanError(f"folder does not exist: {out.parent}")
+    out.mkdir(exist_ok=True)
+    dev = resolve_device(device)
+    prec = choose_precision(dev, precision)
+    configure_threads()
+    det = load_detector(model)
+    if det.placeholder:
+        warn(f"model {det.label!r} is an UNTRAINED PLACEHOLDER: its heatmaps mean nothing yet")
+    results = []
+    with Progress("explaining", total=len(images)) as bar:
+        for path in images:
+            try:
+                summary = explain_image(det, path, out, prec, max_patches)
+            except DecodeError as exc:
+                summary = {"path": path, "error": str(exc)}
+                warn(f"{path}: {exc}")
+            except FileNotFoundError:
+                summary = {"path": path, "error": "file not found"}
+                warn(f"{path}: file not found")
+            else:
+                (out / f"{Path(path).stem}.json").write_text(json.dumps(summary, indent=2))
+            results.append(summary)
+            bar.update(1)
+    (out / "summary.json").write_text(json.dumps(results, indent=2))
+    ok = sum("error" not in r for r in results)
+    info(f"explained {ok} of {len(results)} images into {out}/")
