@@ -162,3 +162,32 @@ def test_models_command_lists_weights(runner, cli):
     ph = [w for w in data["weights"] if w["name"] == "placeholder"][0]
     assert ph["placeholder"] and len(ph["sha256"]) == 64
     assert "placeholder" in run_ok(runner, cli, ["models"]).stdout
+
+
+def test_npr_residual_vanishes_on_nearest_upsampled_images():
+    from ganscan.detectors.families import npr_residual
+
+    small = torch.randn(2, 3, 16, 16)
+    up = small.repeat_interleave(2, -2).repeat_interleave(2, -1)
+    assert torch.count_nonzero(npr_residual(up)) == 0
+    assert npr_residual(torch.randn(2, 3, 32, 32)).abs().mean() > 0.1
+
+
+def test_spectral_features_rank_frequencies():
+    from ganscan.detectors.families import radial_profile
+
+    x = torch.randn(1, 1, 64, 64)
+    smooth = torch.nn.functional.avg_pool2d(x, 5, 1, 2)
+    p, ps = radial_profile(x, 16)[0], radial_profile(smooth, 16)[0]
+    assert p.shape == (16,)
+    assert (ps[-4:] < p[-4:]).all()  # blurring removes the high frequencies
+
+
+@pytest.mark.parametrize("name", ["npr", "spectral-lr"])
+def test_families_registered_and_trainable(name):
+    cfg = get_config(name)
+    assert cfg.policy == "tiles" and cfg.family in ("npr", "spectral")
+    model = build_detector(name).train()
+    out = model(torch.randn(4, 3, 64, 64))
+    out.sum().backward()
+    assert out.shape == (4, 1) and model.fc.weight.grad is not None

@@ -136,11 +136,18 @@ def _test_cnn() -> nn.Module:
     return TinyCNN()
 
 
+def _load_families() -> None:
+    import ganscan.detectors.families  # noqa: F401  (registers npr and spectral-lr)
+
+
 def list_detectors() -> list[DetectorConfig]:
+    _load_families()
     return [e.config for e in _REGISTRY.values()]
 
 
 def _entry(name: str) -> _Entry:
+    if name not in _REGISTRY:
+        _load_families()
     if name not in _REGISTRY:
         close = suggest(name, _REGISTRY)
         raise UnknownNameError(f"unknown architecture {name!r}",
@@ -150,6 +157,11 @@ def _entry(name: str) -> _Entry:
 
 def get_config(name: str) -> DetectorConfig:
     return _entry(name).config
+
+
+def classifier_prefixes(name: str) -> tuple[str, ...]:
+    """State-dict key prefixes of the classifier head (the rest is the backbone)."""
+    return _entry(name).classifier_prefixes
 
 
 def build_detector(name: str, pretrained: str | os.PathLike | None = None) -> nn.Module:
