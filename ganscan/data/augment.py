@@ -1,0 +1,223 @@
+"""Training augmentations, validation degradations and evaluation perturbations, in one module.
+
+Training view of one image (the CNNDetection recipe, Wang et al. 2020), in this order:
+
+1. optional resize: shorter side to ``resize`` pixels (bilinear). Off by default: resampling erases
+   the upsampling traces detectors rely on (CNNDetection's resize is a no-op on its 256 px data).
+2. Gaussian blur with probability ``blur_prob``, sigma ~ U[``blur_sigma``] (default U[0, 3]).
+3. JPEG re-compression with probability ``jpeg_prob``, quality ~ U{``jpeg_quality``} (default 30..100),
+   Pillow's encoder (CNNDetection draws OpenCV or Pillow; only Pillow is used here).
+4. random ``crop`` x ``crop`` crop (sides shorter than ``crop`` are mirror-padded, as in scan's
+   preprocessing, never resized).
+5. horizontal flip with probability ``flip_prob``.
+
+Images much larger than the crop are first cut to a random window a little larger than the crop, so
+blur and JPEG cost the same on a 4000 px photo as on a 256 px one; the final crop is still uniformly
+placed inside the window, and the window uniformly inside the image.
+
+Every random draw comes from a generator seeded by (seed, epoch, sample index), and every draw is made
+whether or not its branch applies, so a run is reproducible with any number of loader workers and
+after a resume, and changing one probability does not reshuffle the other choices.
+
+Validation (``degrade_for_validation``) follows CNNDetection: the same probabilities, but a fixed
+blur sigma (1.5, the middle of U[0, 3]) and JPEG quality (65, the middle of 30..100); whether an image
+is blurred or compressed is decided once per image from the seed, so every validation pass sees
+exactly the same pixels. The crop is then scan's centre crop (ganscan.data.preprocess).
+
+Evaluation perturbations (``--perturb jpeg:90,blur:1,resize:0.5``) are ``parse_perturbations`` and
+``apply_perturbation``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+WINDOW_MARGIN = 16
+
+
+@dataclass
+class AugmentConfig:
+    crop: int = 224
+    resize: int | None = None
+    flip_prob: float = 0.5
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (30, 100)
+    val_blur_sigma: float | None = None   # default: middle of blur_sigma
+    val_jpeg_quality: int | None = None   # default: middle of jpeg_quality
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.blur_sigma = (float(self.blur_sigma[0]), float(self.blur_sigma[1]))
+        self.jpeg_quality = (int(self.jpeg_quality[0]), int(self.jpeg_quality[1]))
+        for name in ("flip_prob", "blur_prob", "jpeg_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= float(p) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        lo, hi = self.blur_sigma
+        if not 0.0 <= lo <= hi:
+            raise ValueError(f"blur sigma range must satisfy 0 <= low <= high, got {self.blur_sigma}")
+        qlo, qhi = self.jpeg_quality
+        if not 1 <= qlo <= qhi <= 100:
+            raise ValueError(f"JPEG quality range must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
+        if int(self.crop) < 8:
+            raise ValueError(f"crop must be at least 8 pixels, got {self.crop}")
+        if self.resize is not None and int(self.resize) < int(self.crop):
+            raise ValueError(f"resize ({self.resize}) must be at least the crop ({self.crop})")
+
+    @property
+    def val_sigma(self) -> float:
+        return self.val_blur_sigma if self.val_blur_sigma is not None else sum(self.blur_sigma) / 2.0
+
+    @property
+    def val_quality(self) -> int:
+        return self.val_jpeg_quality if self.val_jpeg_quality is not None else int(sum(self.jpeg_quality) / 2)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra", None)
+        d["blur_sigma"], d["jpeg_quality"] = list(self.blur_sigma), list(self.jpeg_quality)
+        return d
+
+
+def sample_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Generator:
+    """A generator owned by one sample of one epoch (independent of workers, ranks and resumes)."""
+    m = (1 << 63) - 1
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(
+        [int(seed) & m, int(epoch) & m, int(index) & m, int(stream)])))
+
+
+# --- primitives -------------------------------------------------------------------------------------
+
+def gaussian_blur(img: Image.Image, sigma: float) -> Image.Image:
+    """Gaussian blur with standard deviation ``sigma`` pixels (Pillow's extended box approximation)."""
+    if sigma <= 0:
+        return img
+    return img.filter(ImageFilter.GaussianBlur(radius=float(sigma)))
+
+
+def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
+    """Encode as JPEG at ``quality`` (4:2:0, Pillow's default tables) and decode again."""
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out.convert("RGB")
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    scale = size / min(w, h)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+
+
+def random_crop_array(arr: np.ndarray, size: int, u_y: float, u_x: float) -> np.ndarray:
+    """A ``size`` crop at the position given by two uniforms in [0, 1); mirror-pads short sides."""
+    h, w = arr.shape[:2]
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        arr = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
+        h, w = arr.shape[:2]
+    top = int(u_y * (h - size + 1))
+    left = int(u_x * (w - size + 1))
+    return arr[top:top + size, left:left + size]
+
+
+# --- training and validation ------------------------------------------------------------------------
+
+def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One augmented training crop: (crop, crop, 3) uint8."""
+    # fixed draw order (see module docstring)
+    u = rng.random(8)
+    sigma = cfg.blur_sigma[0] + u[1] * (cfg.blur_sigma[1] - cfg.blur_sigma[0])
+    quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+    img = img.convert("RGB")
+    if cfg.resize:
+        img = resize_shorter(img, int(cfg.resize))
+    w, h = img.size
+    window = cfg.crop + 2 * WINDOW_MARGIN
+    if w > 2 * window or h > 2 * window:
+        ww, wh = min(w, window), min(h, window)
+        left, top = int(u[6] * (w - ww + 1)), int(u[7] * (h - wh + 1))
+        img = img.crop((left, top, left + ww, top + wh))
+    if u[0] < cfg.blur_prob:
+        img = gaussian_blur(img, sigma)
+    if u[2] < cfg.jpeg_prob:
+        img = jpeg_roundtrip(img, quality)
+    arr = random_crop_array(np.asarray(img), int(cfg.crop), u[3], u[4])
+    if u[5] < cfg.flip_prob:
+        arr = arr[:, ::-1]
+    return np.ascontiguousarray(arr)
+
+
+def degrade_for_validation(img: Image.Image, cfg: AugmentConfig, seed: int, index: int) -> Image.Image:
+    """CNNDetection's validation: fixed sigma and quality, applied to a fixed subset of images."""
+    u = sample_rng(seed, 0, index, stream=1).random(2)
+    img = img.convert("RGB")
+    if cfg.resize:
+        img = resize_shorter(img, int(cfg.resize))
+    if u[0] < cfg.blur_prob:
+        img = gaussian_blur(img, cfg.val_sigma)
+    if u[1] < cfg.jpeg_prob:
+        img = jpeg_roundtrip(img, cfg.val_quality)
+    return img
+
+
+# --- evaluation perturbations -----------------------------------------------------------------------
+
+PERTURBATIONS = {
+    "jpeg": "re-compress as JPEG at quality Q (1-100), e.g. jpeg:75",
+    "blur": "Gaussian blur with sigma S pixels, e.g. blur:1",
+    "resize": "rescale by factor F (bilinear), e.g. resize:0.5",
+}
+
+
+def parse_perturbations(spec: str) -> list[tuple[str, float]]:
+    """``"jpeg:90,blur:1,resize:0.5"`` -> [("jpeg", 90.0), ...]. Raises ValueError with a clear message."""
+    out: list[tuple[str, float]] = []
+    for part in (spec or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        kind, sep, value = part.partition(":")
+        kind = kind.strip().lower()
+        if kind not in PERTURBATIONS or not sep:
+            raise ValueError(f"unknown perturbation {part!r} (use " + ", ".join(
+                f"{k}:VALUE" for k in PERTURBATIONS) + ")")
+        try:
+            v = float(value)
+        except ValueError:
+            raise ValueError(f"perturbation {part!r}: {value!r} is not a number") from None
+        if kind == "jpeg" and not (1 <= v <= 100 and v == int(v)):
+            raise ValueError(f"perturbation {part!r}: JPEG quality must be an integer in 1..100")
+        if kind == "blur" and not v > 0:
+            raise ValueError(f"perturbation {part!r}: sigma must be positive")
+        if kind == "resize" and not 0 < v <= 4:
+            raise ValueError(f"perturbation {part!r}: scale must be in (0, 4]")
+        out.append((kind, v))
+    return out
+
+
+def perturbation_name(kind: str, value: float) -> str:
+    return f"{kind}:{int(value) if value == int(value) else value:g}" if kind == "jpeg" else f"{kind}:{value:g}"
+
+
+def apply_perturbation(img: Image.Image, kind: str, value: float) -> tuple[Image.Image, str]:
+    """(perturbed image, how to store it: 'jpeg:Q' to save as JPEG at Q, 'png' for lossless)."""
+    img = img.convert("RGB")
+    if kind == "jpeg":
+        return img, f"jpeg:{int(value)}"
+    if kind == "blur":
+        return gaussian_blur(img, value), "png"
+    if kind == "resize":
+        w, h = img.size
+        return img.resize((max(1, round(w * value)), max(1, round(h * value))), Image.BILINEAR), "png"
+    raise ValueError(f"unknown perturbation {kind!r}")
