@@ -75,7 +75,8 @@ def test_torchrun_shards_into_one_dataset(tmp_path):
                           capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     parts = sorted(p.name for p in out.iterdir())
-    assert parts == ["part-00000.parquet", "part-00001.parquet"]
+    assert parts == ["part-00000.parquet", "part-00000.parquet.sha256", "part-00001.parquet",
+                     "part-00001.parquet.sha256"]
     con = duckdb.connect()
     n, distinct = con.execute(f"select count(*), count(distinct path) from '{out}/*.parquet'").fetchall()[0]
     assert (n, distinct) == (7, 7)
