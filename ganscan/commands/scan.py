@@ -142,7 +142,7 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
         _silence_broken_pipe()
     total_rows = report.finalize() if report is not None else None
     summary = (f"{counts['files']} files: {counts['fake']} fake, {counts['real']} real, {counts['error']} errors"
-               + (f", {counts['not_image']} non-image files skipped" if counts["not_image"] else "")
+               + (f", {counts['not_image']} non-image file(s) skipped" if counts["not_image"] else "")
                + (f", {counts['resumed']} already reported" if counts["resumed"] else "")
                + f" | {rate.rate:.1f} images/s on {describe_device(dev)} ({prec.name})"
                + f" | model {detector.label}" + (" [PLACEHOLDER]" if detector.placeholder else ""))
