@@ -1,0 +1,566 @@
+"""Training loops for DCGAN (BCE) and ProGAN (WGAN-GP, progressive growing) with exact resume.
+
+A run directory holds:
+
+* ``run.json``: the settings (a resumed run must use the same model, data and seed);
+* ``ckpt-STEP.safetensors`` (generator, discriminator and, for ProGAN, the averaged generator) and
+  ``ckpt-STEP.state.pt`` (optimiser state, RNG state, counters; read back with ``weights_only=True``),
+  ``checkpoint.json`` pointing at the newest pair;
+* ``generator.safetensors``: the generator alone, with ``kind="gan"`` metadata, for ``ganscan generate``;
+* ``losses.csv`` (one row per step), ``loss.png``, and ``samples/step-STEP.png`` grids from one fixed
+  latent batch.
+
+Every random draw comes from the global torch RNG, whose state is checkpointed, except the order of the
+training images, which is a function of (seed, epoch): so a run stopped and resumed from a checkpoint
+computes exactly the same weights as one that ran straight through (same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ganscan.errors import CheckpointError, GanscanError
+from ganscan.gans import registry
+from ganscan.gans.images import ImageSet, load_image_folder, save_grid, to_float
+
+CSV_FIELDS = ("step", "images", "resolution", "alpha", "loss_d", "loss_g", "extra", "seconds")
+PROGAN_BATCH = {4: 32, 8: 32, 16: 32, 32: 16, 64: 16, 128: 8}
+
+
+@dataclass
+class TrainSettings:
+    model: str
+    data: str
+    run_dir: str
+    seed: int = 0
+    resolution: int | None = None
+    steps: int | None = None  # optimiser steps in all (DCGAN default: 20 epochs)
+    kimg: float | None = None  # or thousands of real images shown
+    epochs: float | None = None  # or passes over the training images
+    batch_size: int | None = None  # DCGAN 32; ProGAN per resolution (PROGAN_BATCH)
+    lr: float | None = None  # DCGAN 2e-4, ProGAN 1e-3
+    beta1: float | None = None  # DCGAN 0.5, ProGAN 0.0
+    width: int | None = None  # DCGAN base width
+    widths: list[int] | None = None  # ProGAN channels per resolution, 4x4 first
+    phase_kimg: float | list[float] = 20.0  # ProGAN: kimg per fade-in and per stabilisation phase (or one per level)
+    gp_weight: float = 10.0
+    drift: float = 0.001
+    ema_kimg: float = 10.0  # ProGAN generator averaging: half-life in thousands of images...
+    ema_rampup: float | None = 0.05  # ...but at most this fraction of the images shown so far
+    mirror: bool = True  # random horizontal flips of the training images
+    holdout: float = 0.0  # fraction of the folder kept out of training (for metrics)
+    sample_every: int = 500  # steps between sample grids
+    checkpoint_every: int = 500  # steps between checkpoints
+    keep_checkpoints: int = 2
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time
+    min_images: int = 16
+
+    def key(self) -> dict:
+        """What must not change between a run and its resumption."""
+        return {k: getattr(self, k) for k in ("model", "seed", "resolution", "width", "widths",
+                                               "holdout", "mirror", "batch_size", "lr", "beta1")}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    images: int
+    seconds: float
+    finished: bool
+    losses: dict
+    generator: Path
+    notes: list[str] = field(default_factory=list)
+    trained_resolution: int = 0
+    resumed_from: int | None = None
+    interrupted: bool = False
+
+
+def train(settings: TrainSettings, resume: bool = False, progress=None,
+          on_note: Callable[[str], None] | None = None) -> TrainResult:
+    """Train (or continue training) a GAN; see the module docstring for what the run directory holds."""
+    cfg = registry.get_gan_config(settings.model)
+    res = registry.check_resolution(settings.model, settings.resolution)
+    settings.resolution = res
+    run = Path(settings.run_dir)
+    if run.exists() and not run.is_dir():
+        raise GanscanError(f"{run} exists and is not a folder")
+    pointer = run / "checkpoint.json"
+    if not resume and pointer.exists():
+        raise GanscanError(f"{run} already holds a training run", hint="pass --resume to continue it, or another -o")
+    if resume and not pointer.exists():
+        raise GanscanError(f"nothing to resume in {run}: no checkpoint.json",
+                           hint="start the run without --resume first")
+    if resume:
+        saved = json.loads((run / "run.json").read_text())
+        mismatch = {k: (saved["key"].get(k), v) for k, v in settings.key().items() if saved["key"].get(k) != v
+                    and not (k == "widths" and v is None)}
+        if mismatch:
+            what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mismatch.items())
+            raise GanscanError(f"cannot resume {run} with different settings: {what}",
+                               hint="resume with the settings the run started with")
+        if settings.widths is None:
+            settings.widths = saved["key"].get("widths")
+
+    data = load_image_folder(settings.data, res, holdout=settings.holdout, split="train",
+                             min_images=settings.min_images)
+    for note in data.notes:
+        if on_note:
+            on_note(note)
+    if data.images.shape[0] < (settings.batch_size or 1):
+        raise GanscanError(f"{data.images.shape[0]} training images are fewer than one batch of {settings.batch_size}",
+                           hint="lower --batch-size")
+
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "samples").mkdir(exist_ok=True)
+    loop = _DCGANLoop(settings, cfg, data) if cfg.family == "dcgan" else _ProGANLoop(settings, cfg, data)
+    record = {"settings": asdict(settings), "key": settings.key(), "images": int(data.images.shape[0]),
+              "held_out": data.held_out, "history": []}
+    resumed_from = None
+    rows: list[dict] = []
+    if resume:
+        resumed_from = loop.load(run)
+        if cfg.family == "progan":
+            old = TrainSettings(**{**asdict(settings), "phase_kimg": saved["settings"]["phase_kimg"]})
+            if not _same_schedule(old, settings, loop.images, res):
+                raise GanscanError(f"cannot resume {run}: the new --phase-kimg changes phases already trained",
+                                   hint="only phases after the current one may change")
+        record.update({k: v for k, v in saved.items() if k not in record})
+        record["history"] = saved.get("history", []) + [{"resumed_at_step": resumed_from,
+                                                          "settings": saved["settings"]}]
+        rows = _read_csv(run / "losses.csv", resumed_from)
+    (run / "run.json").write_text(json.dumps(record, indent=2))
+    _write_csv(run / "losses.csv", rows)
+    total = loop.total_steps()
+    t0 = time.monotonic()
+    elapsed0 = loop.elapsed
+    last_losses = rows[-1] if rows else {}
+    deadline = None if settings.max_minutes is None else t0 + settings.max_minutes * 60
+    finished = False
+    stop = _StopFlag()
+    with stop, open(run / "losses.csv", "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        if progress is not None:
+            progress.update(advance=loop.step, total=total)
+        while loop.step < total:
+            row = loop.train_step()
+            loop.elapsed = elapsed0 + time.monotonic() - t0
+            row["seconds"] = round(loop.elapsed, 3)
+            writer.writerow(row)
+            rows.append(row)
+            last_losses = row
+            if progress is not None:
+                progress.update(advance=1, loss_d=float(row["loss_d"]), loss_g=float(row["loss_g"]),
+                                res=int(row["resolution"]))
+            if loop.step % settings.sample_every == 0:
+                loop.sample(run / "samples" / f"step-{loop.step:07d}.png")
+            if loop.step % settings.checkpoint_every == 0:
+                fh.flush()
+                loop.save(run)
+                _plot(rows, run / "loss.png", settings.model)
+            if stop.requested or (deadline is not None and time.monotonic() > deadline):
+                break
+        finished = loop.step >= total
+        fh.flush()
+    loop.save(run)
+    loop.sample(run / "samples" / f"step-{loop.step:07d}.png")
+    _plot(rows, run / "loss.png", settings.model)
+    losses = {k: float(last_losses[k]) for k in ("loss_d", "loss_g", "extra") if k in last_losses}
+    return TrainResult(run, loop.step, loop.images, loop.elapsed, finished, losses, run / "generator.safetensors",
+                       data.notes, loop.trained_resolution(), resumed_from, stop.requested)
+
+
+class _StopFlag:
+    """Ctrl-C / SIGTERM during training: finish the step in flight, checkpoint, return (a second Ctrl-C
+    aborts at once). Only installed in the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# --- the loops -------------------------------------------------------------------------------------
+
+class _Loop:
+    """Shared: the sample stream, checkpoints, the generator export."""
+
+    ema: torch.nn.Module | None = None
+
+    def __init__(self, settings: TrainSettings, cfg: registry.GanConfig, data: ImageSet):
+        self.s, self.cfg, self.data = settings, cfg, data
+        self.res = settings.resolution
+        self.step = 0
+        self.images = 0
+        self.elapsed = 0.0
+        torch.manual_seed(settings.seed)
+        self.G, self.D = registry.build_gan(settings.model, self.res, **self.arch_options())
+        self.fixed_z = torch.randn(64, cfg.latent_size, generator=torch.Generator().manual_seed(settings.seed + 1))
+        self._perm_epoch = -1
+        self._perm = None
+
+    def arch_options(self) -> dict:
+        return {}
+
+    def next_batch(self, n: int) -> torch.Tensor:
+        """Real images [pos, pos + n) of an endless stream of per-epoch permutations (float [-1, 1])."""
+        N = self.data.images.shape[0]
+        idx = []
+        pos = self.images
+        while len(idx) < n:
+            epoch, off = divmod(pos, N)
+            if epoch != self._perm_epoch:
+                gen = torch.Generator().manual_seed(self.s.seed * 1_000_003 + epoch)
+                self._perm, self._perm_epoch = torch.randperm(N, generator=gen), epoch
+            take = min(n - len(idx), N - off)
+            idx.extend(self._perm[off:off + take].tolist())
+            pos += take
+        x = to_float(self.data.images[idx])
+        if self.s.mirror:
+            flip = torch.rand(n) < 0.5
+            x[flip] = x[flip].flip(-1)
+        return x
+
+    def modules(self) -> dict:
+        mods = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            mods["G_ema"] = self.ema
+        return mods
+
+    def export_module(self) -> torch.nn.Module:
+        return self.ema if self.ema is not None else self.G
+
+    def save(self, run: Path) -> None:
+        from ganscan.engine.checkpoint import atomic_write_bytes, save_checkpoint
+
+        tensors = {f"{p}.{k}": v for p, m in self.modules().items() for k, v in m.state_dict().items()}
+        stem = f"ckpt-{self.step:08d}"
+        state = {"step": self.step, "images": self.images, "elapsed": self.elapsed,
+                 "rng": torch.get_rng_state(), **self.optim_state()}
+        import io
+
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(run / f"{stem}.state.pt", buf.getvalue())
+        save_checkpoint(run / f"{stem}.safetensors", tensors,
+                        {"kind": "gan-training", "model": self.s.model, "step": self.step, "images": self.images})
+        meta = registry.generator_meta(self.s.model, self.res, self.arch_options(), step=self.step,
+                                       images=self.images, trained_resolution=self.trained_resolution(),
+                                       seed=self.s.seed, data=os.path.abspath(self.s.data),
+                                       name=run.resolve().name)
+        save_checkpoint(run / "generator.safetensors", self.export_module().state_dict(), meta)
+        atomic_write_bytes(run / "checkpoint.json", json.dumps(
+            {"step": self.step, "weights": f"{stem}.safetensors", "state": f"{stem}.state.pt"}).encode())
+        olds = sorted(run.glob("ckpt-*.safetensors"))[:-self.s.keep_checkpoints]
+        for old in olds:
+            for f in (old, old.with_name(old.name.replace(".safetensors", ".state.pt"))):
+                f.unlink(missing_ok=True)
+
+    def load(self, run: Path) -> int:
+        from ganscan.engine.checkpoint import load_checkpoint
+
+        ptr = json.loads((run / "checkpoint.json").read_text())
+        tensors, meta = load_checkpoint(run / ptr["weights"], verify=False)
+        if meta.get("model") != self.s.model:
+            raise CheckpointError(f"{run}: a {meta.get('model')} run, not {self.s.model}")
+        for prefix, mod in self.modules().items():
+            sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            try:
+                mod.load_state_dict(sub, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{run}: checkpoint does not fit the model ({str(exc).splitlines()[0][:160]})") from None
+        try:
+            state = torch.load(run / ptr["state"], map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - pickle, EOF and zip errors alike
+            raise CheckpointError(f"{run / ptr['state']}: unreadable training state ({exc})") from None
+        if state["step"] != meta.get("step"):
+            raise CheckpointError(f"{run}: weights and training state are from different steps")
+        self.step, self.images, self.elapsed = state["step"], state["images"], float(state["elapsed"])
+        self.load_optim_state(state)
+        torch.set_rng_state(state["rng"])
+        return self.step
+
+    def _sample_images(self, module, **kw) -> torch.Tensor:
+        was = module.training
+        module.eval()
+        with torch.no_grad():
+            out = module(self.fixed_z, **kw)
+        module.train(was)
+        return out
+
+    def trained_resolution(self) -> int:
+        return self.res
+
+
+class _DCGANLoop(_Loop):
+    def __init__(self, settings, cfg, data):
+        super().__init__(settings, cfg, data)
+        s = settings
+        self.batch = s.batch_size or 32
+        lr, b1 = s.lr or 2e-4, 0.5 if s.beta1 is None else s.beta1
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.999))
+        self.G.train()
+        self.D.train()
+
+    def arch_options(self):
+        return {"width": self.s.width} if self.s.width else {}
+
+    def total_steps(self) -> int:
+        if self.s.steps is not None:
+            return self.s.steps
+        n = self.data.images.shape[0]
+        if self.s.kimg is not None:
+            return math.ceil(self.s.kimg * 1000 / self.batch)
+        if self.s.epochs is not None:
+            return math.ceil(self.s.epochs * n / self.batch)
+        return 20 * (n // self.batch)
+
+    def train_step(self) -> dict:
+        real = self.next_batch(self.batch)
+        b = real.shape[0]
+        z = torch.randn(b, self.cfg.latent_size)
+        fake = self.G(z)
+        ones, zeros = torch.ones(b, 1), torch.zeros(b, 1)
+        d_real = self.D(real)
+        d_fake = self.D(fake.detach())
+        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        loss_g = F.binary_cross_entropy_with_logits(self.D(fake), ones)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.step += 1
+        self.images += b
+        return {"step": self.step, "images": self.images, "resolution": self.res, "alpha": 1.0,
+                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
+                "extra": round(torch.sigmoid(d_real).mean().item(), 6)}
+
+    def optim_state(self):
+        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_optim_state(self, state):
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def sample(self, path: Path) -> None:
+        save_grid(self._sample_images(self.G), path, nrow=8, upscale=max(1, 64 // self.res))
+
+
+class _ProGANLoop(_Loop):
+    def __init__(self, settings, cfg, data):
+        super().__init__(settings, cfg, data)
+        import copy
+
+        from ganscan.gans.progan import levels_for
+
+        s = settings
+        self.max_level = levels_for(self.res)
+        self.ema = copy.deepcopy(self.G).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        lr, b1 = s.lr or 1e-3, 0.0 if s.beta1 is None else s.beta1
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
+
+    def arch_options(self):
+        return {"widths": list(self.s.widths)} if self.s.widths else {
+            "widths": list(self.cfg.options.get("widths", []))}
+
+    def batch_for(self, level: int) -> int:
+        return self.s.batch_size or PROGAN_BATCH.get(4 * 2 ** level, 8)
+
+    def phase(self, images: int) -> tuple[int, float]:
+        """(level, alpha) after ``images`` real images: stabilise 4x4, then fade in and stabilise each level."""
+        return progan_phase(self.s.phase_kimg, self.max_level, images)
+
+    def schedule_images(self) -> int:
+        return sum(_phase_lengths(self.s.phase_kimg, self.max_level))
+
+    def total_images(self) -> int:
+        if self.s.kimg is not None:
+            return int(self.s.kimg * 1000)
+        if self.s.epochs is not None:
+            return int(self.s.epochs * self.data.images.shape[0])
+        return self.schedule_images() + int(self.s.phase_kimg * 1000)
+
+    def total_steps(self) -> int:
+        if self.s.steps is not None:
+            return self.s.steps
+        images, steps, target = 0, 0, self.total_images()
+        while images < target:
+            images += self.batch_for(self.phase(images)[0])
+            steps += 1
+        return steps
+
+    def trained_resolution(self) -> int:
+        level, alpha = self.phase(self.images)
+        return 4 * 2 ** (level if alpha >= 1.0 else level - 1)
+
+    def train_step(self) -> dict:
+        level, alpha = self.phase(self.images)
+        b = self.batch_for(level)
+        r = 4 * 2 ** level
+        real = self.next_batch(b)
+        if r != self.res:
+            real = F.adaptive_avg_pool2d(real, r) if self.res % r == 0 else F.interpolate(real, size=r, mode="area")
+        if alpha < 1.0:  # blend the real images like the generator's fading output
+            low = F.interpolate(F.avg_pool2d(real, 2), scale_factor=2, mode="nearest")
+            real = torch.lerp(low, real, alpha)
+        z = torch.randn(b, self.cfg.latent_size)
+        fake = self.G(z, level, alpha)
+        # critic
+        d_real = self.D(real, level, alpha)
+        d_fake = self.D(fake.detach(), level, alpha)
+        eps = torch.rand(b, 1, 1, 1)
+        mixed = torch.lerp(fake.detach(), real, eps).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.D(mixed, level, alpha).sum(), mixed, create_graph=True)
+        gp = (grad.flatten(1).norm(2, dim=1) - 1.0).square().mean()
+        wdist = d_real.mean() - d_fake.mean()
+        loss_d = -wdist + self.s.gp_weight * gp + self.s.drift * d_real.square().mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        # generator
+        loss_g = -self.D(fake, level, alpha).mean()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        # generator average
+        half_life = self.s.ema_kimg * 1000
+        if self.s.ema_rampup is not None:
+            half_life = min(half_life, self.images * self.s.ema_rampup)
+        beta = 0.5 ** (b / max(1.0, half_life))
+        with torch.no_grad():
+            for pe, p in zip(self.ema.parameters(), self.G.parameters()):
+                pe.lerp_(p, 1.0 - beta)
+        self.step += 1
+        self.images += b
+        return {"step": self.step, "images": self.images, "resolution": r, "alpha": round(alpha, 4),
+                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
+                "extra": round(wdist.item(), 6)}
+
+    def optim_state(self):
+        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_optim_state(self, state):
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
+    def sample(self, path: Path) -> None:
+        level, alpha = self.phase(self.images)
+        imgs = self._sample_images(self.ema, level=level, alpha=alpha)
+        if imgs.shape[-1] != self.res:
+            imgs = F.interpolate(imgs, size=self.res, mode="nearest")
+        save_grid(imgs, path, nrow=8, upscale=max(1, 64 // self.res))
+
+
+def _phase_lengths(phase_kimg, max_level: int) -> list[int]:
+    """Images per phase: [stabilise 4x4, fade 8x8, stabilise 8x8, fade 16x16, ...]."""
+    per_level = list(phase_kimg) if isinstance(phase_kimg, (list, tuple)) else [phase_kimg]
+    per_level = [float(per_level[min(lv, len(per_level) - 1)]) for lv in range(max_level + 1)]
+    out = [max(1, int(per_level[0] * 1000))]
+    for lv in range(1, max_level + 1):
+        out += [max(1, int(per_level[lv] * 1000))] * 2
+    return out
+
+
+def progan_phase(phase_kimg, max_level: int, images: int) -> tuple[int, float]:
+    start = 0
+    for k, length in enumerate(_phase_lengths(phase_kimg, max_level)):
+        if images < start + length:
+            level = (k + 1) // 2
+            if k % 2 == 1:
+                return level, (images - start) / length
+            return level, 1.0
+        start += length
+    return max_level, 1.0
+
+
+def _same_schedule(a: TrainSettings, b: TrainSettings, images: int, resolution: int) -> bool:
+    """True when every phase already begun after ``images`` images has the same length in both."""
+    from ganscan.gans.progan import levels_for
+
+    ml = levels_for(resolution)
+    start = 0
+    for x, y in zip(_phase_lengths(a.phase_kimg, ml), _phase_lengths(b.phase_kimg, ml)):
+        if start >= images:
+            break
+        if x != y:
+            return False
+        start += x
+    return True
+
+
+# --- losses csv and plot ---------------------------------------------------------------------------
+
+def _read_csv(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _plot(rows: list[dict], path: Path, model: str) -> None:
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
+        y = np.array([float(r[key]) for r in rows])
+        k = max(1, len(y) // 200)
+        if k > 1:  # moving average, so the trend shows through the noise
+            y = np.convolve(y, np.ones(k) / k, mode="valid")
+            ax.plot(steps[k - 1:], y, label=label)
+        else:
+            ax.plot(steps, y, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{model} training losses")
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
