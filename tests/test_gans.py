@@ -269,3 +269,32 @@ def test_registry_lists_models():
     assert {"dcgan", "progan", "test-gan", "test-progan"} <= set(gan_names())
     assert get_gan_config("dcgan").latent_size == 100 and get_gan_config("dcgan").resolution == 32
     assert get_gan_config("progan").resolutions == (8, 16, 32, 64, 128)
+
+
+def test_export_card_lists_in_models_and_is_the_default_weights(trained, tmp_path, monkeypatch):
+    wdir = tmp_path / "weights"
+    real = make_folder(tmp_path / "real", n=20, kind="ramps")
+    r = run("gan", "evaluate", "--model", "test-gan", "--weights", trained / "run" / "generator.safetensors",
+            "--real", real, "--baselines", "--json", "--threads", 1)
+    (tmp_path / "swd.json").write_text(r.stdout)
+    run("gan", "export", trained / "run", wdir / "test-gan-tiny.safetensors", "--card-json", tmp_path / "swd.json")
+    card = json.loads((wdir / "test-gan-tiny.json").read_text())
+    from ganscan.engine.checkpoint import sha256_file
+
+    assert card["kind"] == "gan" and card["model"] == "test-gan" and card["resolution"] == 16
+    assert card["sha256"] == sha256_file(wdir / "test-gan-tiny.safetensors")
+    assert card["file_bytes"] == (wdir / "test-gan-tiny.safetensors").stat().st_size
+    assert card["recipe"]["steps_done"] == 6 and "loss_d" in card["final_losses"]
+    assert set(card["metrics"]) >= {"swd_x1e3", "swd_untrained_x1e3", "swd_floor_x1e3", "swd"}
+    monkeypatch.setenv("GANSCAN_WEIGHTS_DIR", str(wdir))
+    listed = json.loads(run("models", "--json").stdout)["weights"]
+    assert [(w["name"], w["kind"]) for w in listed] == [("test-gan-tiny", "gan")]
+    run("generate", "--model", "test-gan", "-n", 2, "-o", tmp_path / "out", "--threads", 1)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "test-gan-tiny-seed0-000000.png", "test-gan-tiny-seed0-000001.png"]
+    # a damaged shipped file is refused through its card's sha256
+    blob = bytearray((wdir / "test-gan-tiny.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (wdir / "test-gan-tiny.safetensors").write_bytes(bytes(blob))
+    r = run("generate", "--model", "test-gan", "-n", 1, "-o", tmp_path / "out2", ok=False)
+    assert r.exit_code == 1 and "does not match its model card" in r.output

@@ -7,6 +7,7 @@ import json
 import click
 
 from ganscan.cli import quiet_option
+from ganscan.errors import GanscanError
 
 GROUP_EXAMPLES = """
 \b
@@ -23,6 +24,15 @@ Examples:
   ganscan gan train --model progan data/faces -o runs/faces --phase-kimg 12 --widths 64,64,64,32,16
   ganscan gan train --model progan data/faces -o runs/faces --resume     # after Ctrl-C or a crash
   ganscan generate --model progan --weights runs/faces/generator.safetensors -n 64 --grid faces.png
+"""
+
+EXPORT_EXAMPLES = """
+\b
+Examples:
+  ganscan gan export runs/faces weights/progan-faces.safetensors
+  ganscan gan evaluate --model progan --weights runs/faces/generator.safetensors --real data/faces \\
+      --holdout 0.2 --baselines --json > swd.json
+  ganscan gan export runs/faces weights/progan-faces.safetensors --card-json swd.json --force
 """
 
 EVAL_EXAMPLES = """
@@ -173,3 +183,41 @@ def evaluate_command(model, weights, fake_dir, real, resolution, n, holdout, spl
     for row in result["rows"]:
         t.add_row(row["name"], *(f"{row['levels'][lv]:.2f}" for lv in levels), f"{row['avg']:.2f}")
     stdout_console().print(t)
+
+
+def swd_metrics(result: dict) -> dict:
+    """`gan evaluate --json` output -> card metrics: flat averages first (shown by `ganscan models`)."""
+    flat = {}
+    keys = ["swd_x1e3", "swd_untrained_x1e3", "swd_floor_x1e3"]
+    for key, row in zip(keys if len(result["rows"]) == 3 else keys[:1], result["rows"]):
+        flat[key] = round(row["avg"], 3)
+    flat["swd"] = {"reals": result["real"], "split": result["split"], "holdout": result["holdout"],
+                   "images_per_set": result["images"], "seed": result["seed"],
+                   "rows": [{"name": r["name"], "avg": round(r["avg"], 3),
+                             "levels": {k: round(v, 3) for k, v in r["levels"].items()}} for r in result["rows"]]}
+    return flat
+
+
+@command.command("export", epilog=EXPORT_EXAMPLES)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.argument("output", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--name", default=None, help="Weights name (default: the output's stem).")
+@click.option("--card-json", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="JSON merged into the card: an object of fields, or `gan evaluate --json` output (becomes metrics).")
+@click.option("--force", is_flag=True, help="Replace existing weights and card.")
+def export_command(run_dir, output, name, card_json, force):
+    """Ship a run's generator: OUTPUT.safetensors and a model card OUTPUT.json (data, recipe, time, losses, sha256)."""
+    from pathlib import Path
+
+    from ganscan.gans.export import export_generator
+
+    extra = None
+    if card_json:
+        try:
+            extra = json.loads(Path(card_json).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GanscanError(f"{card_json}: not readable JSON ({exc})") from None
+        if isinstance(extra, dict) and "rows" in extra and extra["rows"] and "levels" in extra["rows"][0]:
+            extra = {"metrics": swd_metrics(extra)}
+    card = export_generator(run_dir, output, name=name, card_extra=extra, force=force)
+    click.echo(f"{output}: {card['file_bytes']} bytes, sha256 {card['sha256']}")
