@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 
 import click
 
@@ -48,6 +51,13 @@ Examples:
 @click.group("gan", epilog=GROUP_EXAMPLES)
 def command():
     """Train DCGAN / ProGAN generators and measure them with the sliced Wasserstein distance."""
+
+
+def _invocation() -> str | None:
+    """The command line as typed (recorded in run.json for the model card); None when not run as ganscan."""
+    if os.path.basename(sys.argv[0]) not in ("ganscan", "__main__.py"):
+        return None
+    return " ".join(["ganscan", *map(shlex.quote, sys.argv[1:])])
 
 
 def _widths(ctx, param, value):
@@ -123,7 +133,7 @@ def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs,
                              phase_kimg=phase_kimg, holdout=holdout, mirror=not no_mirror, sample_every=sample_every,
                              checkpoint_every=checkpoint_every, max_minutes=max_minutes, epochs=epochs)
     with Progress(f"training {model}", total=None, fields=("loss_d", "loss_g")) as bar:
-        result = train(settings, resume=resume, progress=bar, on_note=warn)
+        result = train(settings, resume=resume, progress=bar, on_note=warn, invocation=_invocation())
     state = "finished" if result.finished else ("interrupted" if result.interrupted else "stopped (time limit)")
     losses = "  ".join(f"{k} {v:.4f}" for k, v in result.losses.items())
     info(f"{state} at step {result.step} ({result.images} images, {result.seconds / 60:.1f} min): {losses}")
@@ -202,8 +212,9 @@ def swd_metrics(result: dict) -> dict:
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--name", default=None, help="Weights name (default: the output's stem).")
-@click.option("--card-json", default=None, type=click.Path(exists=True, dir_okay=False, path_type=str),
-              help="JSON merged into the card: an object of fields, or `gan evaluate --json` output (becomes metrics).")
+@click.option("--card-json", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
+              help="JSON merged into the card (repeatable): an object of fields, or `gan evaluate --json` output "
+                   "(becomes metrics).")
 @click.option("--force", is_flag=True, help="Replace existing weights and card.")
 def export_command(run_dir, output, name, card_json, force):
     """Ship a run's generator: OUTPUT.safetensors and a model card OUTPUT.json (data, recipe, time, losses, sha256)."""
@@ -211,13 +222,16 @@ def export_command(run_dir, output, name, card_json, force):
 
     from ganscan.gans.export import export_generator
 
-    extra = None
-    if card_json:
+    extra = {}
+    for path in card_json:
         try:
-            extra = json.loads(Path(card_json).read_text())
+            obj = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise GanscanError(f"{card_json}: not readable JSON ({exc})") from None
-        if isinstance(extra, dict) and "rows" in extra and extra["rows"] and "levels" in extra["rows"][0]:
-            extra = {"metrics": swd_metrics(extra)}
+            raise GanscanError(f"{path}: not readable JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise GanscanError(f"{path}: expected a JSON object")
+        if "rows" in obj and obj["rows"] and "levels" in obj["rows"][0]:
+            obj = {"metrics": {**extra.get("metrics", {}), **swd_metrics(obj)}}
+        extra.update(obj)
     card = export_generator(run_dir, output, name=name, card_extra=extra, force=force)
     click.echo(f"{output}: {card['file_bytes']} bytes, sha256 {card['sha256']}")

@@ -55,6 +55,7 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
         "trained_resolution": meta.get("trained_resolution"),
         "data": meta.get("data"), "training_images": record.get("images"), "held_out_images": record.get("held_out"),
         "recipe": {**record.get("settings", {}), "steps_done": meta.get("step"), "images_shown": meta.get("images")},
+        "command": record.get("commands") or None,
         "resumes": [h.get("resumed_at_step") for h in record.get("history", [])],
         "time": {"seconds": seconds, "human": f"{seconds / 60:.1f} min" if seconds else None},
         "final_losses": losses,

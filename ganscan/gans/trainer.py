@@ -89,7 +89,7 @@ class TrainResult:
 
 
 def train(settings: TrainSettings, resume: bool = False, progress=None,
-          on_note: Callable[[str], None] | None = None) -> TrainResult:
+          on_note: Callable[[str], None] | None = None, invocation: str | None = None) -> TrainResult:
     """Train (or continue training) a GAN; see the module docstring for what the run directory holds."""
     cfg = registry.get_gan_config(settings.model)
     res = registry.check_resolution(settings.model, settings.resolution)
@@ -127,7 +127,7 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
     (run / "samples").mkdir(exist_ok=True)
     loop = _DCGANLoop(settings, cfg, data) if cfg.family == "dcgan" else _ProGANLoop(settings, cfg, data)
     record = {"settings": asdict(settings), "key": settings.key(), "images": int(data.images.shape[0]),
-              "held_out": data.held_out, "history": []}
+              "held_out": data.held_out, "history": [], "commands": [invocation] if invocation else []}
     resumed_from = None
     rows: list[dict] = []
     if resume:
@@ -138,6 +138,7 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
                 raise GanscanError(f"cannot resume {run}: the new --phase-kimg changes phases already trained",
                                    hint="only phases after the current one may change")
         record.update({k: v for k, v in saved.items() if k not in record})
+        record["commands"] = saved.get("commands", []) + ([invocation] if invocation else [])
         record["history"] = saved.get("history", []) + [{"resumed_at_step": resumed_from,
                                                           "settings": saved["settings"]}]
         rows = _read_csv(run / "losses.csv", resumed_from)
