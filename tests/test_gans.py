@@ -298,3 +298,17 @@ def test_export_card_lists_in_models_and_is_the_default_weights(trained, tmp_pat
     (wdir / "test-gan-tiny.safetensors").write_bytes(bytes(blob))
     r = run("generate", "--model", "test-gan", "-n", 1, "-o", tmp_path / "out2", ok=False)
     assert r.exit_code == 1 and "does not match its model card" in r.output
+
+
+def test_progan_resume_may_change_only_phases_not_begun(tmp_path):
+    data = make_folder(tmp_path / "data")
+    common = ["gan", "train", data, "-o", tmp_path / "r", "--model", "test-progan", "--batch-size", 4,
+              "--threads", 1, "--checkpoint-every", 100, "--sample-every", 100]
+    run(*common, "--steps", 4, "--phase-kimg", "0.012")  # 16 images: 4x4 done, fading 8x8 in
+    r = run(*common, "--steps", 6, "--phase-kimg", "0.012,0.02", "--resume", ok=False)
+    assert r.exit_code == 1 and "changes phases already trained" in r.output
+    run(*common, "--steps", 12, "--phase-kimg", "0.012,0.012,0.04", "--resume")
+    rows = (tmp_path / "r" / "losses.csv").read_text().splitlines()[1:]
+    assert rows[-1].split(",")[2:4] == ["16", "0.2"]  # 48 images: 12 into the 40-image fade to 16x16
+    record = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert [h["resumed_at_step"] for h in record["history"]] == [4]

@@ -67,8 +67,9 @@ def evaluate_swd(real: str, model: str | None = None, weights: str | None = None
         return result
     count = images.shape[0]
     if fake_dir is not None:
-        fakes = load_image_folder(fake_dir, resolution, min_images=2).images
-        result["notes"] = result["notes"] + []
+        fake_set = load_image_folder(fake_dir, resolution, min_images=2)
+        fakes = fake_set.images
+        result["notes"] = result["notes"] + [f"{fake_dir}: {note}" for note in fake_set.notes]
         label = fake_dir
     else:
         fakes = generated_set(gen, count, seed, batch_size, progress)
