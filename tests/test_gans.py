@@ -99,6 +99,16 @@ def test_resume_is_exact_progan_across_a_fade(tmp_path):
         assert torch.equal(a[k], b[k]), k
     res = [r.split(",")[2:4] for r in (tmp_path / "a" / "losses.csv").read_text().splitlines()[1:]]
     assert ["8", "0.3333"] in res  # the run did cross a fade-in to 8x8
+    # export: the moving average by default, the trained generator with --raw
+    from ganscan.engine.checkpoint import load_checkpoint
+
+    run("gan", "export", tmp_path / "a", tmp_path / "w" / "avg.safetensors")
+    run("gan", "export", tmp_path / "a", tmp_path / "w" / "raw.safetensors", "--raw")
+    avg, meta = load_checkpoint(tmp_path / "w" / "avg.safetensors")
+    raw, raw_meta = load_checkpoint(tmp_path / "w" / "raw.safetensors")
+    assert meta["averaged"] is True and raw_meta["averaged"] is False
+    assert all(torch.equal(avg[k], a["G_ema." + k]) and torch.equal(raw[k], a["G." + k]) for k in avg)
+    assert not all(torch.equal(avg[k], raw[k]) for k in avg)
 
 
 def test_resume_refuses_changed_settings_and_missing_runs(tmp_path, trained):

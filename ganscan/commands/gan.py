@@ -215,8 +215,9 @@ def swd_metrics(result: dict) -> dict:
 @click.option("--card-json", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=str),
               help="JSON merged into the card (repeatable): an object of fields, or `gan evaluate --json` output "
                    "(becomes metrics).")
+@click.option("--raw", is_flag=True, help="progan: the trained generator instead of its moving average.")
 @click.option("--force", is_flag=True, help="Replace existing weights and card.")
-def export_command(run_dir, output, name, card_json, force):
+def export_command(run_dir, output, name, card_json, raw, force):
     """Ship a run's generator: OUTPUT.safetensors and a model card OUTPUT.json (data, recipe, time, losses, sha256)."""
     from pathlib import Path
 
@@ -233,5 +234,5 @@ def export_command(run_dir, output, name, card_json, force):
         if "rows" in obj and obj["rows"] and "levels" in obj["rows"][0]:
             obj = {"metrics": {**extra.get("metrics", {}), **swd_metrics(obj)}}
         extra.update(obj)
-    card = export_generator(run_dir, output, name=name, card_extra=extra, force=force)
+    card = export_generator(run_dir, output, name=name, card_extra=extra, force=force, raw=raw)
     click.echo(f"{output}: {card['file_bytes']} bytes, sha256 {card['sha256']}")

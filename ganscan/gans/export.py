@@ -12,7 +12,7 @@ from ganscan.errors import CheckpointError, GanscanError
 
 
 def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: str | None = None,
-                     card_extra: dict | None = None, force: bool = False) -> dict:
+                     card_extra: dict | None = None, force: bool = False, raw: bool = False) -> dict:
     """Copy RUN/generator.safetensors to ``out`` (metadata name set) and write the card next to it.
 
     The card holds name, kind, model, resolution, latent size, data, recipe (run.json settings), the
@@ -32,6 +32,13 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
     tensors, meta = load_checkpoint(src, verify=False)
     if meta.get("kind") != "gan":
         raise CheckpointError(f"{src}: not a GAN generator checkpoint")
+    if raw:
+        ptr = json.loads((run / "checkpoint.json").read_text())
+        full, full_meta = load_checkpoint(run / ptr["weights"], verify=False)
+        if full_meta.get("step") != meta.get("step"):
+            raise CheckpointError(f"{run}: generator.safetensors and the newest checkpoint are from different steps")
+        tensors = {k[2:]: v for k, v in full.items() if k.startswith("G.")}
+        meta = {**meta, "averaged": False}
     name = name or out.stem
     meta = {**meta, "name": name}
     meta.pop("ganscan_version", None)

@@ -274,7 +274,7 @@ class _Loop:
         meta = registry.generator_meta(self.s.model, self.res, self.arch_options(), step=self.step,
                                        images=self.images, trained_resolution=self.trained_resolution(),
                                        seed=self.s.seed, data=os.path.abspath(self.s.data),
-                                       name=run.resolve().name)
+                                       name=run.resolve().name, averaged=self.ema is not None)
         save_checkpoint(run / "generator.safetensors", self.export_module().state_dict(), meta)
         atomic_write_bytes(run / "checkpoint.json", json.dumps(
             {"step": self.step, "weights": f"{stem}.safetensors", "state": f"{stem}.state.pt"}).encode())
