@@ -49,8 +49,9 @@ def train_tiny(data: Path, out: Path, **overrides):
     """Train the test CNN on ``data`` in-process (no loader workers); returns the TrainResult."""
     from ganscan.engine.train import DataSpec, Runtime, train
 
-    runtime_keys = {"workers", "stop_after_steps", "checkpoint_every", "name"}
+    runtime_keys = {"workers", "threads", "stop_after_steps", "checkpoint_every", "name"}
     rt = {k: overrides.pop(k) for k in list(overrides) if k in runtime_keys}
     rt.setdefault("workers", 0)
+    rt.setdefault("threads", 1)  # tiny model: one thread is faster than two fighting over a busy CPU
     return train(DataSpec(data=[str(data)]), tiny_options(**overrides), out, Runtime(**rt), recipe="trieste",
                  force=True)

@@ -65,8 +65,9 @@ def _pair(kind):
 @click.option("--jpeg-prob", type=click.FloatRange(0, 1), default=None)
 @click.option("--jpeg-quality", callback=_pair(int), default=None, metavar="LO,HI", help="JPEG quality range (30,100).")
 @click.option("--schedule", type=click.Choice(["plateau", "early_stop", "none"]), default=None)
-@click.option("--monitor", type=click.Choice(["val_acc", "val_loss", "val_ap", "val_auc"]), default=None,
-              help="Validation metric for the schedule and the best checkpoint.")
+@click.option("--monitor", type=click.Choice(["val_bacc", "val_acc", "val_loss", "val_ap", "val_auc"]), default=None,
+              help="Validation metric for the schedule and the best checkpoint (val_bacc: accuracy balanced "
+                   "over real and fake).")
 @click.option("--patience", type=click.IntRange(1), default=None, help="Epochs without improvement.")
 @click.option("--lr-factor", type=float, default=None, help="LR multiplier on a plateau.")
 @click.option("--min-lr", type=float, default=None, help="Stop when the LR falls below this.")
@@ -121,7 +122,10 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
             opts["arch"] = T.checkpoint_arch(opts["init"])
         recipe = recipe or "wang2020"
         options = T.resolve_options(recipe, opts)
-        if not options["pretrained"] and not options["init"] and recipe in ("wang2020", "trieste"):
+        from ganscan.detectors.registry import get_config
+
+        imagenet_arch = get_config(options["arch"]).timm_name is not None or options["arch"] == "alexnet"
+        if not options["pretrained"] and not options["init"] and recipe in ("wang2020", "trieste") and imagenet_arch:
             warn(f"recipe {recipe} starts from ImageNet weights; none given (--pretrained FILE), so the "
                  f"backbone trains from scratch")
     runtime = T.Runtime(device=device, precision=precision, workers=workers, threads=threads,
@@ -143,6 +147,7 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
          + (f"; {result.skipped} unreadable training images skipped" if result.skipped else ""))
     if b:
         info(f"best: epoch {b['progress']:.4g} (step {b['step']}): val acc {f(b.get('val_acc'))} "
+             f"balanced {f(b.get('val_bacc'))} "
              f"(real {f(b.get('val_real_acc'))}, fake {f(b.get('val_fake_acc'))}) AP {f(b.get('val_ap'))} "
              f"AUC {f(b.get('val_auc'))}")
         info(f"threshold {result.threshold:.4g} ({result.threshold_rule} on validation)")

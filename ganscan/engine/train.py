@@ -71,7 +71,8 @@ DEFAULTS: dict = {
     "jpeg_quality": [30, 100],
     "schedule": "plateau",        # plateau: LR x lr_factor when `monitor` stalls `patience` epochs, stop below
                                   # min_lr | early_stop: stop when it stalls | none
-    "monitor": "val_acc",         # val_acc | val_loss | val_ap | val_auc
+    "monitor": "val_bacc",        # val_bacc (accuracy balanced over the classes: equal to the accuracy on a
+                                  # balanced set such as CNNDetection's) | val_acc | val_loss | val_ap | val_auc
     "patience": 5,
     "lr_factor": 0.1,
     "min_lr": 1e-6,
@@ -90,10 +91,10 @@ DEFAULTS: dict = {
 RECIPES: dict[str, dict] = {
     # Wang et al. 2020 (CNNDetection, seed 001): ImageNet ResNet-50, Adam 1e-4, batch 64, blur+JPEG at
     # p 0.5 (the paper's other model: p 0.1), 224 crops; early stop on val accuracy with patience 5 ->
-    # LR / 10, stop below 1e-6.
+    # LR / 10, stop below 1e-6. Accuracy is balanced over the classes (CNNDetection's val set is balanced).
     "wang2020": {"arch": "resnet50", "epochs": 100, "batch_size": 64, "optimizer": "adam", "lr": 1e-4,
                  "crop": 224, "flip_prob": 0.5, "blur_prob": 0.5, "jpeg_prob": 0.5, "schedule": "plateau",
-                 "monitor": "val_acc", "patience": 5, "lr_factor": 0.1, "min_lr": 1e-6, "val_split": 0.1},
+                 "monitor": "val_bacc", "patience": 5, "lr_factor": 0.1, "min_lr": 1e-6, "val_split": 0.1},
     # Khan (seed 000): from scratch, SGD momentum 0.9, body lr 1e-3 / L2 1e-3, last layer lr 5e-5 / L2 1e-5,
     # random horizontal flips, early stopping on validation loss, 30 % validation split.
     "khan": {"arch": "inception_resnet_v2", "epochs": 50, "batch_size": 32, "optimizer": "sgd", "lr": 1e-3,
@@ -104,11 +105,11 @@ RECIPES: dict[str, dict] = {
     # stalls (by 0.1 %) for 5 epochs, stop at 1e-6; 224 crop, JPEG p 0.5, flip, blur sigma U[0,3] p 0.5.
     "trieste": {"arch": "resnet18", "epochs": 20, "batch_size": 64, "optimizer": "adam", "lr": 1e-4,
                 "crop": 224, "flip_prob": 0.5, "blur_prob": 0.5, "jpeg_prob": 0.5, "schedule": "plateau",
-                "monitor": "val_acc", "patience": 5, "lr_factor": 0.1, "min_lr": 1e-6, "min_delta": 0.001,
+                "monitor": "val_bacc", "patience": 5, "lr_factor": 0.1, "min_lr": 1e-6, "min_delta": 0.001,
                 "val_split": 0.1},
 }
 
-MONITORS = {"val_acc": "max", "val_loss": "min", "val_ap": "max", "val_auc": "max"}
+MONITORS = {"val_bacc": "max", "val_acc": "max", "val_loss": "min", "val_ap": "max", "val_auc": "max"}
 
 
 def resolve_options(recipe: str | None, overrides: dict | None = None) -> dict:
@@ -520,7 +521,7 @@ class Trainer:
         torch.manual_seed(int(o["seed"]))
         self.cfg = get_config(arch)
         self.aug = augment_config(o, self.cfg)
-        self.cfg = replace(self.cfg, input_size=self.aug.crop, policy="crop")
+        self.cfg = replace(self.cfg, input_size=self.aug.crop)  # validation, scan and evaluate: the arch's policy
         model = build_detector(arch, pretrained=o["pretrained"])
         self.init_meta = load_init(model, o["init"], arch) if o["init"] else None
         self.model = model
@@ -634,7 +635,7 @@ class Trainer:
                          "n_train": {"real": self.train_set.n_real, "fake": self.train_set.n_fake},
                          "n_val": {"real": self.val_set.n_real, "fake": self.val_set.n_fake},
                          "init": self.o["init"], "skipped_unreadable": len(self.state["skipped"])},
-            "metrics": {k: row.get(k) for k in ("val_loss", "val_acc", "val_real_acc", "val_fake_acc", "val_ap",
+            "metrics": {k: row.get(k) for k in ("val_loss", "val_acc", "val_bacc", "val_real_acc", "val_fake_acc", "val_ap",
                                                   "val_auc", "train_loss", "train_acc")},
         }
 
@@ -665,6 +666,13 @@ class Trainer:
         return out
 
     def _validate(self) -> dict:
+        t0 = time.perf_counter()
+        try:
+            return self._validate_inner()
+        finally:
+            self._val_time += time.perf_counter() - t0
+
+    def _validate_inner(self) -> dict:
         model = self.model
         model.eval()
         idx, logits = [], []
@@ -689,7 +697,8 @@ class Trainer:
         lg = np.array([l for _, l in pairs], dtype=np.float64)
         scores = np.array([sigmoid(float(v)) for v in lg])
         acc = M.accuracies(labels, scores, 0.5)
-        return {"val_loss": M.balanced_loss(lg, labels), "val_acc": acc["accuracy"],
+        bacc = None if acc["real_acc"] is None or acc["fake_acc"] is None else (acc["real_acc"] + acc["fake_acc"]) / 2
+        return {"val_loss": M.balanced_loss(lg, labels), "val_acc": acc["accuracy"], "val_bacc": bacc,
                 "val_real_acc": acc["real_acc"], "val_fake_acc": acc["fake_acc"],
                 "val_ap": M.average_precision(labels, scores), "val_auc": M.roc_auc(labels, scores),
                 "_labels": labels, "_scores": scores}
@@ -707,6 +716,8 @@ class Trainer:
                "train_fake_acc": a["correct_fake"] / a["n_fake"] if a["n_fake"] else None}
         row.update({k: v for k, v in val.items() if not k.startswith("_")})
         row["seconds"] = round(time.perf_counter() - self._t0 + st.get("seconds_before", 0.0), 3)
+        n, dt = self._epoch_rate
+        row["train_images_per_s"] = round(n / dt, 2) if dt > 0 else None
         st["rows"].append(row)
         monitor = row.get(self.o["monitor"])
         better = monitor is not None and (
@@ -732,7 +743,9 @@ class Trainer:
             return
         rows = self.state["rows"]
         cols = ["kind", "epoch", "step", "progress", "lr", "train_loss", "train_acc", "train_real_acc",
-                "train_fake_acc", "val_loss", "val_acc", "val_real_acc", "val_fake_acc", "val_ap", "val_auc", "seconds"]
+                "train_fake_acc", "val_loss", "val_acc", "val_bacc", "val_real_acc", "val_fake_acc", "val_ap", "val_auc",
+                "seconds",
+                "train_images_per_s"]
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
@@ -815,6 +828,7 @@ class Trainer:
         self._val_cache = None
         self._val_unreadable: set[str] = set()
         self._t0 = time.perf_counter()
+        self._val_time, self._epoch_rate, self._t_epoch = 0.0, (0, 0.0), self._t0
         self.state.setdefault("seconds_before", 0.0)
         seconds_before = self.state["rows"][-1]["seconds"] if self.state["rows"] else 0.0
         self.state["seconds_before"] = seconds_before
@@ -837,7 +851,7 @@ class Trainer:
             loader = self._loader(dataset, self.per_rank_batch, collate_train, sampler=sampler, drop_last=True)
             remaining = self.steps_per_epoch - st["step_in_epoch"]
             t_epoch, n_epoch = time.perf_counter(), 0
-            self._t_epoch = t_epoch
+            self._t_epoch, self._val_time, self._epoch_rate = t_epoch, 0.0, (0, 0.0)
             with Progress(f"epoch {epoch + 1}/{o['epochs']}", total=self.steps_per_epoch,
                           fields=("loss", "acc", "img/s")) if self.is_main else _NoProgress() as bar:
                 bar.update(advance=st["step_in_epoch"])
@@ -852,6 +866,7 @@ class Trainer:
                     st["step_in_epoch"] += 1
                     st["global_step"] += 1
                     n_epoch += x.shape[0] * self.world
+                    self._epoch_rate = (n_epoch, time.perf_counter() - t_epoch - self._val_time)
                     a = st["accum"]
                     bar.update(advance=1, loss=a["loss_sum"] / a["n"],
                                acc=(a["correct_real"] + a["correct_fake"]) / a["n"],
@@ -943,7 +958,8 @@ class Trainer:
 
         where = f"epoch {row['epoch']}" if row["kind"] == "epoch" else f"step {row['step']} (epoch {row['progress']:.2f})"
         return (f"{where}: loss {f(row['train_loss'])} acc {f(row['train_acc'])} | val loss {f(row['val_loss'])} "
-                f"acc {f(row['val_acc'])} (real {f(row['val_real_acc'])}, fake {f(row['val_fake_acc'])}) "
+                f"acc {f(row['val_acc'])} (real {f(row['val_real_acc'])}, fake {f(row['val_fake_acc'])}, "
+                f"balanced {f(row.get('val_bacc'))}) "
                 f"AP {f(row['val_ap'])} AUC {f(row['val_auc'])}")
 
 
