@@ -66,8 +66,7 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
     from ganscan.data.augment import parse_perturbations
     from ganscan.data.datasets import test_sets, unique_names
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.device import choose_precision, configure_threads, resolve_device
+    from ganscan.commands import default_workers, open_detector
     from ganscan.engine.evaluate import EvalSettings, evaluate
 
     try:
@@ -94,14 +93,9 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
     for d in data:
         sets.extend(test_sets(d))
     unique_names(sets)
-    dev = resolve_device(device)
-    prec = choose_precision(dev, precision)
-    configure_threads()
-    detector = load_detector(checkpoint)
-    if detector.placeholder:
-        warn(f"model {detector.label!r} is an UNTRAINED PLACEHOLDER: its scores mean nothing yet")
+    _, prec, detector = open_detector(checkpoint, device, precision)
     if workers is None:
-        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2, 8)
+        workers = default_workers()
     settings = EvalSettings(batch_size=batch_size, workers=workers, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
                             threshold=threshold)
     for s in sets:

@@ -33,20 +33,14 @@ def command(images, output, model, max_patches, device, precision):
     summary per image and summary.json for the run."""
     from ganscan.console import Progress, info, warn
     from ganscan.data.decode import DecodeError
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.device import choose_precision, configure_threads, resolve_device
+    from ganscan.commands import open_detector
     from ganscan.engine.explain import explain_image
 
     out = Path(output)
     if not out.parent.exists():
         raise GanscanError(f"folder does not exist: {out.parent}")
     out.mkdir(exist_ok=True)
-    dev = resolve_device(device)
-    prec = choose_precision(dev, precision)
-    configure_threads()
-    det = load_detector(model)
-    if det.placeholder:
-        warn(f"model {det.label!r} is an UNTRAINED PLACEHOLDER: its heatmaps mean nothing yet")
+    _, prec, det = open_detector(model, device, precision, what="heatmaps")
     results = []
     with Progress("explaining", total=len(images)) as bar:
         for path in images:

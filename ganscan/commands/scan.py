@@ -57,11 +57,10 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     BMP, TIFF, HEIC/HEIF/AVIF, ICO, TGA). Files that cannot be read become error rows; the scan still
     exits 0. Progress and the summary go to stderr.
     """
-    from ganscan.console import Progress, info, warn
+    from ganscan.commands import default_workers, open_detector
+    from ganscan.console import Progress, info
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.device import (choose_precision, configure_threads, describe_device, distributed_env,
-                                       resolve_device)
+    from ganscan.engine.device import describe_device, distributed_env
     from ganscan.engine.inference import SKIPPED, ScanSettings, Throughput, scan_batches
     from ganscan.reports.sink import ReportFile
     from ganscan.reports.writers import WRITERS, stdout_format
@@ -71,15 +70,10 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
             raise GanscanError(f"path not found: {p}")
     if resume and not output:
         raise GanscanError("--resume needs the report to continue", hint="pass -o REPORT")
-    dev = resolve_device(device)
-    prec = choose_precision(dev, precision)
-    configure_threads()
-    detector = load_detector(model)
-    if detector.placeholder:
-        warn(f"model {detector.label!r} is an UNTRAINED PLACEHOLDER: its scores mean nothing yet")
+    dev, prec, detector = open_detector(model, device, precision)
     rank, world = distributed_env()
     if workers is None:
-        workers = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2, 8)
+        workers = default_workers()
     settings = ScanSettings(paths=tuple(paths), recursive=recursive, include=include, exclude=exclude,
                             batch_size=batch_size, workers=workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,

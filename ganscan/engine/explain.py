@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ganscan.data.decode import load_image
 from ganscan.data.preprocess import normalize
