@@ -325,6 +325,17 @@ def test_freeze_backbone_and_backbone_lr(tmp_path):
     t.channels_last = True
     t._build_model()
     assert [(g["name"], g["lr"]) for g in t.opt.param_groups] == [("backbone", 1e-5), ("head", 1e-3)]
+    # khan: SGD, body lr 1e-3 / L2 1e-3, last layer lr 5e-5 / L2 1e-5
+    from ganscan.engine.train import resolve_options
+
+    k = Trainer(DataSpec(data=[str(data)]), resolve_options("khan", {"arch": "test-cnn", "batch_size": 4}),
+                tmp_path / "k", Runtime(workers=0))
+    k.device, k.precision, k.channels_last = t.device, t.precision, True
+    k._prepare_data()
+    k._build_model()
+    assert isinstance(k.opt, torch.optim.SGD) and k.opt.defaults["momentum"] == 0.9
+    assert [(g["name"], g["lr"], g["weight_decay"]) for g in k.opt.param_groups] == \
+        [("backbone", 1e-3, 1e-3), ("head", 5e-5, 1e-5)]
 
 
 def test_init_from_another_architecture_is_refused(tmp_path):

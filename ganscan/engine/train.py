@@ -837,6 +837,10 @@ class Trainer:
                  + (f" x{self.world} processes" if self.ddp else "") + f" ({self.precision.name})"
                  + (f"; resuming at epoch {self.state['epoch'] + 1} step {self.state['step_in_epoch']}"
                     if self.resume else ""))
+        if self.resume and (self.state["epoch"] >= int(o["epochs"]) or self.schedule.stopped):
+            self.log(f"the run is already complete ({self.state['epoch']} epochs"
+                     + (f", {self.schedule.reason}" if self.schedule.stopped else "") + ")"
+                     + ("" if self.schedule.stopped else "; pass a larger --epochs to continue it"))
         sampler = EpochSampler(self.train_set.labels, int(o["seed"]), self.rank, self.world, o["balance"])
         dataset = TrainImages(self.train_set, self.aug, int(o["seed"]), int(o["max_pixels"]))
         set_train_mode(self.model, o["arch"], o["freeze_backbone"])
@@ -885,7 +889,7 @@ class Trainer:
             self._end_epoch()
         if self.schedule.stopped:
             st["stop_reason"] = self.schedule.reason
-        elif not st["stop_reason"]:
+        else:
             st["stop_reason"] = f"reached {o['epochs']} epochs"
         self._save_resume()
         self._write_logs(plots=True)
