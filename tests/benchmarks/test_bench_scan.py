@@ -17,7 +17,7 @@ from PIL import Image
 from ganscan.data.decode import DecodeError, load_image
 from ganscan.data.preprocess import preprocess
 from ganscan.detectors.registry import LoadedDetector, build_detector, get_config
-from ganscan.engine.device import Precision, configure_threads
+from ganscan.engine.device import Precision, configure_threads, worker_init
 from ganscan.engine.inference import ScanSettings, forward_logits, prepare_model, scan_batches
 
 from .corpus import build_corpus
@@ -61,7 +61,8 @@ def test_scan_throughput(tmp_path):
 
     # 2. the bound: decode with all cores, then the model alone on pre-made tensors
     t0 = time.perf_counter()
-    with get_context("fork").Pool(CORES) as pool:
+    # one torch thread per process, as scan's workers: OpenMP after fork would otherwise hang
+    with get_context("fork").Pool(CORES, initializer=worker_init, initargs=(0,)) as pool:
         tensors = [t for t in pool.map(_decode, files, chunksize=1) if t is not None]
     t_decode = time.perf_counter() - t0
     t0 = time.perf_counter()
