@@ -56,18 +56,21 @@ def explain_image(det: LoadedDetector, path: str, out_dir: Path, precision: Prec
     h, w = arr.shape[:2]
     scores, coords, stride = patch_scores(det, arr, precision, max_patches)
     size = det.config.input_size
-    heat = np.zeros((h, w))
-    cover = np.zeros((h, w))
+    # the map is drawn over a display copy of at most ~1600 px (the figure is 800 px wide anyway)
+    f = max(1, int(math.ceil(max(h, w) / 1600)))
+    shown = np.asarray(img.reduce(f)) if f > 1 else arr
+    heat = np.zeros(shown.shape[:2])
+    cover = np.zeros(shown.shape[:2])
     cell = max(size, stride)  # each patch stands for its cell of the grid, so the map has no gaps
     for s, (y, x) in zip(scores, coords):
-        heat[y:y + cell, x:x + cell] += s
-        cover[y:y + cell, x:x + cell] += 1
+        heat[y // f:(y + cell) // f, x // f:(x + cell) // f] += s
+        cover[y // f:(y + cell) // f, x // f:(x + cell) // f] += 1
     heat = np.where(cover > 0, heat / np.maximum(cover, 1), np.nan)
 
     stem = Path(path).stem
     files = {}
     fig, ax = plt.subplots(figsize=(8, 8 * h / w if w else 8))
-    ax.imshow(arr)
+    ax.imshow(shown)
     im = ax.imshow(heat, cmap="inferno", alpha=0.45, vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, label="P(fake) of the patch")
     ax.set_title(f"{Path(path).name}: patch scores ({det.label}{', PLACEHOLDER' if det.placeholder else ''})")
