@@ -214,6 +214,13 @@ class _Loop:
 
     ema: torch.nn.Module | None = None
 
+    def optim_state(self):
+        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+
+    def load_optim_state(self, state):
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+
     def __init__(self, settings: TrainSettings, cfg: registry.GanConfig, data: ImageSet):
         self.s, self.cfg, self.data = settings, cfg, data
         self.res = settings.resolution
@@ -365,13 +372,6 @@ class _DCGANLoop(_Loop):
                 "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
                 "extra": round(torch.sigmoid(d_real).mean().item(), 6)}
 
-    def optim_state(self):
-        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
-
-    def load_optim_state(self, state):
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-
     def sample(self, path: Path) -> None:
         save_grid(self._sample_images(self.G), path, nrow=8, upscale=max(1, 64 // self.res))
 
@@ -468,13 +468,6 @@ class _ProGANLoop(_Loop):
         return {"step": self.step, "images": self.images, "resolution": r, "alpha": round(alpha, 4),
                 "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
                 "extra": round(wdist.item(), 6)}
-
-    def optim_state(self):
-        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
-
-    def load_optim_state(self, state):
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
 
     def sample(self, path: Path) -> None:
         level, alpha = self.phase(self.images)
