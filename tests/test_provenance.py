@@ -112,3 +112,14 @@ def test_report_sidecar_shows_tampering(runner, cli, tmp_path):
     with open(out, "ab") as fh:
         fh.write(b"x")
     assert verify_sidecar(out) is False
+
+
+def test_camera_file_resaved_by_software_is_flagged(runner, cli, tmp_path):
+    src = PHOTOS / "apple-iphone-4.jpg"
+    im = Image.open(src)
+    im.save(tmp_path / "resaved.jpg", quality=90, exif=im.info["exif"])
+    rows = _rows(runner, cli, src, tmp_path / "resaved.jpg")
+    assert rows["apple-iphone-4.jpg"]["jpeg_tables"] == "custom"
+    assert not any(f.startswith("re-compressed") for f in rows["apple-iphone-4.jpg"]["flags"])
+    assert rows["resaved.jpg"]["jpeg_tables"] == "standard" and rows["resaved.jpg"]["jpeg_quality"] == 90
+    assert any(f.startswith("re-compressed") for f in rows["resaved.jpg"]["flags"])

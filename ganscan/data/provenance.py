@@ -173,13 +173,26 @@ def _ijg_table(q: int) -> np.ndarray:
 
 def jpeg_quality(tables: dict) -> int | None:
     """Estimated IJG quality (1-100) from the luminance quantisation table; order-independent."""
+    fit = _ijg_fit(tables)
+    return fit[0] if fit else None
+
+
+def standard_tables(tables: dict) -> bool:
+    """True when the luminance table is exactly libjpeg's scaled standard table: what software encoders
+    (libjpeg, Pillow, most editors and web pipelines) write, and most camera firmware does not."""
+    fit = _ijg_fit(tables)
+    return bool(fit) and fit[1] == 0
+
+
+def _ijg_fit(tables: dict) -> tuple[int, float] | None:
     if not tables:
         return None
     luma = np.sort(np.asarray(list(tables.get(0, next(iter(tables.values())))), dtype=np.float64))
     if luma.size != 64:
         return None
     errs = [np.abs(np.sort(_ijg_table(q)) - luma).sum() for q in range(1, 101)]
-    return int(np.argmin(errs) + 1)
+    best = int(np.argmin(errs))
+    return best + 1, float(errs[best])
 
 
 # --- all signals for one file -----------------------------------------------------------------------
@@ -190,10 +203,11 @@ def provenance(data: bytes, fmt: str | None, text: dict | None, quantization: di
     c2 = read_c2pa(data, fmt)
     text = generator_text(text or {})
     quality = jpeg_quality(quantization) if fmt == "JPEG" and quantization else None
+    tables = ("standard" if standard_tables(quantization) else "custom") if quality is not None else None
     return {"xmp": xmp["status"], "xmp_creator_tool": xmp["creator_tool"],
             "digital_source_type": xmp["digital_source_type"], "c2pa": c2["status"],
             "c2pa_claim_generator": c2["claim_generator"], "generator_text": text or None,
-            "jpeg_quality": quality}
+            "jpeg_quality": quality, "jpeg_tables": tables}
 
 
 def exif_dimensions(exif_tags: dict) -> tuple[int, int] | None:
@@ -234,6 +248,8 @@ def assess(row: dict, threshold: float, input_size: int, placeholder: bool, marg
     q = row.get("jpeg_quality")
     if q is not None and q < 75:
         flags.append(f"low JPEG quality ({q})")
+    if row.get("exif_make") and row.get("jpeg_tables") == "standard":
+        flags.append("re-compressed: a camera file with a software encoder's standard JPEG tables")
     sw = row.get("exif_software") or row.get("xmp_creator_tool") or ""
     if row.get("exif_make") and EDITOR_SOFTWARE.search(sw):
         flags.append(f"camera file edited ({sw})"[:120])

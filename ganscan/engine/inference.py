@@ -64,7 +64,7 @@ def us_from_iso(iso: str | None) -> int | None:
 
 
 PROVENANCE_KEYS = ("phash", "dhash", "changed", "xmp", "xmp_creator_tool", "digital_source_type", "c2pa",
-                   "c2pa_claim_generator", "generator_text", "jpeg_quality")
+                   "c2pa_claim_generator", "generator_text", "jpeg_quality", "jpeg_tables")
 
 
 def base_row(path: str) -> dict:

@@ -42,6 +42,7 @@ SCAN_SCHEMA = pa.schema([
     ("c2pa_claim_generator", pa.string()),
     ("generator_text", pa.map_(pa.string(), pa.string())),
     ("jpeg_quality", pa.int32()),
+    ("jpeg_tables", pa.string()),
     ("evidence_verdict", pa.string()),
     ("evidence_generation", pa.list_(pa.string())),
     ("evidence_camera", pa.list_(pa.string())),
