@@ -122,6 +122,7 @@ def test_decode_fills_info(tmp_path):
     Image.new("RGB", (30, 20), (10, 20, 30)).save(p)
     data, info = read_file(str(p))
     img = decode_image(data, info)
+    assert img.mode == "RGB" and img.size == (30, 20)
     assert (info.width, info.height, info.format) == (30, 20, "PNG")
     assert len(info.sha256) == 64 and info.bytes == p.stat().st_size
     assert decode.to_rgb(Image.new("I;16", (2, 2), 65535)).getpixel((0, 0)) == (255, 255, 255)

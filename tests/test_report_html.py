@@ -1,6 +1,5 @@
 """ganscan report: the HTML page, checked in a real headless browser (Debian's chromium)."""
 
-import json
 import re
 import shutil
 import subprocess

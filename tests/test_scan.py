@@ -1,7 +1,6 @@
 """ganscan scan end to end through the CLI."""
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
