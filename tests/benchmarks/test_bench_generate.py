@@ -1,7 +1,7 @@
 """Generation throughput on this CPU (images/s) for the shipped DCGAN and ProGAN generators.
 
 Not part of the default suite. Run:
-  .venv/bin/python -m pytest tests/benchmarks/bench_generate.py -s -q --override-ini addopts=
+  .venv/bin/python -m pytest tests/benchmarks/test_bench_generate.py -s -q --override-ini addopts=
 (named explicitly: the default suite ignores tests/benchmarks/). Prints one line per model and thread
 count: the rate of sampling alone (latents + forward + uint8) and of `generate_images` writing PNG files.
 """
