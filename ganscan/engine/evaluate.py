@@ -63,7 +63,7 @@ def score_files(detector: LoadedDetector, paths: list[str], precision: Precision
     """path -> (score, error) for every path, scored by scan's pipeline (no EXIF)."""
     scan = ScanSettings(paths=tuple(paths), recursive=False, batch_size=settings.batch_size,
                         workers=settings.workers, max_pixels=settings.max_pixels, threshold=settings.threshold,
-                        read_exif=False)
+                        read_exif=False, evidence=False)
     out: dict[str, tuple[float | None, str | None]] = {}
     for rows in scan_batches(scan, detector, precision):
         for r in rows:

@@ -36,6 +36,7 @@ class ScanSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threshold: float | None = None
     read_exif: bool = True
+    evidence: bool = True  # provenance columns and the evidence verdict (evaluate needs only scores)
     skip: dict = field(default_factory=dict)  # path -> (bytes, mtime) already reported (--resume)
     rank: int = 0
     world_size: int = 1
@@ -111,6 +112,8 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
         return row, None
     row.update(format=info.format, width=info.width, height=info.height,
                note="; ".join(info.notes) or None)
+    if not settings.evidence:
+        return row, tensor
     try:
         row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img))
     except Exception as exc:  # evidence is extra: never lose the row over it
@@ -212,7 +215,7 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
         for row, _ in items:
             row.update(stamp)
             row["scanned_at"] = now
-            if row["verdict"] != SKIPPED:
+            if settings.evidence and row["verdict"] != SKIPPED:
                 row.update(assess(row, threshold, detector.config.input_size, detector.placeholder))
         yield [row for row, _ in items]
 
