@@ -27,6 +27,8 @@ Examples:
   ganscan gan train --model progan data/faces -o runs/faces --phase-kimg 12 --widths 64,64,64,32,16
   ganscan gan train --model progan data/faces -o runs/faces --resume     # after Ctrl-C or a crash
   ganscan generate --model progan --weights runs/faces/generator.safetensors -n 64 --grid faces.png
+  ganscan gan train --model autogan data/photos -o runs/ae4 --layers 4 --steps 4000   # AutoGAN
+  ganscan generate --model autogan --weights runs/ae4/generator.safetensors --input photos/ -o recon/
 """
 
 EXPORT_EXAMPLES = """
@@ -50,7 +52,7 @@ Examples:
 
 @click.group("gan", epilog=GROUP_EXAMPLES)
 def command():
-    """Train DCGAN / ProGAN generators and measure them with the sliced Wasserstein distance."""
+    """Train DCGAN / ProGAN generators and AutoGAN autoencoders; measure GANs with the sliced Wasserstein distance."""
 
 
 def _invocation() -> str | None:
@@ -84,7 +86,8 @@ def _phases(ctx, param, value):
 
 @command.command("train", epilog=TRAIN_EXAMPLES)
 @click.argument("data", type=click.Path(path_type=str))
-@click.option("-m", "--model", required=True, metavar="NAME", help="Generator to train: dcgan, progan (or test-gan).")
+@click.option("-m", "--model", required=True, metavar="NAME",
+              help="Generator to train: dcgan, progan, autogan (or test-gan).")
 @click.option("-o", "--output", "run_dir", required=True, metavar="RUN_DIR",
               help="Run folder: checkpoints, losses.csv, loss.png, samples/, generator.safetensors.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where its last checkpoint left off.")
@@ -101,6 +104,10 @@ def _phases(ctx, param, value):
 @click.option("--width", type=click.IntRange(1), default=None, help="dcgan: channels of the first discriminator layer / last generator layer (64).")
 @click.option("--widths", callback=_widths, default=None, metavar="C4,C8,...",
               help="progan: channels per resolution, 4x4 first (default 128,128,128,64,32).")
+@click.option("--layers", type=click.IntRange(1, 6), default=None,
+              help="autogan: stride-2 stages down and transposed-convolution stages up (1 or 4 in the seed; default 1).")
+@click.option("--rec-weight", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="autogan: weight of the L1 reconstruction loss (the adversarial loss has weight 1).")
 @click.option("--phase-kimg", callback=_phases, default="20", show_default=True, metavar="K|K4,K8,...",
               help="progan: thousands of images per fade-in and per stabilisation phase; or one value per "
                    "resolution, 4x4 first (the last repeats).")
@@ -114,7 +121,7 @@ def _phases(ctx, param, value):
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
 @quiet_option
 def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs, kimg, batch_size, lr, beta1, width,
-                  widths, phase_kimg, holdout, no_mirror, sample_every, checkpoint_every, max_minutes, threads):
+                  widths, layers, rec_weight, phase_kimg, holdout, no_mirror, sample_every, checkpoint_every, max_minutes, threads):
     """Train a GAN on the images in DATA (a folder; sub-folders included).
 
     Images of other sizes are centre-cropped and resized, other modes converted (a note says how many);
@@ -130,7 +137,7 @@ def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs,
     configure_threads(threads)
     settings = TrainSettings(model=model, data=data, run_dir=run_dir, seed=seed, resolution=resolution, steps=steps,
                              kimg=kimg, batch_size=batch_size, lr=lr, beta1=beta1, width=width, widths=widths,
-                             phase_kimg=phase_kimg, holdout=holdout, mirror=not no_mirror, sample_every=sample_every,
+                             layers=layers, rec_weight=rec_weight, phase_kimg=phase_kimg, holdout=holdout, mirror=not no_mirror, sample_every=sample_every,
                              checkpoint_every=checkpoint_every, max_minutes=max_minutes, epochs=epochs)
     with Progress(f"training {model}", total=None, fields=("loss_d", "loss_g")) as bar:
         result = train(settings, resume=resume, progress=bar, on_note=warn, invocation=_invocation())

@@ -13,34 +13,66 @@ Examples:
   ganscan generate --model dcgan -n 50000 -o dogs/ --seed 7 --format jpg --quality 90
   ganscan generate --model progan --weights runs/faces/generator.safetensors -n 16 -o out/
   ganscan generate --model dcgan -n 8 -o out/ && ganscan scan out/     # can the detector tell?
+  ganscan generate --model autogan --input photos/ -o recon/        # AutoGAN reconstructions, same names
+  ganscan generate --model autogan --weights autogan-4layer --input photos/ -o recon4/ --format png
 """
 
 
 @click.command("generate", epilog=EXAMPLES)
 @click.option("-m", "--model", required=True, metavar="NAME", help="Generator: progan, dcgan (see `ganscan models`).")
-@click.option("-n", "--count", "n", type=click.IntRange(1), required=True, help="Number of images.")
+@click.option("-n", "--count", "n", type=click.IntRange(1), default=None, help="Number of images (GANs).")
+@click.option("--input", "input_dir", default=None, metavar="DIR",
+              help="autogan: reconstruct every image under DIR (the simulated fakes), keeping relative names; "
+                   "OUT/reconstructions.csv lists each file (written, padded, or its error).")
 @click.option("-o", "--output", "out_dir", required=True, metavar="DIR", help="Folder for the images (created).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 32 - 1), default=0, show_default=True,
               help="Image i of a seed is always the same image, whatever -n and --batch-size.")
 @click.option("--weights", default=None, metavar="FILE|NAME",
               help="Generator checkpoint (RUN/generator.safetensors) or shipped weights name. Default: the shipped weights.")
 @click.option("--untrained", is_flag=True, help="Use a freshly initialised generator (a baseline).")
-@click.option("--format", "fmt", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "same"]), default=None,
+              help="png (default) or jpg; with --input the default 'same' writes JPEG inputs as JPEG with the "
+                   "input's own quantisation tables and everything else as PNG.")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality.")
 @click.option("--grid", "grid_path", default=None, metavar="FILE.png", help="Also write a grid of the first 64 images.")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
 @quiet_option
-def command(model, n, out_dir, seed, weights, untrained, fmt, quality, grid_path, batch_size, force, threads):
-    """Generate N images with a trained GAN; file names carry the weights' name, the seed and the index."""
-    from ganscan.console import Progress, info
+def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality, grid_path, batch_size, force, threads):
+    """Generate N images with a trained GAN (file names carry the weights' name, the seed and the index), or
+    with an AutoGAN autoencoder reconstruct every image of --input DIR."""
+    from ganscan.console import Progress, info, warn
     from ganscan.engine.device import configure_threads
     from ganscan.gans.generate import generate_images
-    from ganscan.gans.registry import load_generator
+    from ganscan.gans.registry import get_gan_config, load_generator
 
     if untrained and weights:
         raise click.UsageError("--untrained and --weights exclude each other")
+    family = get_gan_config(model).family
+    if family == "autogan":
+        if input_dir is None:
+            raise click.UsageError(f"{model} reconstructs images: pass --input DIR (a folder of real images)")
+        if n is not None or grid_path is not None:
+            raise click.UsageError("-n and --grid are for GANs; an autoencoder writes one image per input")
+        from ganscan.gans.reconstruct import reconstruct_folder
+
+        configure_threads(threads)
+        gen = load_generator(model, weights, untrained=untrained, seed=seed)
+        with Progress(f"reconstructing with {gen.label}", total=None) as bar:
+            res = reconstruct_folder(gen, input_dir, out_dir, fmt=fmt or "same", quality=quality, force=force,
+                                     progress=bar, on_error=warn)
+        extra = f", {res.padded} padded to the autoencoder's stride and cropped back" if res.padded else ""
+        info(f"{res.written} reconstructions in {res.out_dir}/ ({res.seconds:.1f} s){extra}; "
+             f"{res.errors} errors; manifest: {res.manifest}")
+        return
+    if input_dir is not None:
+        raise click.UsageError(f"--input is for autoencoders (autogan); {model} samples from noise")
+    if n is None:
+        raise click.UsageError("pass -n/--count: how many images to generate")
+    if fmt == "same":
+        raise click.UsageError("--format same is for --input reconstructions; use png or jpg")
+    fmt = fmt or "png"
     configure_threads(threads)
     gen = load_generator(model, weights, untrained=untrained, seed=seed)
     with Progress(f"generating with {gen.label}", total=n) as bar:

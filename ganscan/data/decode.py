@@ -54,6 +54,7 @@ class FileInfo:
     notes: list[str] = field(default_factory=list)
     text: dict = field(default_factory=dict)  # text chunks of the file (PNG tEXt/iTXt, ...)
     quantization: dict | None = None  # JPEG quantisation tables
+    subsampling: int | None = None  # JPEG chroma subsampling as Pillow numbers it (0 4:4:4, 1 4:2:2, 2 4:2:0)
 
 
 def read_file(path: str) -> tuple[bytes, FileInfo]:
@@ -104,6 +105,10 @@ def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXE
             im.seek(0)
             im.load()
             info.quantization = getattr(im, "quantization", None)
+            if im.format == "JPEG":
+                from PIL import JpegImagePlugin
+
+                info.subsampling = JpegImagePlugin.get_sampling(im)
             from ganscan.data.provenance import image_text
 
             info.text = image_text(im)

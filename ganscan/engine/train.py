@@ -515,6 +515,21 @@ class Trainer:
             raise GanscanError("a batch of 1 image per process cannot train BatchNorm layers",
                                hint="raise --batch-size")
 
+    def _check_format(self) -> None:
+        """The format shortcut: how well could format alone separate the training classes? (logged, stored)"""
+        self.format_check = None
+        if not self.is_main or self.resume:
+            return
+        from ganscan.data.shortcut import describe, format_separability
+
+        self.format_check = format_separability(self.train_set, max_files=20000)
+        self.log(describe(self.format_check))
+        if self.format_check["balanced_accuracy"] is not None and self.format_check["balanced_accuracy"] >= 0.75:
+            self.log("  most skewed: " + "; ".join(f"{t['signature']} real {t['real']} fake {t['fake']}"
+                                                  for t in self.format_check["top"][:3]))
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.out / "format-check.json", json.dumps(self.format_check, indent=2).encode())
+
     def _build_model(self) -> None:
         o = self.o
         arch = o["arch"]
@@ -634,7 +649,8 @@ class Trainer:
                          "epochs": row.get("epoch"), "step": row.get("step"), "seed": self.o["seed"],
                          "n_train": {"real": self.train_set.n_real, "fake": self.train_set.n_fake},
                          "n_val": {"real": self.val_set.n_real, "fake": self.val_set.n_fake},
-                         "init": self.o["init"], "skipped_unreadable": len(self.state["skipped"])},
+                         "init": self.o["init"], "skipped_unreadable": len(self.state["skipped"]),
+                         "pretrained_weights": getattr(self.model, "ganscan_pretrained", None)},
             "metrics": {k: row.get(k) for k in ("val_loss", "val_acc", "val_bacc", "val_real_acc", "val_fake_acc", "val_ap",
                                                   "val_auc", "train_loss", "train_acc")},
         }
@@ -821,6 +837,7 @@ class Trainer:
         random.seed(int(o["seed"]))
         np.random.seed(int(o["seed"]) % (2**32))
         self._prepare_data()
+        self._check_format()
         self._build_model()
         self.state = self._fresh_state()
         if self.resume:

@@ -61,7 +61,7 @@ def _entry(name: str) -> _Entry:
 
 def _load_families() -> None:
     # the families register themselves on import
-    from ganscan.gans import dcgan, progan  # noqa: F401
+    from ganscan.gans import autogan, dcgan, progan  # noqa: F401
 
 
 def list_gans() -> list[GanConfig]:
@@ -131,10 +131,10 @@ def shipped_gan_weights() -> list[dict]:
 
 
 def default_weights_for(name: str) -> Path | None:
-    for card in shipped_gan_weights():
-        if card.get("model") == name:
-            return Path(card["file"])
-    return None
+    """The shipped weights of ``name``: the card marked ``"default": true`` first, else the first found."""
+    cards = [c for c in shipped_gan_weights() if c.get("model") == name]
+    cards.sort(key=lambda c: not c.get("default"))
+    return Path(cards[0]["file"]) if cards else None
 
 
 def load_generator(name: str, weights: str | os.PathLike | None = None, untrained: bool = False,

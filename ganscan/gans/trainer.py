@@ -54,6 +54,8 @@ class TrainSettings:
     beta1: float | None = None  # DCGAN 0.5, ProGAN 0.0
     width: int | None = None  # DCGAN base width
     widths: list[int] | None = None  # ProGAN channels per resolution, 4x4 first
+    layers: int | None = None  # AutoGAN: stride-2 stages in the encoder and the decoder (1 or 4 in the seed)
+    rec_weight: float = 10.0  # AutoGAN: weight of the L1 reconstruction loss against the adversarial loss
     phase_kimg: float | list[float] = 20.0  # ProGAN: kimg per fade-in and per stabilisation phase (or one per level)
     gp_weight: float = 10.0
     drift: float = 0.001
@@ -69,7 +71,7 @@ class TrainSettings:
 
     def key(self) -> dict:
         """What must not change between a run and its resumption."""
-        return {k: getattr(self, k) for k in ("model", "seed", "resolution", "width", "widths",
+        return {k: getattr(self, k) for k in ("model", "seed", "resolution", "width", "widths", "layers",
                                                "holdout", "mirror", "batch_size", "lr", "beta1")}
 
 
@@ -106,13 +108,15 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
     if resume:
         saved = json.loads((run / "run.json").read_text())
         mismatch = {k: (saved["key"].get(k), v) for k, v in settings.key().items() if saved["key"].get(k) != v
-                    and not (k == "widths" and v is None)}
+                    and not (k in ("widths", "layers") and v is None)}
         if mismatch:
             what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mismatch.items())
             raise GanscanError(f"cannot resume {run} with different settings: {what}",
                                hint="resume with the settings the run started with")
         if settings.widths is None:
             settings.widths = saved["key"].get("widths")
+        if settings.layers is None:
+            settings.layers = saved["key"].get("layers")
 
     data = load_image_folder(settings.data, res, holdout=settings.holdout, split="train",
                              min_images=settings.min_images)
@@ -125,7 +129,7 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
 
     run.mkdir(parents=True, exist_ok=True)
     (run / "samples").mkdir(exist_ok=True)
-    loop = _DCGANLoop(settings, cfg, data) if cfg.family == "dcgan" else _ProGANLoop(settings, cfg, data)
+    loop = {"dcgan": _DCGANLoop, "progan": _ProGANLoop, "autogan": _AutoGANLoop}[cfg.family](settings, cfg, data)
     record = {"settings": asdict(settings), "key": settings.key(), "images": int(data.images.shape[0]),
               "held_out": data.held_out, "history": [], "commands": [invocation] if invocation else []}
     resumed_from = None
@@ -229,7 +233,8 @@ class _Loop:
         self.elapsed = 0.0
         torch.manual_seed(settings.seed)
         self.G, self.D = registry.build_gan(settings.model, self.res, **self.arch_options())
-        self.fixed_z = torch.randn(64, cfg.latent_size, generator=torch.Generator().manual_seed(settings.seed + 1))
+        self.fixed_z = torch.randn(64, max(cfg.latent_size, 1),
+                                   generator=torch.Generator().manual_seed(settings.seed + 1))
         self._perm_epoch = -1
         self._perm = None
 
@@ -374,6 +379,51 @@ class _DCGANLoop(_Loop):
 
     def sample(self, path: Path) -> None:
         save_grid(self._sample_images(self.G), path, nrow=8, upscale=max(1, 64 // self.res))
+
+
+class _AutoGANLoop(_DCGANLoop):
+    """Reconstruction (L1) plus least-squares adversarial loss on a PatchGAN discriminator."""
+
+    def __init__(self, settings, cfg, data):
+        super().__init__(settings, cfg, data)
+        self.batch = settings.batch_size or 16
+        self.fixed = to_float(data.images[:32])
+
+    def arch_options(self):
+        opts = {"layers": self.s.layers or self.cfg.options.get("layers", 1)}
+        if self.s.width:
+            opts["width"] = self.s.width
+        return opts
+
+    def train_step(self) -> dict:
+        real = self.next_batch(self.batch)
+        b = real.shape[0]
+        rec = self.G(real)
+        d_real, d_rec = self.D(real), self.D(rec.detach())
+        loss_d = 0.5 * ((d_real - 1).square().mean() + d_rec.square().mean())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        l1 = (rec - real).abs().mean()
+        loss_g = (self.D(rec) - 1).square().mean() + self.s.rec_weight * l1
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+        self.step += 1
+        self.images += b
+        return {"step": self.step, "images": self.images, "resolution": self.res, "alpha": 1.0,
+                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6), "extra": round(l1.item(), 6)}
+
+    def sample(self, path: Path) -> None:
+        """Pairs: each real image above its reconstruction."""
+        was = self.G.training
+        self.G.eval()
+        with torch.no_grad():
+            rec = self.G(self.fixed)
+        self.G.train(was)
+        n = self.fixed.shape[0]
+        rows = [t for i in range(0, n, 8) for t in (self.fixed[i:i + 8], rec[i:i + 8])]
+        save_grid(torch.cat(rows), path, nrow=8, upscale=max(1, 64 // self.res))
 
 
 class _ProGANLoop(_Loop):

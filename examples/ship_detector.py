@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Copy a trained detector run into weights/ with its model card, and make it the default.
+
+    python examples/ship_detector.py runs/default/run-npr-gan+ae1 --name ganscan-npr-v1 \\
+        --compare runs/default/run-*        # the card keeps the table of every compared run
+
+The card holds: data, recipe, the exact commands (from the run), training time, the format check, the
+evaluations written by examples/train_default.py (unseen generators, own held-out fakes, camera photos,
+JPEG 90 and 0.5x resize), the comparison table, sha256 and size. The placeholder loses ``default``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detector_table import summary  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("run", help="run folder with best.safetensors and eval-*.json")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--compare", nargs="*", default=[], help="other run folders for the card's table")
+    ap.add_argument("--description", default="")
+    ap.add_argument("--extra", default=None, help="JSON file merged into the card")
+    ap.add_argument("--no-default", action="store_true")
+    args = ap.parse_args()
+    from ganscan.engine.checkpoint import load_checkpoint, sha256_file
+
+    run = Path(args.run)
+    src = run / "best.safetensors"
+    _, meta = load_checkpoint(src, verify=False)
+    dst = ROOT / "weights" / f"{args.name}.safetensors"
+    shutil.copyfile(src, dst)
+    import csv
+
+    rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
+    seconds = float(rows[-1]["seconds"]) if rows else None
+    cmd_file = run / "command.txt"   # written by examples/train_default.py
+    command = cmd_file.read_text().strip() if cmd_file.exists() else None
+    evals = {k: json.loads((run / f"eval-{k}.json").read_text())
+             for k in ("val", "heldout", "camera") if (run / f"eval-{k}.json").exists()}
+    table = [s for s in (summary(Path(r)) for r in sorted(set(args.compare) | {args.run})) if s]
+    card = {
+        "name": args.name, "kind": "detector", "arch": meta["arch"], "default": not args.no_default,
+        "description": args.description,
+        "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
+        "preprocessing": meta["preprocessing"],
+        "training": meta.get("training"),
+        "format_check": json.loads((run / "format-check.json").read_text())
+        if (run / "format-check.json").exists() else None,
+        "command": command,
+        "time": {"seconds": seconds, "human": f"{seconds / 60:.1f} min" if seconds else None,
+                 "machine": "2 CPU cores (AMD EPYC, AVX2), no GPU"},
+        "metrics": {
+            "val_mean": evals.get("val", {}).get("mean"),
+            "val_sets": evals.get("val", {}).get("sets"),
+            "val_perturbed": [{"perturbation": p["perturbation"], "mean": p["mean"], "sets": p["rows"]}
+                              for p in evals.get("val", {}).get("perturbations", [])],
+            "heldout_sets": evals.get("heldout", {}).get("sets"),
+            "heldout_mean": evals.get("heldout", {}).get("mean"),
+            "camera_fpr": (1 - evals["camera"]["mean"]["real_acc"]) if "camera" in evals else None,
+            "own_validation": meta.get("metrics"),
+        },
+        "comparison": table,
+        "sha256": sha256_file(dst),
+        "file_bytes": dst.stat().st_size,
+    }
+    if args.extra:
+        card.update(json.loads(Path(args.extra).read_text()))
+    (dst.with_suffix(".json")).write_text(json.dumps(card, indent=2) + "\n")
+    if not args.no_default:
+        for other in (ROOT / "weights").glob("*.json"):
+            if other.stem == args.name:
+                continue
+            c = json.loads(other.read_text())
+            if c.get("kind") == "detector" and c.get("default"):
+                c["default"] = False
+                other.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+    print(f"{dst}: {card['file_bytes']} bytes, sha256 {card['sha256']}")
+
+
+if __name__ == "__main__":
+    main()
