@@ -161,3 +161,16 @@ def test_train_logs_the_format_check(tmp_path):
     assert "format check" in res.output
     check = json.loads((out / "format-check.json").read_text())
     assert check["balanced_accuracy"] == 0.5  # same format, same size: nothing to cheat with
+
+
+def test_gan_evaluate_reports_reconstruction_error_for_an_autoencoder(ae_run):
+    res = run("gan", "evaluate", "--model", "test-autogan", "--weights", ae_run / "run" / "generator.safetensors",
+              "--real", ae_run / "data", "--resolution", "16", "--baselines", "--json", "--threads", "1")
+    out = json.loads(res.stdout)
+    names = [r["name"] for r in out["rows"]]
+    assert len(names) == 2 and names[1] == "untrained autoencoder"
+    for r in out["rows"]:
+        assert r["l1"] >= 0 and 0 < r["psnr_db"] < 100
+        assert np.isfinite(r["avg"])
+    # a perfect reconstruction would have L1 0: the metric is computed against the reals, not itself
+    assert out["rows"][1]["l1"] > 1.0

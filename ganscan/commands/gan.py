@@ -47,6 +47,7 @@ Examples:
   ganscan gan evaluate --model progan --weights runs/faces/generator.safetensors --real data/faces
   ganscan gan evaluate --model progan --real data/celeba128 --holdout 0.2 --baselines   # the README table
   ganscan gan evaluate --fake generated/ --real data/faces --json
+  ganscan gan evaluate --model autogan --weights autogan-4layer --real data/photos --holdout 0.1 --baselines
 """
 
 
@@ -197,8 +198,13 @@ def evaluate_command(model, weights, fake_dir, real, resolution, n, holdout, spl
     for lv in levels:
         t.add_column(f"{lv}px", justify="right")
     t.add_column("avg", justify="right")
+    recon = "psnr_db" in result["rows"][0]
+    if recon:  # an autoencoder: how close its reconstructions are
+        t.add_column("L1 (0-255)", justify="right")
+        t.add_column("PSNR dB", justify="right")
     for row in result["rows"]:
-        t.add_row(row["name"], *(f"{row['levels'][lv]:.2f}" for lv in levels), f"{row['avg']:.2f}")
+        t.add_row(row["name"], *(f"{row['levels'][lv]:.2f}" for lv in levels), f"{row['avg']:.2f}",
+                  *((f"{row['l1']:.2f}", f"{row['psnr_db']:.2f}") if recon else ()))
     stdout_console().print(t)
 
 
