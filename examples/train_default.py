@@ -70,6 +70,7 @@ def stage_data(data: Path, work: Path) -> None:
         for p in files:
             split = "heldout-real" if held_out(p.name) else "real"
             if folder == "celeba128":
+                link(p, work / split / folder / p.name)   # native 128 px, paired with their reconstructions
                 dst = work / split / "celeba64" / p.name
                 if dst.exists():
                     continue
@@ -107,14 +108,15 @@ def stage_fakes(work: Path) -> None:
     for c in ("dog", "cat", "horse"):
         link(work / "heldout-real" / f"cifar10-{c}", held / "dcgan" / "0_real" / f"cifar10-{c}")
     for k in (1, 4):
-        out = work / f"fake-ae{k}"
-        if not (out / "reconstructions.csv").exists():
-            ganscan("generate", "--model", "autogan", "--weights", f"autogan-{k}layer", "--input",
-                    str(work / "real"), "-o", str(out), "--force", "-q")
-        hout = held / f"autogan{k}" / "1_fake"
-        if not (hout / "reconstructions.csv").exists():
-            ganscan("generate", "--model", "autogan", "--weights", f"autogan-{k}layer", "--input",
-                    str(work / "heldout-real"), "-o", str(hout), "--force", "-q")
+        # one reconstruction folder per real folder: every real has its twin, same relative name
+        for src_root, out_root in ((work / "real", work / f"fake-ae{k}"),
+                                   (work / "heldout-real", held / f"autogan{k}" / "1_fake")):
+            for sub in sorted(d for d in src_root.iterdir() if d.is_dir()):
+                out = out_root / sub.name
+                if out.is_dir() and sum(1 for _ in out.iterdir()) >= sum(1 for _ in sub.iterdir()):
+                    continue
+                ganscan("generate", "--model", "autogan", "--weights", f"autogan-{k}layer", "--input",
+                        str(sub), "-o", str(out), "--force", "-q")
         link(work / "heldout-real", held / f"autogan{k}" / "0_real")
 
 

@@ -15,7 +15,7 @@ def test_explain_writes_pngs_and_summary(runner, cli, tmp_path):
     img = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (300, 420, 3), dtype=np.uint8)).save(img)
     out = tmp_path / "out"
-    res = run_ok(runner, cli, ["explain", str(img), str(EDGE / "broken.png"), "-o", str(out)])
+    res = run_ok(runner, cli, ["explain", str(img), str(EDGE / "broken.png"), "-o", str(out), "--model", "placeholder"])
     assert "explained 1 of 2" in res.stderr and "broken.png" in res.stderr
     summary = json.loads((out / "photo.json").read_text())
     for kind in ("heatmap", "spectrum", "profile"):

@@ -57,15 +57,16 @@ def test_checkpoint_roundtrip_and_sha_check(tmp_path):
 def test_shipped_weights_verified(tmp_path, monkeypatch):
     import shutil
 
-    from ganscan.detectors.registry import weights_dir
+    from ganscan.detectors.registry import default_detector_name, weights_dir
 
-    for f in weights_dir().glob("placeholder.*"):
+    name = default_detector_name()
+    for f in weights_dir().glob(f"{name}.*"):
         shutil.copy(f, tmp_path / f.name)
     monkeypatch.setenv("GANSCAN_WEIGHTS_DIR", str(tmp_path))
-    assert load_detector(None).placeholder
-    blob = bytearray((tmp_path / "placeholder.safetensors").read_bytes())
+    assert load_detector(None).path.stem == name
+    blob = bytearray((tmp_path / f"{name}.safetensors").read_bytes())
     blob[-1] ^= 0xFF
-    (tmp_path / "placeholder.safetensors").write_bytes(bytes(blob))
+    (tmp_path / f"{name}.safetensors").write_bytes(bytes(blob))
     with pytest.raises(CheckpointError, match="sha256"):
         load_detector(None)
 

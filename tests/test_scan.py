@@ -52,7 +52,8 @@ def test_formats_to_stdout(runner, cli, tmp_path):
     csv_out = run_ok(runner, cli, ["scan", str(tmp_path / "d"), "-f", "csv", "--workers", "0"]).stdout
     lines = csv_out.strip().splitlines()
     assert lines[0].split(",")[:3] == ["path", "sha256", "bytes"] and len(lines) == 4
-    js = json.loads(run_ok(runner, cli, ["scan", str(tmp_path / "d"), "-f", "json", "--workers", "0"]).stdout)
+    js = json.loads(run_ok(runner, cli, ["scan", str(tmp_path / "d"), "-f", "json", "--workers", "0",
+                                         "--model", "placeholder"]).stdout)
     assert len(js["rows"]) == 3 and js["run"]["model"]["placeholder"] is True
 
 
