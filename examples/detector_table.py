@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Markdown tables from the evaluations that examples/train_default.py writes into each run folder.
 
-    python examples/detector_table.py runs/default/run-*       # one row per run
+    python examples/detector_table.py runs/default/run-*           # one row per run
+    python examples/detector_table.py --short runs/default/cmp-*   # the unseen generators only
+    python examples/detector_table.py --sets runs/default/ship     # one run, every set, plain and perturbed
 """
 
 from __future__ import annotations
@@ -44,21 +46,54 @@ def f(v, digits=3):
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
-def main(runs: list[str]) -> None:
+def main(runs: list[str], short: bool = False) -> None:
     rows = [s for s in (summary(Path(r)) for r in runs) if s]
+    extra = "" if short else " JPEG 90 AP | resize 0.5 AP | own held-out AP | camera FPR |"
     print("| run | arch | " + " | ".join(f"{k} AP / acc" for k in VAL)
-          + " | mean AP | mean AUC | mean acc (real / fake) | JPEG 90 AP | resize 0.5 AP | own held-out AP | camera FPR |")
-    print("|---" * (len(VAL) + 10) + "|")
+          + " | mean AP | mean AUC | mean acc (real / fake) |" + extra)
+    print("|---" * (len(VAL) + (5 if short else 9)) + "|")
     for s in rows:
         cells = [f"{f(s['sets'][k]['ap'])} / {f(s['sets'][k]['accuracy'], 2)}" if s["sets"][k] else "n/a" for k in VAL]
         m = s["mean"]
         print(f"| {s['run']} | {s['arch']} | " + " | ".join(cells)
-              + f" | **{f(m['ap'])}** | {f(m['auc'])} | {f(m['accuracy'], 2)} ({f(m['real_acc'], 2)} / {f(m['fake_acc'], 2)})"
-              + f" | {f((s['jpeg90'] or {}).get('ap'))} | {f((s['resize05'] or {}).get('ap'))}"
-              + f" | {f(s.get('heldout_mean', {}).get('ap'))} | {f(s.get('camera_fpr'), 2)} |")
+              + f" | **{f(m['ap'])}** | {f(m['auc'])} | {f(m['accuracy'], 2)} ({f(m['real_acc'], 2)} / {f(m['fake_acc'], 2)}) |"
+              + ("" if short else f" {f((s['jpeg90'] or {}).get('ap'))} | {f((s['resize05'] or {}).get('ap'))}"
+              + f" | {f(s.get('heldout_mean', {}).get('ap'))} | {f(s.get('camera_fpr'), 2)} |"))
+
+
+def sets_table(run: Path) -> None:
+    """Per set of one run: counts, accuracy (real / fake), AP, AUC, and accuracy / AP after each perturbation."""
+    evals = [(k, _load(run / f"eval-{k}.json")) for k in ("val", "heldout")]
+    evals = [(k, e) for k, e in evals if e]
+    perts = [p["perturbation"] for _, e in evals[:1] for p in e.get("perturbations", [])]
+    print("| set | real / fake | acc | real acc | fake acc | AP | AUC |" + "".join(f" {p} acc / AP (drop) |" for p in perts))
+    print("|---" * (7 + len(perts)) + "|")
+    for kind, e in evals:
+        rows = [*e["sets"], {**e["mean"], "set": f"**mean ({kind})**"}]
+        prows = {p["perturbation"]: {r["set"]: r for r in p["rows"]} | {rows[-1]["set"]: p["mean"]}
+                 for p in e.get("perturbations", [])}
+        for r in rows:
+            cells = [r["set"], f"{r['n_real']} / {r['n_fake']}", f(r["accuracy"], 2), f(r["real_acc"], 2),
+                     f(r["fake_acc"], 2), f(r["ap"]), f(r["auc"])]
+            for p in perts:
+                q = prows.get(p, {}).get(r["set"])
+                cells.append(f"{f(q['accuracy'], 2)} / {f(q['ap'])} ({q['ap'] - r['ap']:+.3f})" if q else "n/a")
+            print("| " + " | ".join(cells) + " |")
+    cam = _load(run / "eval-camera.json")
+    if cam:
+        m = cam["mean"]
+        print(f"| camera photos (real only) | {m['n_real']} / 0 | {f(m['accuracy'], 2)} | {f(m['real_acc'], 2)} "
+              f"| n/a | n/a | n/a |" + " n/a |" * len(perts))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
+    argv = sys.argv[1:]
+    short = "--short" in argv
+    if "--sets" in argv:
+        for r in (a for a in argv if not a.startswith("--")):
+            sets_table(Path(r))
+        sys.exit(0)
+    argv = [a for a in argv if a != "--short"]
+    if not argv:
         sys.exit(__doc__)
-    main(sys.argv[1:])
+    main(argv, short=short)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,13 +31,15 @@ def main() -> None:
     ap.add_argument("--extra", default=None, help="JSON file merged into the card")
     ap.add_argument("--no-default", action="store_true")
     args = ap.parse_args()
-    from ganscan.engine.checkpoint import load_checkpoint, sha256_file
+    from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
     run = Path(args.run)
     src = run / "best.safetensors"
-    _, meta = load_checkpoint(src, verify=False)
+    state, meta = load_checkpoint(src, verify=False)
     dst = ROOT / "weights" / f"{args.name}.safetensors"
-    shutil.copyfile(src, dst)
+    # same tensors; the metadata names the shipped model (scan reports and tables show this name)
+    meta = {**meta, "name": args.name, "trained_as": meta.get("name")}
+    save_checkpoint(dst, state, meta)
     import csv
 
     rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []

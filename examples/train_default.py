@@ -13,6 +13,11 @@ Stages (each skips what already exists, so a stopped run continues):
 2. ``fakes``: ``ganscan generate`` with the shipped ProGAN and DCGAN (JPEG quality 75 4:2:0: the very tables
    of the reals), and ``ganscan generate --model autogan --input`` reconstructions of every real (same name,
    format and quantisation tables as their real twin) with the shipped 1-layer and 4-layer autoencoders.
+   Then ``fake-mix1/``, the fakes of the shipped detector (``--fakes gan,ae1``), balanced per format: in
+   the folders that share a GAN's output size (``celeba64`` with ProGAN, the CIFAR classes with DCGAN) half
+   of the reals (chosen by a hash of the name) get their reconstruction twin and the GAN supplies as many
+   fakes as there are untwinned reals; every other real gets its twin. So each format, size and JPEG table
+   holds as many fakes as reals, and the format check reads 0.5.
 3. ``train``: ``ganscan train`` of the chosen architecture (``--arch``) on reals vs the chosen fake sources
    (``--fakes gan,ae1,ae4``); the run logs the format check (format alone must not separate the classes).
 4. ``eval``: ``ganscan evaluate`` on ``val/`` (the unseen generators), the held-out own fakes and camera
@@ -32,14 +37,23 @@ import sys
 from pathlib import Path
 
 HOLDOUT = 0.10
-CIFAR_PER_CLASS = 600
+CIFAR_PER_CLASS = 1200
 FLOWERS = 2000
-GAN_FAKES = {"progan": 1450, "dcgan": 1800}   # about as many as the same-size reals
+GAN_FAKES = {"progan": 1450, "dcgan": 1800}   # enough for the mixture (see stage_mix)
 HELD_FAKES = {"progan": 160, "dcgan": 200}
 
 
 def held_out(name: str) -> bool:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 2 ** 32 < HOLDOUT
+
+
+def twinned(name: str) -> bool:
+    """Half of the reals that share a GAN's output size get a reconstruction twin (independent of held_out)."""
+    return int(hashlib.sha1(b"twin:" + name.encode()).hexdigest()[:8], 16) % 2 == 0
+
+
+# real folders whose size and format are those of a shipped GAN's output: they share their fakes with it
+SHARED_WITH = {"celeba64": "progan", "cifar10-dog": "dcgan", "cifar10-cat": "dcgan", "cifar10-horse": "dcgan"}
 
 
 def ganscan(*args: str) -> None:
@@ -118,9 +132,34 @@ def stage_fakes(work: Path) -> None:
                 ganscan("generate", "--model", "autogan", "--weights", f"autogan-{k}layer", "--input",
                         str(sub), "-o", str(out), "--force", "-q")
         link(work / "heldout-real", held / f"autogan{k}" / "0_real")
+    stage_mix(work)
 
 
-SOURCES = {"gan": ["fake-gan"], "ae1": ["fake-ae1"], "ae4": ["fake-ae4"]}
+def stage_mix(work: Path) -> None:
+    """fake-mix1/: reconstruction twins and GAN fakes in the same proportion per format as the reals."""
+    mix = work / "fake-mix1"
+    if mix.exists():
+        shutil.rmtree(mix)
+    need: dict[str, int] = {}
+    for sub in sorted(d for d in (work / "real").iterdir() if d.is_dir()):
+        gan = SHARED_WITH.get(sub.name)
+        for p in sorted(sub.iterdir()):
+            twin = work / "fake-ae1" / sub.name / p.name
+            if gan and not twinned(p.name):
+                need[gan] = need.get(gan, 0) + 1
+            elif twin.exists():
+                link(twin, mix / "ae1" / sub.name / p.name)
+    for gan, n in need.items():
+        files = sorted((work / "fake-gan" / gan).iterdir())
+        if len(files) < n:
+            sys.exit(f"error: {n} {gan} fakes needed for the mixture, {len(files)} in {work / 'fake-gan' / gan}")
+        for p in files[:n]:
+            link(p, mix / gan / p.name)
+    counts = {d.name: sum(1 for _ in d.rglob("*.*")) for d in sorted(mix.iterdir())}
+    print(f"fake-mix1: {counts} (GAN fakes standing in for the untwinned reals: {need})")
+
+
+SOURCES = {"gan": ["fake-gan"], "ae1": ["fake-ae1"], "ae4": ["fake-ae4"], "gan,ae1": ["fake-mix1"]}
 
 
 def stage_train(work: Path, args) -> Path:
@@ -128,7 +167,7 @@ def stage_train(work: Path, args) -> Path:
     if (run / "best.safetensors").exists() and not args.retrain:
         print(f"{run}: trained already (pass --retrain to train again)")
         return run
-    fakes = [f for src in args.fakes.split(",") for f in SOURCES[src]]
+    fakes = SOURCES.get(args.fakes) or [f for src in args.fakes.split(",") for f in SOURCES[src]]
     reals = ["real"]
     if set(args.fakes.split(",")) <= {"ae1", "ae4"} and args.no_cifar_for_ae:
         keep = ("celeba64", "flowers128", "cats", "photos-lossless")
@@ -137,7 +176,7 @@ def stage_train(work: Path, args) -> Path:
     cmd = ["train", "-o", str(run), "--recipe", "wang2020", "--arch", args.arch, "--crop", "64",
            "--epochs", str(args.epochs), "--batch-size", "64", "--lr", str(args.lr),
            "--blur-prob", "0.1", "--jpeg-prob", "0.1", "--jpeg-quality", "60,100", "--patience", "2",
-           "--seed", str(args.seed), "--force"]
+           "--seed", str(args.seed), "--threshold-rule", args.threshold_rule, "--force"]
     for r in reals:
         cmd += ["--real", str(work / r)]
     for f in fakes:
@@ -169,9 +208,11 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data", help="the shared data folder (train/, val/, camera-exif/)")
     ap.add_argument("--work", default="runs/default", help="working folder (prepared data and runs)")
     ap.add_argument("--stage", choices=["all", "data", "fakes", "train", "eval"], default="all")
-    ap.add_argument("--arch", default="npr", help="detector architecture (ganscan models)")
+    ap.add_argument("--arch", default="alexnet64-spectrum", help="detector architecture (ganscan models)")
     ap.add_argument("--fakes", default="gan,ae1", help="fake sources: gan (ProGAN+DCGAN), ae1, ae4 (reconstructions)")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--threshold-rule", default="eer",
+                    help="threshold calibration on the run's own validation split (eer, fpr:X)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pretrained", default=None, help="e.g. imagenet for efficientnet_lite0")

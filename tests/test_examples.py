@@ -1,0 +1,103 @@
+"""The scripts in examples/ that rebuild the shipped detector: the balanced fake mixture and the tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ganscan.data.datasets import training_set
+from ganscan.data.shortcut import format_separability
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _jpeg(path: Path, size: int, seed: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    px = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(px).save(path, "JPEG", quality=75)
+
+
+@pytest.fixture
+def work(tmp_path):
+    """A miniature work folder: reals of two kinds, their reconstruction twins, and GAN fakes."""
+    w = tmp_path / "work"
+    for i in range(12):
+        _jpeg(w / "real" / "celeba64" / f"c{i}.jpg", 64, i)          # shares ProGAN's size and format
+        _jpeg(w / "fake-ae1" / "celeba64" / f"c{i}.jpg", 64, 100 + i)
+        _jpeg(w / "fake-gan" / "progan" / f"p{i:02d}.jpg", 64, 200 + i)
+    for i in range(5):
+        _jpeg(w / "real" / "flowers128" / f"f{i}.jpg", 40, 300 + i)   # no GAN of that size: all twinned
+        _jpeg(w / "fake-ae1" / "flowers128" / f"f{i}.jpg", 40, 400 + i)
+    return w
+
+
+def test_mixture_balances_every_format_so_format_alone_is_chance(work):
+    td = _load("train_default")
+    td.stage_mix(work)
+    mix = work / "fake-mix1"
+    twins = sorted(p.name for p in (mix / "ae1" / "celeba64").iterdir())
+    gan = list((mix / "progan").iterdir())
+    assert 0 < len(twins) < 12                                    # only some celeba64 reals are twinned...
+    assert len(twins) + len(gan) == 12                            # ...and ProGAN makes up the rest
+    assert twins == sorted(f"c{i}.jpg" for i in range(12) if td.twinned(f"c{i}.jpg"))
+    assert len(list((mix / "ae1" / "flowers128").iterdir())) == 5
+    data = training_set(real=[str(work / "real")], fake=[str(mix)])
+    assert data.n_real == data.n_fake == 17
+    assert format_separability(data)["balanced_accuracy"] == 0.5
+    # the unbalanced alternative (every real twinned plus the GAN fakes) is what the mixture avoids
+    skewed = training_set(real=[str(work / "real")], fake=[str(work / "fake-ae1"), str(work / "fake-gan")])
+    assert format_separability(skewed)["balanced_accuracy"] > 0.5
+
+
+def test_mixture_refuses_when_the_gan_made_too_few(work):
+    td = _load("train_default")
+    for p in sorted((work / "fake-gan" / "progan").iterdir())[2:]:
+        p.unlink()
+    with pytest.raises(SystemExit, match="progan fakes needed"):
+        td.stage_mix(work)
+
+
+def test_detector_table_rows_from_evaluations(tmp_path, capsys):
+    dt = _load("detector_table")
+    run = tmp_path / "run-a"
+    run.mkdir()
+    row = {"ap": 0.9, "auc": 0.8, "accuracy": 0.7, "real_acc": 0.6, "fake_acc": 0.75}
+    ev = {"model": {"arch": "npr"}, "threshold": 0.5, "mean": row,
+          "sets": [{"set": "cyclegan", **row}],
+          "perturbations": [{"perturbation": "jpeg:90", "mean": {**row, "ap": 0.85}, "rows": []}]}
+    (run / "eval-val.json").write_text(json.dumps(ev))
+    (run / "eval-camera.json").write_text(json.dumps({"mean": {"real_acc": 0.96}}))
+    dt.main([str(run), str(tmp_path / "missing")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3                                        # header, rule, one row (missing run skipped)
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert cells[:2] == ["run-a", "npr"]
+    assert "0.900 / 0.70" in cells and "0.850" in cells and "0.04" in cells
+    dt.main([str(run)], short=True)
+    assert "0.850" not in capsys.readouterr().out.splitlines()[2]
+
+
+def test_detector_table_per_set_with_perturbation_drops(tmp_path, capsys):
+    dt = _load("detector_table")
+    row = {"set": "cyclegan", "n_real": 5, "n_fake": 7, "ap": 0.9, "auc": 0.8, "accuracy": 0.7,
+           "real_acc": 0.6, "fake_acc": 0.75}
+    ev = {"sets": [row], "mean": {k: v for k, v in row.items() if k != "set"},
+          "perturbations": [{"perturbation": "jpeg:90", "rows": [{**row, "ap": 0.85}], "mean": {**row, "ap": 0.85}}]}
+    (tmp_path / "eval-val.json").write_text(json.dumps(ev))
+    dt.sets_table(tmp_path)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "jpeg:90 acc / AP (drop)" in lines[0]
+    assert lines[2].startswith("| cyclegan | 5 / 7 |") and "0.850 (-0.050)" in lines[2]
+    assert "mean (val)" in lines[3]
