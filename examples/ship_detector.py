@@ -22,6 +22,21 @@ from detector_table import summary  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _headline(evals: dict) -> dict:
+    """The scalar numbers `ganscan models` shows: mean AP / AUC / accuracy on val/, own held-out AP,
+    the AP drop under JPEG 90 and 0.5x resize."""
+    out = {}
+    val = evals.get("val")
+    if val:
+        out.update(val_mean_ap=val["mean"]["ap"], val_mean_auc=val["mean"]["auc"], val_mean_acc=val["mean"]["accuracy"])
+        for p in val.get("perturbations", []):
+            key = p["perturbation"].replace(":", "").replace(".", "")
+            out[f"val_ap_drop_{key}"] = val["mean"]["ap"] - p["mean"]["ap"]
+    if evals.get("heldout"):
+        out["heldout_mean_ap"] = evals["heldout"]["mean"]["ap"]
+    return {k: round(v, 6) for k, v in out.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", help="run folder with best.safetensors and eval-*.json")
@@ -39,6 +54,9 @@ def main() -> None:
     dst = ROOT / "weights" / f"{args.name}.safetensors"
     # same tensors; the metadata names the shipped model (scan reports and tables show this name)
     meta = {**meta, "name": args.name, "trained_as": meta.get("name")}
+    data = (meta.get("training") or {}).get("data") or {}
+    for key, paths in data.items():   # folders relative to the repository, as the README's commands give them
+        data[key] = [str(Path(q).relative_to(ROOT)) if Path(q).is_relative_to(ROOT) else q for q in paths]
     save_checkpoint(dst, state, meta)
     import csv
 
@@ -49,9 +67,18 @@ def main() -> None:
     evals = {k: json.loads((run / f"eval-{k}.json").read_text())
              for k in ("val", "heldout", "camera") if (run / f"eval-{k}.json").exists()}
     table = [s for s in (summary(Path(r)) for r in sorted(set(args.compare) | {args.run})) if s]
+    opts = (meta.get("training") or {}).get("options") or {}
     card = {
         "name": args.name, "kind": "detector", "arch": meta["arch"], "default": not args.no_default,
         "description": args.description,
+        "data": {label: {str(Path(d) / sub.name): sum(1 for _ in sub.rglob("*.*"))
+                         for d in data.get(label, []) for sub in sorted((ROOT / d).iterdir()) if sub.is_dir()}
+                 for label in ("real", "fake")},
+        "recipe": f"{(meta.get('training') or {}).get('recipe')}: {opts.get('optimizer')} lr {opts.get('lr')}, "
+                  f"batch {opts.get('batch_size')}, {opts.get('epochs')} epochs, crop {opts.get('crop')}, "
+                  f"blur p={opts.get('blur_prob')} JPEG p={opts.get('jpeg_prob')} q={opts.get('jpeg_quality')} "
+                  f"on both classes, seed {opts.get('seed')}, threshold {opts.get('threshold_rule')} "
+                  f"on a {opts.get('val_split')} validation split of the training data",
         "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
         "preprocessing": meta["preprocessing"],
         "training": meta.get("training"),
@@ -61,6 +88,7 @@ def main() -> None:
         "time": {"seconds": seconds, "human": f"{seconds / 60:.1f} min" if seconds else None,
                  "machine": "2 CPU cores (AMD EPYC, AVX2), no GPU"},
         "metrics": {
+            **_headline(evals),
             "val_mean": evals.get("val", {}).get("mean"),
             "val_sets": evals.get("val", {}).get("sets"),
             "val_perturbed": [{"perturbation": p["perturbation"], "mean": p["mean"], "sets": p["rows"]}

@@ -210,7 +210,7 @@ def main() -> None:
     ap.add_argument("--stage", choices=["all", "data", "fakes", "train", "eval"], default="all")
     ap.add_argument("--arch", default="alexnet64-spectrum", help="detector architecture (ganscan models)")
     ap.add_argument("--fakes", default="gan,ae1", help="fake sources: gan (ProGAN+DCGAN), ae1, ae4 (reconstructions)")
-    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--threshold-rule", default="eer",
                     help="threshold calibration on the run's own validation split (eer, fpr:X)")
     ap.add_argument("--lr", type=float, default=2e-4)
