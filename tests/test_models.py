@@ -54,6 +54,28 @@ def test_checkpoint_roundtrip_and_sha_check(tmp_path):
     assert det.threshold == 0.3 and det.sha256 == sha
 
 
+def test_default_detector_is_trained_and_ranks_shipped_fakes_above_camera_photos(runner, cli):
+    """The default is a trained detector (not the placeholder) whose card carries its evaluation, and it
+    scores the GAN fakes in examples/ above the camera photos there."""
+    from pathlib import Path
+
+    from ganscan.detectors.registry import default_detector_name, weights_dir
+
+    name = default_detector_name()
+    card = json.loads((weights_dir() / f"{name}.json").read_text())
+    assert not card.get("placeholder") and card["metrics"]["val_mean_ap"] > 0.5
+    assert card["sha256"] == sha256_file(weights_dir() / f"{name}.safetensors")
+    assert card["format_check"]["balanced_accuracy"] < 0.6 and card["command"].startswith("python examples/")
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    res = run_ok(runner, cli, ["scan", str(examples / "fakes"), str(examples / "photos"), "--workers", "0",
+                               "--format", "jsonl", "-q"])
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    fake = [r["score"] for r in rows if "/fakes/" in r["path"]]
+    real = [r["score"] for r in rows if "/photos/" in r["path"]]
+    assert len(fake) >= 4 and len(real) >= 4 and all(r["model"] == name for r in rows)
+    assert sum(fake) / len(fake) > sum(real) / len(real) + 0.2
+
+
 def test_shipped_weights_verified(tmp_path, monkeypatch):
     import shutil
 
