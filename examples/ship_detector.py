@@ -77,7 +77,9 @@ def main() -> None:
         "recipe": f"{(meta.get('training') or {}).get('recipe')}: {opts.get('optimizer')} lr {opts.get('lr')}, "
                   f"batch {opts.get('batch_size')}, {opts.get('epochs')} epochs, crop {opts.get('crop')}, "
                   f"blur p={opts.get('blur_prob')} JPEG p={opts.get('jpeg_prob')} q={opts.get('jpeg_quality')} "
-                  f"on both classes, seed {opts.get('seed')}, threshold {opts.get('threshold_rule')} "
+                  + (f"rescale p={opts.get('rescale_prob')} x{opts.get('rescale_range')} "
+                     if opts.get("rescale_prob") else "")
+                  + f"on both classes, seed {opts.get('seed')}, threshold {opts.get('threshold_rule')} "
                   f"on a {opts.get('val_split')} validation split of the training data",
         "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
         "preprocessing": meta["preprocessing"],

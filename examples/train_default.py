@@ -177,6 +177,8 @@ def stage_train(work: Path, args) -> Path:
            "--epochs", str(args.epochs), "--batch-size", "64", "--lr", str(args.lr),
            "--blur-prob", "0.1", "--jpeg-prob", "0.1", "--jpeg-quality", "60,100", "--patience", "2",
            "--seed", str(args.seed), "--threshold-rule", args.threshold_rule, "--force"]
+    if args.rescale_prob:
+        cmd += ["--rescale-prob", str(args.rescale_prob)]
     for r in reals:
         cmd += ["--real", str(work / r)]
     for f in fakes:
@@ -215,6 +217,8 @@ def main() -> None:
                     help="threshold calibration on the run's own validation split (eer, fpr:X)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rescale-prob", type=float, default=0.0,
+                    help="random down-scaling of both classes (0.5-1.0x; off in the shipped v1 recipe)")
     ap.add_argument("--pretrained", default=None, help="e.g. imagenet for efficientnet_lite0")
     ap.add_argument("--no-cifar-for-ae", action="store_true", help="AutoGAN-only runs: leave the 32 px reals out")
     ap.add_argument("--run", default=None, help="run folder (default: WORK/run-ARCH-FAKES)")

@@ -159,6 +159,44 @@ def test_train_view_deterministic_and_configurable():
         AugmentConfig(blur_prob=2)
 
 
+def test_train_view_rescale():
+    from ganscan.data.augment import AugmentConfig, degrade_for_validation, sample_rng, train_view
+
+    # a pixel-level checkerboard (the period-2 pattern of a transposed convolution) on a large image
+    yy, xx = np.mgrid[0:200, 0:300]
+    board = Image.fromarray(np.repeat(((yy + xx) % 2 * 255).astype(np.uint8)[..., None], 3, axis=2))
+    hf = lambda x: np.abs(np.diff(x.astype(float), axis=1)).mean()  # noqa: E731
+    plain = AugmentConfig(crop=32, flip_prob=0)
+    halved = AugmentConfig(crop=32, flip_prob=0, rescale_prob=1, rescale_range=(0.5, 0.5))
+    for i in range(4):   # every filter drawn (box, bilinear, bicubic, Lanczos) antialiases the pattern away
+        a = train_view(board, plain, sample_rng(0, 0, i))
+        b = train_view(board, halved, sample_rng(0, 0, i))
+        assert a.shape == b.shape == (32, 32, 3)
+        assert hf(a) > 200 and hf(b) < 0.25 * hf(a)
+        assert np.array_equal(b, train_view(board, halved, sample_rng(0, 0, i)))   # reproducible
+    # a factor range of exactly 1 changes nothing, and the other random choices stay put
+    same = AugmentConfig(crop=32, flip_prob=0.5, blur_prob=0.5, jpeg_prob=0.5, rescale_prob=1, rescale_range=(1, 1))
+    base = AugmentConfig(crop=32, flip_prob=0.5, blur_prob=0.5, jpeg_prob=0.5)
+    img = synth_image(np.random.default_rng(3), False, 80)
+    for i in range(5):
+        assert np.array_equal(train_view(img, same, sample_rng(2, 1, i)), train_view(img, base, sample_rng(2, 1, i)))
+    # an image that would end smaller than the crop is left alone (no view made of mirror padding)
+    small = synth_image(np.random.default_rng(4), True, 48)
+    assert np.array_equal(train_view(small, halved, sample_rng(0, 0, 0)), train_view(small, plain, sample_rng(0, 0, 0)))
+    # validation: the middle factor, on a fixed subset, the same pixels every call
+    val = AugmentConfig(crop=32, rescale_prob=1, rescale_range=(0.5, 1.0))
+    assert val.val_rescale == 0.75
+    assert degrade_for_validation(board, val, 0, 1).size == (225, 150)
+    assert degrade_for_validation(small, val, 0, 1).size == (36, 36)   # 36 still fills the 32 crop
+    assert degrade_for_validation(synth_image(np.random.default_rng(5), True, 40), val, 0, 1).size == (40, 40)
+    assert degrade_for_validation(board, AugmentConfig(crop=32), 0, 1).size == (300, 200)
+    for bad in ((0.5, 1.2), (0.05, 0.5), (0.9, 0.6)):
+        with pytest.raises(ValueError, match="rescale range"):
+            AugmentConfig(rescale_range=bad)
+    with pytest.raises(ValueError, match="rescale_prob"):
+        AugmentConfig(rescale_prob=1.5)
+
+
 def test_parse_perturbations():
     from ganscan.data.augment import parse_perturbations
 
@@ -370,9 +408,16 @@ def test_cli_messages(tmp_path):
     single = make_folder(tmp_path / "single", 5, None, size=32)
     res = runner.invoke(cli, ["train", str(single), "-o", str(tmp_path / "s"), "--arch", "test-cnn"])
     assert res.exit_code == 1 and "single-class" in res.output
+    res = runner.invoke(cli, [*base, "-o", str(tmp_path / "bad"), "--rescale-range", "0.5,1.5"])
+    assert res.exit_code == 1 and "rescale range" in res.output
     res = runner.invoke(cli, [*base, "-o", str(tmp_path / "ok"), "--epochs", "1", "--recipe", "trieste",
-                              "--blur-prob", "0", "--jpeg-prob", "0"])
+                              "--blur-prob", "0", "--jpeg-prob", "0", "--rescale-prob", "0.5",
+                              "--rescale-range", "0.6,0.9"])
     assert res.exit_code == 0, res.output
+    from ganscan.detectors.registry import load_detector
+
+    opts = load_detector(str(tmp_path / "ok" / "best.safetensors")).meta["training"]["options"]
+    assert (opts["rescale_prob"], opts["rescale_range"]) == (0.5, [0.6, 0.9])
     res = runner.invoke(cli, [*base, "-o", str(tmp_path / "ok"), "--epochs", "1"])
     assert res.exit_code == 1 and "already holds a training run" in res.output
     res = runner.invoke(cli, ["train", "-o", str(tmp_path / "ok"), "--resume", "--lr", "0.1"])

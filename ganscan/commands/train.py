@@ -64,6 +64,10 @@ def _pair(kind):
 @click.option("--blur-sigma", callback=_pair(float), default=None, metavar="LO,HI", help="Blur sigma range (0,3).")
 @click.option("--jpeg-prob", type=click.FloatRange(0, 1), default=None)
 @click.option("--jpeg-quality", callback=_pair(int), default=None, metavar="LO,HI", help="JPEG quality range (30,100).")
+@click.option("--rescale-prob", type=click.FloatRange(0, 1), default=None,
+              help="Probability of down-scaling a training image (both classes; off by default).")
+@click.option("--rescale-range", callback=_pair(float), default=None, metavar="LO,HI",
+              help="Down-scaling factor range (0.5,1.0); filters drawn from box, bilinear, bicubic, Lanczos.")
 @click.option("--schedule", type=click.Choice(["plateau", "early_stop", "none"]), default=None)
 @click.option("--monitor", type=click.Choice(["val_bacc", "val_acc", "val_loss", "val_ap", "val_auc"]), default=None,
               help="Validation metric for the schedule and the best checkpoint (val_bacc: accuracy balanced "

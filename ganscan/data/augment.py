@@ -4,6 +4,11 @@ Training view of one image (the CNNDetection recipe, Wang et al. 2020), in this 
 
 1. optional resize: shorter side to ``resize`` pixels (bilinear). Off by default: resampling erases
    the upsampling traces detectors rely on (CNNDetection's resize is a no-op on its 256 px data).
+1b. random rescale with probability ``rescale_prob``: the image is scaled by a factor ~ U[``rescale_range``]
+   (default 0.5-1.0, down-scaling only) with a resampling filter drawn from box, bilinear, bicubic and
+   Lanczos; an image that would end smaller than the crop is left alone. Off by default. It applies to
+   both classes, so a detector trained with it cannot take "resampled" for "real", and it learns what
+   survives the down-scaling that sharing sites apply.
 2. Gaussian blur with probability ``blur_prob``, sigma ~ U[``blur_sigma``] (default U[0, 3]).
 3. JPEG re-compression with probability ``jpeg_prob``, quality ~ U{``jpeg_quality``} (default 30..100),
    Pillow's encoder (CNNDetection draws OpenCV or Pillow; only Pillow is used here).
@@ -48,6 +53,8 @@ class AugmentConfig:
     blur_sigma: tuple[float, float] = (0.0, 3.0)
     jpeg_prob: float = 0.0
     jpeg_quality: tuple[int, int] = (30, 100)
+    rescale_prob: float = 0.0
+    rescale_range: tuple[float, float] = (0.5, 1.0)
     val_blur_sigma: float | None = None   # default: middle of blur_sigma
     val_jpeg_quality: int | None = None   # default: middle of jpeg_quality
     extra: dict = field(default_factory=dict)
@@ -55,7 +62,8 @@ class AugmentConfig:
     def __post_init__(self):
         self.blur_sigma = (float(self.blur_sigma[0]), float(self.blur_sigma[1]))
         self.jpeg_quality = (int(self.jpeg_quality[0]), int(self.jpeg_quality[1]))
-        for name in ("flip_prob", "blur_prob", "jpeg_prob"):
+        self.rescale_range = (float(self.rescale_range[0]), float(self.rescale_range[1]))
+        for name in ("flip_prob", "blur_prob", "jpeg_prob", "rescale_prob"):
             p = getattr(self, name)
             if not 0.0 <= float(p) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
@@ -65,6 +73,9 @@ class AugmentConfig:
         qlo, qhi = self.jpeg_quality
         if not 1 <= qlo <= qhi <= 100:
             raise ValueError(f"JPEG quality range must satisfy 1 <= low <= high <= 100, got {self.jpeg_quality}")
+        slo, shi = self.rescale_range
+        if not 0.1 <= slo <= shi <= 1.0:
+            raise ValueError(f"rescale range must satisfy 0.1 <= low <= high <= 1, got {self.rescale_range}")
         if int(self.crop) < 8:
             raise ValueError(f"crop must be at least 8 pixels, got {self.crop}")
         if self.resize is not None and int(self.resize) < int(self.crop):
@@ -82,7 +93,12 @@ class AugmentConfig:
         d = asdict(self)
         d.pop("extra", None)
         d["blur_sigma"], d["jpeg_quality"] = list(self.blur_sigma), list(self.jpeg_quality)
+        d["rescale_range"] = list(self.rescale_range)
         return d
+
+    @property
+    def val_rescale(self) -> float:
+        return sum(self.rescale_range) / 2.0
 
 
 def sample_rng(seed: int, epoch: int, index: int, stream: int = 0) -> np.random.Generator:
@@ -109,6 +125,17 @@ def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
     out = Image.open(buf)
     out.load()
     return out.convert("RGB")
+
+
+RESCALE_FILTERS = (Image.BOX, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
+
+
+def rescale(img: Image.Image, factor: float, resample=Image.BILINEAR) -> Image.Image:
+    """Scale both sides by ``factor`` (at least 1 pixel each); Pillow's filters antialias when shrinking."""
+    if factor == 1.0:
+        return img
+    w, h = img.size
+    return img.resize((max(1, round(w * factor)), max(1, round(h * factor))), resample)
 
 
 def resize_shorter(img: Image.Image, size: int) -> Image.Image:
@@ -139,15 +166,25 @@ def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -
     u = rng.random(8)
     sigma = cfg.blur_sigma[0] + u[1] * (cfg.blur_sigma[1] - cfg.blur_sigma[0])
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+    # drawn after the others, so that runs without rescaling see exactly the views they always saw
+    r = rng.random(2)
+    f = int(rng.integers(0, len(RESCALE_FILTERS)))
+    factor = cfg.rescale_range[0] + r[1] * (cfg.rescale_range[1] - cfg.rescale_range[0])
     img = img.convert("RGB")
     if cfg.resize:
         img = resize_shorter(img, int(cfg.resize))
     w, h = img.size
+    # images that would no longer fill a crop are left alone (mirror padding would be all the view)
+    scaled = r[0] < cfg.rescale_prob and factor < 1.0 and min(w, h) * factor >= cfg.crop
     window = cfg.crop + 2 * WINDOW_MARGIN
+    if scaled:
+        window = int(np.ceil(window / factor))   # still at least crop + margins after the rescale
     if w > 2 * window or h > 2 * window:
         ww, wh = min(w, window), min(h, window)
         left, top = int(u[6] * (w - ww + 1)), int(u[7] * (h - wh + 1))
         img = img.crop((left, top, left + ww, top + wh))
+    if scaled:
+        img = rescale(img, factor, RESCALE_FILTERS[f])
     if u[0] < cfg.blur_prob:
         img = gaussian_blur(img, sigma)
     if u[2] < cfg.jpeg_prob:
@@ -164,6 +201,9 @@ def degrade_for_validation(img: Image.Image, cfg: AugmentConfig, seed: int, inde
     img = img.convert("RGB")
     if cfg.resize:
         img = resize_shorter(img, int(cfg.resize))
+    if sample_rng(seed, 0, index, stream=3).random() < cfg.rescale_prob and \
+            min(img.size) * cfg.val_rescale >= cfg.crop:
+        img = rescale(img, cfg.val_rescale, Image.BILINEAR)
     if u[0] < cfg.blur_prob:
         img = gaussian_blur(img, cfg.val_sigma)
     if u[1] < cfg.jpeg_prob:
@@ -218,6 +258,5 @@ def apply_perturbation(img: Image.Image, kind: str, value: float) -> tuple[Image
     if kind == "blur":
         return gaussian_blur(img, value), "png"
     if kind == "resize":
-        w, h = img.size
-        return img.resize((max(1, round(w * value)), max(1, round(h * value))), Image.BILINEAR), "png"
+        return rescale(img, value, Image.BILINEAR), "png"
     raise ValueError(f"unknown perturbation {kind!r}")

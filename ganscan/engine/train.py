@@ -69,6 +69,8 @@ DEFAULTS: dict = {
     "blur_sigma": [0.0, 3.0],
     "jpeg_prob": 0.0,
     "jpeg_quality": [30, 100],
+    "rescale_prob": 0.0,          # random down-scaling of both classes (robustness to resized uploads)
+    "rescale_range": [0.5, 1.0],  # its scale factor range
     "schedule": "plateau",        # plateau: LR x lr_factor when `monitor` stalls `patience` epochs, stop below
                                   # min_lr | early_stop: stop when it stalls | none
     "monitor": "val_bacc",        # val_bacc (accuracy balanced over the classes: equal to the accuracy on a
@@ -160,7 +162,8 @@ def _check_options(o: dict) -> None:
 def augment_config(o: dict, cfg: DetectorConfig) -> AugmentConfig:
     return AugmentConfig(crop=int(o["crop"] or cfg.input_size), resize=o["resize"], flip_prob=o["flip_prob"],
                          blur_prob=o["blur_prob"], blur_sigma=tuple(o["blur_sigma"]), jpeg_prob=o["jpeg_prob"],
-                         jpeg_quality=tuple(o["jpeg_quality"]))
+                         jpeg_quality=tuple(o["jpeg_quality"]), rescale_prob=o.get("rescale_prob", 0.0),
+                         rescale_range=tuple(o.get("rescale_range", (0.5, 1.0))))
 
 
 # --- data -------------------------------------------------------------------------------------------
