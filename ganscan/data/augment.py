@@ -175,7 +175,7 @@ def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -
         img = resize_shorter(img, int(cfg.resize))
     w, h = img.size
     # images that would no longer fill a crop are left alone (mirror padding would be all the view)
-    scaled = r[0] < cfg.rescale_prob and factor < 1.0 and min(w, h) * factor >= cfg.crop
+    scaled = r[0] < cfg.rescale_prob and min(w, h) * factor >= cfg.crop
     window = cfg.crop + 2 * WINDOW_MARGIN
     if scaled:
         window = int(np.ceil(window / factor))   # still at least crop + margins after the rescale

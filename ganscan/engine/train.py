@@ -162,8 +162,8 @@ def _check_options(o: dict) -> None:
 def augment_config(o: dict, cfg: DetectorConfig) -> AugmentConfig:
     return AugmentConfig(crop=int(o["crop"] or cfg.input_size), resize=o["resize"], flip_prob=o["flip_prob"],
                          blur_prob=o["blur_prob"], blur_sigma=tuple(o["blur_sigma"]), jpeg_prob=o["jpeg_prob"],
-                         jpeg_quality=tuple(o["jpeg_quality"]), rescale_prob=o.get("rescale_prob", 0.0),
-                         rescale_range=tuple(o.get("rescale_range", (0.5, 1.0))))
+                         jpeg_quality=tuple(o["jpeg_quality"]), rescale_prob=o["rescale_prob"],
+                         rescale_range=tuple(o["rescale_range"]))
 
 
 # --- data -------------------------------------------------------------------------------------------
