@@ -21,11 +21,12 @@ COMMANDS = {
     "gan": "gan",
     "report": "report",
     "explain": "explain",
+    "twins": "twins",
 }
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_FAKE_FOUND = 0, 1, 2, 3
 
-HEAVY_COMMANDS = {"scan", "train", "evaluate", "generate", "gan"}
+HEAVY_COMMANDS = {"scan", "train", "evaluate", "generate", "gan", "twins"}
 
 TCMALLOC_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",

@@ -99,3 +99,61 @@ def import_command(source, arch, output, threshold, name, force):
         "preprocessing": cfg.preprocessing(), "training": {"imported_from": Path(source).name},
     })
     click.echo(f"wrote {out} ({arch}, sha256 {sha})")
+
+
+FUSE_EXAMPLES = """
+\b
+Examples:
+  ganscan models fuse --npr runs/twins/run/best.safetensors --fit heldout/fit \\
+      --calibrate heldout/negatives -o weights/fused.safetensors
+  ganscan scan photos/ --model weights/fused.safetensors
+"""
+
+
+@command.command("fuse", epilog=FUSE_EXAMPLES)
+@click.option("--spectrum", "spectrum_model", default="ganscan-spectrum-v1", show_default=True,
+              help="The alexnet64-spectrum member (shipped name or checkpoint).")
+@click.option("--npr", "npr_model", required=True, help="The npr member (e.g. RUN/best.safetensors).")
+@click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
+              help="Labelled sets (0_real/1_fake, or a folder of them) to fit the weights on (repeatable).")
+@click.option("--calibrate", "calib_dirs", multiple=True, required=True, metavar="DIR",
+              help="Sets whose real images fix the threshold, one per processing kind (repeatable).")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Highest share of each calibration kind's real images flagged fake.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
+def fuse_command(spectrum_model, npr_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device, precision):
+    """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr): logistic weights fitted on --fit,
+    the threshold set so that no --calibrate kind of real photo is flagged more than --fpr."""
+    import json as _json
+    from pathlib import Path
+
+    from ganscan.commands import default_workers, open_detector
+    from ganscan.console import Progress, info
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.fusion import fit_fusion
+    from ganscan.detectors.registry import load_detector
+    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.engine.evaluate import EvalSettings
+
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise GanscanError(f"output must end in .safetensors: {output}")
+    if out.exists() and not force:
+        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    _, prec, spectrum = open_detector(spectrum_model, device, precision)
+    npr = load_detector(npr_model)
+    fit_sets = [s for d in fit_dirs for s in test_sets(d)]
+    calib_sets = [s for d in calib_dirs for s in test_sets(d)]
+    settings = EvalSettings(workers=default_workers() if workers is None else workers)
+    total = 2 * sum(len(s) for s in fit_sets) + 2 * sum(s.n_real for s in calib_sets)
+    with Progress("scoring the members", total=total) as bar:
+        state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
+                                 progress=lambda n: bar.update(advance=n))
+    sha = save_checkpoint(out, state, meta)
+    info(_json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
+    click.echo(f"wrote {out} (fusion-spectrum-npr, threshold {meta['threshold']:.4f}, sha256 {sha})")

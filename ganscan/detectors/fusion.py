@@ -1,0 +1,215 @@
+"""A calibrated fusion of detectors that share one input: logistic regression on their logits.
+
+``fusion-spectrum-npr`` holds two members, both reading the same 64 px native-resolution tiles:
+
+- ``spectrum``: ``alexnet64-spectrum`` (AlexNet on the tile's log power spectrum, ganscan-spectrum-v1);
+- ``npr``: the NPR-residual network trained on band-aligned twins (``ganscan.detectors.twins``).
+
+The fused logit is ``w . (member logits) + b``. It is linear, so averaging the fused tile logits (the
+``tiles`` policy) equals fusing the members' averaged logits, which is what the weights are fitted on
+(``fit_logistic``). Each member keeps its own normalisation: the tile arrives normalised for the
+spectrum member (mean = std = 0.5) and is re-normalised with ImageNet statistics for the NPR member.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, register_detector
+
+MEMBERS = ("spectrum", "npr")
+
+
+class SpectrumNPRFusion(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from ganscan.detectors.autogan import ImageClassifier
+        from ganscan.detectors.families import NPRNet
+
+        self.spectrum = ImageClassifier(True)
+        self.npr = NPRNet()
+        self.register_buffer("weight", torch.zeros(len(MEMBERS)))
+        self.register_buffer("bias", torch.zeros(1))
+        self.register_buffer("in_mean", torch.tensor(INCEPTION_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("in_std", torch.tensor(INCEPTION_STD).view(1, 3, 1, 1))
+        self.register_buffer("npr_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("npr_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,3,H,W) normalised for the spectrum member -> (N, len(MEMBERS)) logits."""
+        x01 = x * self.in_std + self.in_mean
+        a = self.spectrum(x)
+        b = self.npr((x01 - self.npr_mean) / self.npr_std)
+        return torch.cat([a.reshape(-1, 1), b.reshape(-1, 1)], dim=1).float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member_logits(x) @ self.weight.view(-1, 1) + self.bias
+
+
+@register_detector("fusion-spectrum-npr", input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN,
+                   std=INCEPTION_STD, classifier=("weight", "bias"), family="fusion",
+                   description="logistic fusion of alexnet64-spectrum and the twin-trained NPR network")
+def _fusion() -> nn.Module:
+    return SpectrumNPRFusion()
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3, steps: int = 200) -> tuple[torch.Tensor, float]:
+    """Class-balanced logistic regression (L-BFGS) of ``y`` (0/1) on features ``x`` (N,K); (weights, bias).
+
+    Features are standardised for the fit and the coefficients mapped back, so the result applies to raw
+    member logits.
+    """
+    x = x.double()
+    y = y.double().view(-1)
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = (x - mu) / sd
+    n_pos, n_neg = float(y.sum()), float((1 - y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("fusion needs real and fake examples")
+    sample_w = torch.where(y > 0, 0.5 / n_pos, 0.5 / n_neg)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = z @ w + b
+        loss = (sample_w * nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none")).sum()
+        loss = loss + l2 * (w ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    w_raw = (w / sd).detach()
+    b_raw = float(b.detach() - (w.detach() * mu / sd).sum())
+    return w_raw.float(), b_raw
+
+
+# --- fitting -------------------------------------------------------------------------------------------
+
+def _logit(p: float) -> float:
+    import math
+
+    p = min(max(p, 1e-7), 1 - 1e-7)
+    return math.log(p / (1 - p))
+
+
+def member_logits(detectors: list, paths: list[str], precision, settings, progress=None):
+    """(N, K) mean tile logits of each member for each path (NaN where a file does not decode).
+
+    Scored through evaluate's pipeline (scan's decoding and preprocessing); logit(score) is the member's
+    mean tile logit, which is what the fused model combines.
+    """
+    import numpy as np
+
+    from ganscan.engine.evaluate import score_files
+
+    out = np.full((len(paths), len(detectors)), np.nan)
+    for k, det in enumerate(detectors):
+        scores = score_files(det, paths, precision, settings, progress=progress)
+        for i, p in enumerate(paths):
+            s = scores.get(p, (None, None))[0]
+            if s is not None:
+                out[i, k] = _logit(s)
+    return out
+
+
+def threshold_at_fpr(real_scores_by_kind: dict[str, list[float]], fpr: float) -> tuple[float, dict]:
+    """The lowest threshold at which every kind of real photo is flagged at most ``fpr`` of the time.
+
+    ``verdict = fake`` when ``score >= threshold``; returns (threshold, {kind: its own FPR there}).
+    """
+    import numpy as np
+
+    t = 0.0
+    for kind, s in real_scores_by_kind.items():
+        s = np.sort(np.asarray(s, dtype=np.float64))[::-1]
+        if not len(s):
+            continue
+        k = int(np.floor(fpr * len(s)))
+        t_kind = float(np.nextafter(s[k], np.inf)) if k < len(s) else float(s[-1])
+        t = max(t, t_kind)
+    rates = {kind: float(np.mean(np.asarray(s) >= t)) if len(s) else None for kind, s in real_scores_by_kind.items()}
+    return t, rates
+
+
+def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float) -> dict:
+    """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights."""
+    model = SpectrumNPRFusion()
+    own = model.state_dict()
+    state = {}
+    for prefix, member in (("spectrum.", spectrum_state), ("npr.", npr_state)):
+        for k, v in member.items():
+            state[prefix + k] = v
+    state["weight"] = torch.as_tensor(weight, dtype=torch.float32).reshape(len(MEMBERS))
+    state["bias"] = torch.tensor([float(bias)], dtype=torch.float32)
+    for k, v in own.items():
+        state.setdefault(k, v)
+    missing = set(own) - set(state)
+    extra = set(state) - set(own)
+    if missing or extra:
+        from ganscan.errors import CheckpointError
+
+        raise CheckpointError(f"member weights do not fit fusion-spectrum-npr (missing {sorted(missing)[:3]}, "
+                              f"unexpected {sorted(extra)[:3]})")
+    return {k: v.contiguous() for k, v in state.items()}
+
+
+def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, precision, settings,
+               name: str, progress=None) -> tuple[dict, dict]:
+    """Fit the fusion of two loaded detectors; returns (state dict, checkpoint metadata).
+
+    ``fit_sets``: labelled sets (real and fake) the logistic weights are fitted on; ``calib_sets``: sets
+    whose real images fix the threshold, each set a processing kind that must stay at or under ``fpr``.
+    Files that do not decode are left out and counted.
+    """
+    import numpy as np
+
+    from ganscan.data.datasets import LabelledSet
+    from ganscan.engine import metrics as M
+    from ganscan.errors import DataError
+
+    for det, arch in ((spectrum, "alexnet64-spectrum"), (npr, "npr")):
+        if det.config.name != arch:
+            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {arch}")
+        pre = det.config.preprocessing()
+        if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
+            raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
+    fit = LabelledSet("fit")
+    for s in fit_sets:
+        fit.extend(s.paths, 0, s.name)
+        fit.labels[-len(s.paths):] = s.labels
+    x = member_logits([spectrum, npr], fit.paths, precision, settings, progress)
+    y = np.asarray(fit.labels)
+    ok = ~np.isnan(x).any(1)
+    if len(set(y[ok].tolist())) < 2:
+        raise DataError("the --fit sets must hold both real and fake images")
+    w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+    fused = x[ok] @ w.double().numpy() + b
+    member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(MEMBERS)}
+    calib_scores: dict[str, list[float]] = {}
+    for s in calib_sets:
+        reals = [p for p, lab in zip(s.paths, s.labels) if lab == 0]
+        if not reals:
+            raise DataError(f"calibration set {s.name!r} holds no real images")
+        xc = member_logits([spectrum, npr], reals, precision, settings, progress)
+        xc = xc[~np.isnan(xc).any(1)]
+        z = xc @ w.double().numpy() + b
+        calib_scores[s.name] = (1 / (1 + np.exp(-z))).tolist()
+    threshold, rates = threshold_at_fpr(calib_scores, fpr)
+    state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b)
+    meta = {
+        "kind": "detector", "arch": "fusion-spectrum-npr", "name": name, "threshold": threshold,
+        "threshold_rule": f"fpr:{fpr:g} on every calibration kind",
+        "preprocessing": {"policy": "tiles", "input_size": 64, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
+                          "std": list(INCEPTION_STD)},
+        "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
+                    for m, d in zip(MEMBERS, (spectrum, npr))},
+        "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
+                   "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
+                   "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},
+        "threshold_calibration": {"fpr_target": fpr, "fpr_by_kind": rates,
+                                  "n_by_kind": {k: len(v) for k, v in calib_scores.items()}},
+    }
+    return state, meta

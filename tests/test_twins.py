@@ -1,0 +1,221 @@
+"""Band-aligned twins (the tail bank and the pairs) and the fusion of detectors."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import PHOTOS, run_ok, write_images
+from ganscan.detectors import twins as T
+
+
+def _photo_crops(n=4, size=64):
+    rng = np.random.default_rng(0)
+    crops = []
+    for p in sorted(PHOTOS.glob("*.jpg"))[:2]:
+        crops += T.random_crops(Image.open(p).convert("RGB"), size, n // 2, rng)
+    return crops
+
+
+@pytest.mark.parametrize("kind", T.TAIL_KINDS)
+def test_tail_doubles_the_size_of_every_kind(kind):
+    for pre, post in ((False, 0), (True, 2)):
+        tail = T.Tail(kind, 8, pre, post, "lrelu", skip=False)
+        out = tail(torch.zeros(2, 3, 10, 14))
+        assert out.shape == (2, 3, 20, 28), (kind, pre, post)
+        assert tail.kind == kind
+
+
+def test_unknown_tail_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown tail kind"):
+        T.Tail("bicubic", 8, False, 0, "relu", skip=False)
+
+
+def test_zero_insertion_keeps_a_flat_image_flat():
+    # StyleGAN's up-sampling: zeros between pixels, then a low-pass of gain 4 (DC preserved)
+    z = T._ZeroInsert(3)
+    out = z(torch.full((1, 3, 6, 6), 0.5))
+    assert torch.allclose(out[..., 2:-2, 2:-2], torch.full_like(out[..., 2:-2, 2:-2], 0.5), atol=1e-6)
+
+
+def test_random_tail_residual_has_the_requested_size():
+    spec = T.TailSpec("tconv", 16, True, 1, "relu", "random", seed=3, residual_std=0.03)
+    tail = T.build_tail(spec)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        residual = tail(x) - torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    assert 0.01 < float(residual.std()) < 0.1
+
+
+def test_trained_tail_learns_to_reconstruct():
+    crops = _photo_crops()
+    spec = T.TailSpec("nearest", 16, False, 0, "lrelu", "trained", seed=5)
+    untrained = T.build_tail(spec, crops, steps=0)
+    trained = T.build_tail(spec, crops, steps=60)
+    x = T.to_tensor(crops[0])
+    d = T.to_tensor(crops[0].resize((32, 32), Image.BOX))
+    with torch.no_grad():
+        e0 = float((untrained(d) - x).abs().mean())
+        e1 = float((trained(d) - x).abs().mean())
+    assert e1 < 0.5 * e0
+
+
+def test_bank_is_reproducible_and_holds_only_the_kinds_asked_for():
+    a = T.sample_specs(11, ("tconv", "zeroins"), 3)
+    b = T.sample_specs(11, ("tconv", "zeroins"), 3)
+    assert a == b
+    assert {s.kind for s in a} == {"tconv", "zeroins"} and len(a) == 6
+    assert {s.mode for s in a} == {"random", "trained"}
+    assert T.sample_specs(12, ("tconv",), 3) != T.sample_specs(11, ("tconv",), 3)
+
+
+def test_pair_members_share_size_and_processing():
+    crop = _photo_crops(2, 64)[0]
+    tail = T.build_tail(T.TailSpec("shuffle", 16, False, 0, "relu", "random", seed=1, residual_std=0.03))
+    cfg = T.PairConfig(size=64, interp_real_prob=1.0, jpeg_prob=0.0, blur_prob=0.0)
+    pair = T.make_pair(crop, tail, cfg, np.random.default_rng(0))
+    real, fake = np.asarray(pair["real"], float), np.asarray(pair["fake"], float)
+    assert real.shape == fake.shape == (64, 64, 3)
+    # band-aligned: the fake differs from its interpolated twin only by a small trace
+    diff = np.abs(real - fake).mean()
+    assert 0.1 < diff < 12, diff
+    # the real twin really is the standard up-scaling of the down-scaled crop (geometry applied to both)
+    down = crop.resize((32, 32), T.DOWN_FILTERS[pair["down"]])
+    expect = np.asarray(T._geom(down.resize((64, 64), T.UP_FILTERS[pair["up"]]), pair["geom"]), float)
+    assert np.array_equal(real, expect)
+
+
+def test_written_pairs_match_in_format_and_jpeg_tables(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(PHOTOS.glob("*.jpg"))[:2]:
+        (src / p.name).write_bytes(p.read_bytes())
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    write_images(src, 1, size=(40, 40))  # smaller than the pair size: skipped
+    bank = [(s, T.build_tail(s, _photo_crops(), steps=5)) for s in T.sample_specs(0, T.TAIL_KINDS, 1)]
+    cfg = T.PairConfig(size=64, jpeg_prob=0.5)
+    sources = sorted(str(p) for p in src.iterdir())
+    errors = []
+    counts = T.write_twins(sources, tmp_path / "out", bank, cfg, seed=3, max_crops=6, on_error=errors.append)
+    assert counts["errors"] == 1 and len(errors) == 1 and "broken.jpg" in errors[0]
+    assert counts["skipped_small"] == 1 and counts["pairs"] >= 4
+    rows = list(csv.DictReader(open(tmp_path / "out" / "pairs.csv")))
+    assert len(rows) == counts["pairs"]
+    kinds_seen = set()
+    for r in rows:
+        a = Image.open(tmp_path / "out" / "0_real" / r["real"])
+        b = Image.open(tmp_path / "out" / "1_fake" / r["fake"])
+        assert r["real"] == r["fake"] and a.size == b.size == (64, 64) and a.format == b.format
+        if a.format == "JPEG":
+            assert a.quantization == b.quantization and int(r["jpeg"]) > 0
+        kinds_seen.add(r["tail"].split("-")[0])
+    assert kinds_seen <= set(T.TAIL_KINDS)
+    again = T.write_twins(sources, tmp_path / "again", bank, cfg, seed=3, max_crops=6)
+    assert again == counts
+    first = sorted((tmp_path / "out" / "1_fake").iterdir())[0]
+    assert first.read_bytes() == (tmp_path / "again" / "1_fake" / first.name).read_bytes()
+
+
+def test_twins_command(runner, cli, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    p = sorted(PHOTOS.glob("*.jpg"))[0]
+    (src / p.name).write_bytes(p.read_bytes())
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "pairs"
+    res = run_ok(runner, cli, ["twins", str(src), "-o", str(out), "--kinds", "tconv,zeroins", "--tails-per-kind", "1",
+                               "--size", "64", "--max-crops", "3"])
+    assert "bad.png" in res.output and "pairs from" in res.output
+    assert len(list((out / "0_real").iterdir())) == len(list((out / "1_fake").iterdir())) == 3
+    res = runner.invoke(cli, ["twins", str(src), "-o", str(out)])
+    assert res.exit_code == 1 and "already holds pairs" in res.output
+    res = runner.invoke(cli, ["twins", str(src), "-o", str(tmp_path / "x"), "--kinds", "tconv,bicubic"])
+    assert res.exit_code == 2 and "unknown tail kind bicubic" in res.output
+
+
+# --- fusion ---------------------------------------------------------------------------------------------
+
+def test_fit_logistic_finds_the_informative_feature():
+    from ganscan.detectors.fusion import fit_logistic
+
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(400, generator=g) < 0.3).float()
+    x = torch.stack([torch.randn(400, generator=g), y * 3 + torch.randn(400, generator=g)], dim=1)
+    w, b = fit_logistic(x, y)
+    assert abs(float(w[1])) > 5 * abs(float(w[0])) and float(w[1]) > 0
+    pred = (x @ w + b) > 0
+    assert float((pred == y.bool()).float().mean()) > 0.85
+
+
+def test_threshold_at_fpr_holds_every_kind_to_the_target():
+    from ganscan.detectors.fusion import threshold_at_fpr
+
+    rng = np.random.default_rng(0)
+    kinds = {"camera": rng.uniform(0, 0.5, 200).tolist(), "web": rng.uniform(0.2, 0.9, 100).tolist()}
+    t, rates = threshold_at_fpr(kinds, 0.05)
+    assert all(r <= 0.05 for r in rates.values())
+    assert max(rates.values()) >= 0.04  # as low as the strictest kind allows
+    s = np.sort(kinds["web"])
+    assert s[-5] < t <= s[-4] + 1e-12 or rates["web"] == 0.05
+
+
+def test_fused_detector_combines_its_members(tmp_path):
+    from ganscan.detectors.autogan import ImageClassifier
+    from ganscan.detectors.families import NPRNet
+    from ganscan.detectors.fusion import SpectrumNPRFusion, fused_state
+    from ganscan.detectors.registry import load_detector
+    from ganscan.engine.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    spec, npr = ImageClassifier(True).eval(), NPRNet().eval()
+    state = fused_state(spec.state_dict(), npr.state_dict(), [0.7, -1.3], 0.25)
+    path = tmp_path / "fused.safetensors"
+    save_checkpoint(path, state, {"kind": "detector", "arch": "fusion-spectrum-npr", "threshold": 0.5})
+    det = load_detector(str(path))
+    assert isinstance(det.model, SpectrumNPRFusion) and det.config.policy == "tiles"
+    x = torch.rand(3, 3, 64, 64)
+    x_in = (x - 0.5) / 0.5
+    imagenet = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expect = 0.7 * spec(x_in) - 1.3 * npr(imagenet) + 0.25
+        got = det.model(x_in)
+    assert torch.allclose(got, expect, atol=1e-4)
+    with pytest.raises(Exception, match="do not fit"):
+        fused_state({"bogus": torch.zeros(1)}, npr.state_dict(), [1, 1], 0)
+
+
+def test_models_fuse_command(runner, cli, tmp_path):
+    from ganscan.detectors.families import NPRNet
+    from ganscan.detectors.registry import get_config, load_detector
+    from ganscan.engine.checkpoint import read_metadata, save_checkpoint
+
+    torch.manual_seed(1)
+    npr_path = tmp_path / "npr.safetensors"
+    save_checkpoint(npr_path, NPRNet().state_dict(), {"kind": "detector", "arch": "npr", "threshold": 0.5,
+                                                      "preprocessing": get_config("npr").preprocessing()})
+    fit = tmp_path / "fit"
+    write_images(fit / "0_real", 6, size=(64, 64), seed=1)
+    write_images(fit / "1_fake", 6, size=(64, 64), seed=2)
+    (fit / "1_fake" / "broken.png").write_bytes(b"\x89PNG broken")
+    calib = tmp_path / "calib"
+    write_images(calib / "lossless" / "0_real", 5, size=(70, 70), seed=3)
+    write_images(calib / "jpeg" / "0_real", 5, size=(70, 70), fmt="JPEG", seed=4)
+    out = tmp_path / "fused.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", str(npr_path), "--fit", str(fit), "--calibrate", str(calib),
+                         "--fpr", "0.2", "-o", str(out), "--workers", "0"])
+    meta = read_metadata(out)
+    assert meta["arch"] == "fusion-spectrum-npr"
+    assert meta["fusion"]["n_fit"] == 12 and meta["fusion"]["unreadable"] == 1
+    assert set(meta["threshold_calibration"]["fpr_by_kind"]) == {"lossless", "jpeg"}
+    assert all(r <= 0.2 for r in meta["threshold_calibration"]["fpr_by_kind"].values())
+    assert meta["members"]["spectrum"]["name"] == "ganscan-spectrum-v1"
+    det = load_detector(str(out))
+    assert det.threshold == pytest.approx(meta["threshold"])
+    res = runner.invoke(cli, ["models", "fuse", "--npr", str(npr_path), "--fit", str(fit), "--calibrate", str(calib),
+                              "-o", str(out)])
+    assert res.exit_code == 1 and "exists" in res.output
+    res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
+                              "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 1 and "must be npr" in res.output
