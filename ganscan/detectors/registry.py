@@ -281,10 +281,16 @@ def map_in_order(src: dict, own: dict) -> dict:
 # --- shipped and user checkpoints -------------------------------------------------------------------
 
 def weights_dir() -> Path:
+    """Where the shipped weights are: $GANSCAN_WEIGHTS_DIR, else weights/ of the repository (a clone or an
+    editable install), else the ``ganscan/weights`` folder a wheel or sdist install carries."""
     env = os.environ.get("GANSCAN_WEIGHTS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "weights"
+    package = Path(__file__).resolve().parent.parent
+    repo = package.parent / "weights"
+    if repo.is_dir() and (package.parent / "pyproject.toml").is_file():
+        return repo
+    return package / "weights"
 
 
 def shipped_weights() -> list[dict]:
