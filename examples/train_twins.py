@@ -6,19 +6,25 @@
 
 Stages (each skips what already exists, so a stopped run continues):
 
-1. ``pairs``: band-aligned twins (``ganscan.detectors.twins``) of every real under ``train/real`` except
-   CIFAR-10 (32 px: too small for a 2x tail and a 64 px crop) and a 10 % hold-out chosen by a hash of
-   the file name. Training pairs use tails of every kind but ``shuffle`` (pixel shuffle), which is left
-   out for validation: the run is chosen on a generator family it never trained on.
+1. ``pairs``: band-aligned twins (``ganscan.detectors.twins``, the library behind ``ganscan twins``) of
+   every real under ``train/real`` except CIFAR-10 (32 px: too small for a 2x tail and a 64 px crop) and
+   a 10 % hold-out chosen by a hash of the file name. Training pairs use tails of every kind but
+   ``shuffle`` (pixel shuffle), which is left out: the run is chosen on a tail family it never saw.
+   ``--pairs A B`` trains on several pair folders (the pairs stage writes the first; ``--seed`` draws
+   other crops and another bank).
 2. ``heldout``: from the held-out reals only: ``twins-shuffle`` (the left-out tail family, the
-   trainer's ``--val``), ``twins-seen`` (the trained kinds with new weights), and the hard negatives
-   (real only): the crops unchanged, up-scaled 2x by a standard filter (bicubic / Lanczos), down-scaled
-   0.5x, and re-compressed at JPEG 75.
-3. ``train``: ``ganscan train`` (the ``npr`` family unless ``--arch``) on ``pairs/``, validated on
-   ``heldout/twins-shuffle``; the format check is logged in the run folder.
-4. ``eval``: ``ganscan evaluate`` on the held-out sets and then, as the final check only, on ``val/``.
+   trainer's ``--val``), ``twins-seen`` (the trained kinds with new weights: the fusion is fitted on
+   it), the hard negatives (real only: crops unchanged, up-scaled 2x by bicubic or Lanczos, down-scaled
+   0.5x, JPEG 75; split by a hash into ``calib/`` for the fusion's threshold and ``report/``), whole
+   lossless and web-processed photos, and two other generator families: AutoGAN reconstructions and
+   ProGAN samples (``examples/twins_sets.py``).
+3. ``train``: ``ganscan train --arch npr --crop 64`` on the pairs, validated on
+   ``heldout/twins-shuffle`` (monitor: AUC); the format check is logged in the run folder.
+4. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network.
+5. ``table``: ``examples/twins_table.py`` for the spectrum detector, the NPR network and the fusion on
+   the held-out sets and, as the final check only, on ``val/``.
 
-Nothing under ``val/`` is read before the ``eval`` stage.
+Nothing under ``val/`` is read before the ``table`` stage, and nothing there chooses anything.
 """
 
 from __future__ import annotations
@@ -137,6 +143,30 @@ def stage_heldout(data: Path, work: Path, args) -> None:
     print(neg, "written", flush=True)
 
 
+def stage_families(data: Path, work: Path) -> None:
+    """Held-out families of other generators: AutoGAN 1-layer reconstructions and ProGAN samples."""
+    from PIL import Image
+
+    held = work / "heldout"
+    ae = held / "autogan1"
+    if not (ae / "1_fake").exists():
+        ae.mkdir(parents=True, exist_ok=True)
+        if not (ae / "0_real").exists():
+            (ae / "0_real").symlink_to((held / "negatives" / "unchanged" / "0_real").resolve())
+        ganscan("generate", "--model", "autogan", "--weights", "autogan-1layer", "--input",
+                str(held / "negatives" / "unchanged" / "0_real"), "-o", str(ae / "1_fake"), "-q")
+    pg = held / "progan"
+    if not (pg / "1_fake").exists():
+        ganscan("generate", "--model", "progan", "-n", "300", "--seed", "11", "-o", str(pg / "1_fake"), "-q")
+    if not (pg / "0_real").exists():
+        (pg / "0_real").mkdir(parents=True)
+        for p in sources(data, held=True):
+            if "celeba128" in p:   # ProGAN's size: CelebA box-downscaled to 64 px
+                Image.open(p).convert("RGB").resize((64, 64), Image.BOX).save(pg / "0_real" / (Path(p).stem + ".png"))
+    subprocess.run([sys.executable, str(Path(__file__).with_name("twins_sets.py")), "--data", str(data),
+                    "--work", str(work)], check=True)
+
+
 def stage_train(work: Path, args) -> Path:
     run = Path(args.run) if args.run else work / "run"
     if (run / "best.safetensors").exists() and not args.resume:
@@ -155,11 +185,23 @@ def stage_train(work: Path, args) -> Path:
     return run
 
 
-def stage_eval(data: Path, work: Path, run: Path) -> None:
-    model = str(run / "best.safetensors")
-    ganscan("evaluate", model, str(work / "heldout"), "-o", str(run / "eval-heldout.json"), "--force", "-q")
-    ganscan("evaluate", model, str(data / "val"), "--perturb", "jpeg:90,resize:0.5",
-            "-o", str(run / "eval-val.json"), "--force", "-q")
+def stage_fuse(work: Path, run: Path, args) -> Path:
+    """The fusion with ganscan-spectrum-v1: weights fitted on held-out twins of the trained tail kinds and
+    on half of the AutoGAN and ProGAN families, threshold at 5 % FPR on every calibration kind of
+    held-out real photo."""
+    out = run / "fused.safetensors"
+    held = work / "heldout"
+    ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), "--fit", str(held / "twins-seen"),
+            "--fit", str(held / "fit"),
+            "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", args.name.replace("twins", "fusion"),
+            "-o", str(out), "--force")
+    return out
+
+
+def stage_table(data: Path, work: Path, run: Path) -> None:
+    subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models",
+                    "ganscan-spectrum-v1", str(run / "best.safetensors"), str(run / "fused.safetensors"),
+                    "--work", str(work), "--data", str(data), "-o", str(run / "table.json")], check=True)
 
 
 def main() -> None:
@@ -167,7 +209,7 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "train", "eval"], default=None)
+    ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fuse", "table"], default=None)
     ap.add_argument("--arch", default="npr")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -182,7 +224,7 @@ def main() -> None:
     args = ap.parse_args()
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = [args.stage] if args.stage else ["pairs", "heldout", "train", "eval"]
+    stages = [args.stage] if args.stage else ["pairs", "heldout", "train", "fuse", "table"]
     run = Path(args.run) if args.run else work / "run"
     for s in stages:
         t = time.time()
@@ -190,10 +232,13 @@ def main() -> None:
             stage_pairs(data, work, args)
         elif s == "heldout":
             stage_heldout(data, work, args)
+            stage_families(data, work)
         elif s == "train":
             run = stage_train(work, args)
+        elif s == "fuse":
+            stage_fuse(work, run, args)
         else:
-            stage_eval(data, work, run)
+            stage_table(data, work, run)
         print(f"stage {s}: {time.time() - t:.0f} s", flush=True)
 
 

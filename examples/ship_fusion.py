@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Copy a fused detector (``ganscan models fuse``) into weights/ with its model card.
+
+    python examples/ship_fusion.py runs/twins/fused.safetensors --name ganscan-fusion-v1 \\
+        --table runs/twins/table.json --npr-run runs/twins/run --command-file runs/twins/commands.txt [--default]
+
+The card holds the members (with their sha256 and the NPR member's training data, recipe and format
+check), the fusion weights, the threshold and how it was calibrated, every number of the table
+(``examples/twins_table.py``), the commands, the time, sha256 and size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = "CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return f"{len(os.sched_getaffinity(0))} cores of {cpu} ({platform.machine()}), no GPU"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("fused")
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--table", required=True)
+    ap.add_argument("--npr-run", required=True)
+    ap.add_argument("--command-file", required=True)
+    ap.add_argument("--seconds", type=float, default=None, help="wall time of the whole build")
+    ap.add_argument("--default", action="store_true", help="make it the default detector")
+    ap.add_argument("--description", default="")
+    args = ap.parse_args()
+    from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+
+    state, meta = load_checkpoint(args.fused, verify=False)
+    dst = ROOT / "weights" / f"{args.name}.safetensors"
+    meta = {**meta, "name": args.name}
+    save_checkpoint(dst, state, meta)
+    run = Path(args.npr_run)
+    _, npr_meta = load_checkpoint(run / "best.safetensors", verify=False)
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    table = json.loads(Path(args.table).read_text())
+    card = {
+        "name": args.name, "kind": "detector", "arch": meta["arch"], "default": bool(args.default),
+        "description": args.description,
+        "members": meta.get("members"), "fusion": meta.get("fusion"),
+        "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
+        "threshold_calibration": meta.get("threshold_calibration"),
+        "preprocessing": meta["preprocessing"],
+        "data": {"npr_member": (npr_meta.get("training") or {}).get("data"),
+                 "n_train": (npr_meta.get("training") or {}).get("n_train"),
+                 "n_val": (npr_meta.get("training") or {}).get("n_val")},
+        "recipe": {"npr_member": (npr_meta.get("training") or {}).get("options"),
+                   "npr_member_epochs_run": len(rows), "npr_member_best_epoch": (npr_meta.get("training") or {}).get("epochs")},
+        "format_check": json.loads((run / "format-check.json").read_text()),
+        "command": Path(args.command_file).read_text().strip(),
+        "time": {"npr_member_training_seconds": float(rows[-1]["seconds"]) if rows else None,
+                 "build_seconds": args.seconds, "machine": machine()},
+        "metrics": table,
+        "sha256": sha256_file(dst),
+        "file_bytes": dst.stat().st_size,
+    }
+    dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    if args.default:
+        for other in (ROOT / "weights").glob("*.json"):
+            if other.stem == args.name:
+                continue
+            c = json.loads(other.read_text())
+            if c.get("kind") == "detector" and c.get("default"):
+                c["default"] = False
+                other.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+    print(f"{dst}: {card['file_bytes']} bytes, sha256 {card['sha256']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Held-out real-photo sets for calibrating and measuring the twin detector and the fusion.
+
+    python examples/twins_sets.py --data ../shared/data --work runs/twins
+
+From the held-out reals (``examples/train_twins.py``'s 10 % hash hold-out; never trained on):
+
+- ``heldout/calib/<kind>`` and ``heldout/report/<kind>``: the hard negatives of ``heldout/negatives``
+  (unchanged crops, 2x up-scaled, 0.5x down-scaled, JPEG 75) split in two halves by a hash of the
+  name: the fusion's threshold is set on ``calib``, false-positive rates are reported on ``report``;
+- ``heldout/fit/<family>`` and ``heldout/report/<family>``: the AutoGAN and ProGAN held-out families,
+  halved the same way: the fusion's weights are fitted on ``fit`` (with ``twins-seen``), the table
+  reports ``report``;
+- ``heldout/full/lossless``: the held-out lossless photos, whole;
+- ``heldout/full/web``: every held-out photo of 512 px or more, down-scaled 0.5x (Lanczos) and saved
+  as JPEG 75, as sharing sites do;
+- ``heldout/full/camera``: the camera photos of ``camera-exif`` (none is a training image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_twins import sources  # noqa: E402
+
+
+def half(name: str) -> str:
+    return "calib" if int(hashlib.sha1(b"calib:" + name.encode()).hexdigest()[:8], 16) % 2 == 0 else "report"
+
+
+def link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not dst.exists():
+        os.symlink(os.path.abspath(src), dst)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--work", default="runs/twins")
+    args = ap.parse_args()
+    from PIL import Image
+
+    from ganscan.data.datasets import list_images
+    from ganscan.data.decode import load_image
+
+    data, held = Path(args.data), Path(args.work) / "heldout"
+    for kind_dir in sorted((held / "negatives").iterdir()):
+        for f in sorted((kind_dir / "0_real").iterdir()):
+            link(f, held / half(f.name) / kind_dir.name / "0_real" / f.name)
+    for fam in ("autogan1", "progan"):
+        for cls in ("0_real", "1_fake"):
+            for f in sorted((held / fam / cls).iterdir()):
+                if f.suffix.lower() in (".png", ".jpg", ".jpeg"):
+                    link(f, held / ("fit" if half(f.name) == "calib" else "report") / fam / cls / f.name)
+    full = held / "full"
+    for p in sources(data, held=True):
+        if "photos-lossless" in p:
+            link(Path(p), full / "lossless" / "0_real" / Path(p).name)
+        out = full / "web" / "0_real" / (Path(p).stem + ".jpg")
+        if out.exists():
+            continue
+        img = load_image(p)[0]
+        if min(img.size) >= 512:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            img.resize((img.width // 2, img.height // 2), Image.LANCZOS).save(out, "JPEG", quality=75)
+    for p in list_images(str(data / "camera-exif")):
+        link(Path(p), full / "camera" / "0_real" / Path(p).name)
+    for d in sorted(held.glob("*/*/0_real")):
+        print(d, len(list(d.iterdir())))
+
+
+if __name__ == "__main__":
+    main()

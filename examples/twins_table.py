@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""The detector table of the twins issue: every set, for each model, in one run.
+
+    python examples/twins_table.py --models ganscan-spectrum-v1 runs/twins/run/best.safetensors \\
+        --work runs/twins --data ../shared/data -o runs/twins/table.json
+
+For each model and each set with fakes: AUC, AP, TPR at the model's threshold and at 5 % FPR (on the
+set's own reals); for each real-only set: the false-positive rate at the model's threshold. The sets
+with fakes are scored again under JPEG 90 and 0.5x resize (AUC). ``val/`` is read here only, as the
+final check. Writes JSON and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/progan"]}
+REAL_SETS = ["full/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
+             "report/downscaled0.5", "report/jpeg75"]
+
+
+def tpr_at_fpr(y, s, fpr=0.05):
+    import numpy as np
+
+    reals = np.sort(s[y == 0])[::-1]
+    if not len(reals) or not (y == 1).any():
+        return None
+    k = int(np.floor(fpr * len(reals)))
+    t = np.nextafter(reals[k], np.inf) if k < len(reals) else reals[-1]
+    return float(np.mean(s[y == 1] >= t))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", required=True)
+    ap.add_argument("--work", default="runs/twins")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--perturb", default="jpeg:90,resize:0.5")
+    ap.add_argument("--no-val", action="store_true", help="leave val/ out (own sets only)")
+    ap.add_argument("-o", "--output", required=True)
+    args = ap.parse_args()
+    from ganscan.commands import default_workers
+    from ganscan.data.augment import parse_perturbations
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.registry import load_detector
+    from ganscan.engine import metrics as M
+    from ganscan.engine.device import choose_precision, configure_threads, resolve_device
+    from ganscan.engine.evaluate import EvalSettings, evaluate
+
+    held, data = Path(args.work) / "heldout", Path(args.data)
+    fake_sets = [s for n in FAKE_SETS["own"] for s in test_sets(str(held / n))]
+    for s, n in zip(fake_sets, FAKE_SETS["own"]):
+        s.name = f"own/{n}"
+    if not args.no_val:
+        for s in test_sets(str(data / "val")):
+            s.name = f"val/{s.name}"
+            fake_sets.append(s)
+    real_sets = []
+    for n in REAL_SETS:
+        for s in test_sets(str(held / n)):
+            s.name = n
+            real_sets.append(s)
+    configure_threads()
+    prec = choose_precision(resolve_device("auto"), "auto")
+    settings = EvalSettings(workers=default_workers())
+    out = {}
+    for model in args.models:
+        t0 = time.time()
+        det = load_detector(model)
+        res = evaluate(det, fake_sets, prec, settings, parse_perturbations(args.perturb))
+        rows = {}
+        for r in res.sets:
+            y, s, _ = r.scored()
+            rows[r.name] = {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), "auc": M.roc_auc(y, s),
+                            "ap": M.average_precision(y, s), "tpr_at_threshold": float((s[y == 1] >= res.threshold).mean()),
+                            "tpr_at_5fpr": tpr_at_fpr(y, s), "fpr_at_threshold": float((s[y == 0] >= res.threshold).mean())}
+        for p in res.perturbations:
+            for prow, r in zip(p["rows"], res.sets):
+                rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
+        rr = evaluate(det, real_sets, prec, settings)
+        for r in rr.sets:
+            y, s, _ = r.scored()
+            rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= res.threshold).mean())}
+        out[det.label] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
+                          "seconds": round(time.time() - t0, 1)}
+        print(f"{det.label}: {time.time() - t0:.0f} s", flush=True)
+    Path(args.output).write_text(json.dumps(out, indent=1))
+    print(markdown(out))
+
+
+def markdown(out: dict) -> str:
+    def f(v, pct=False):
+        if v is None:
+            return "n/a"
+        return f"{100 * v:.0f} %" if pct else f"{v:.3f}"
+
+    lines = []
+    for label, m in out.items():
+        lines += [f"**{label}** (threshold {m['threshold']:.3f})", "",
+                  "| set | real / fake | AUC | AP | TPR at threshold | TPR at 5 % FPR | FPR | AUC jpeg:90 | AUC resize:0.5 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        fakes = {k: v for k, v in m["sets"].items() if "auc" in v}
+        for name, r in fakes.items():
+            lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
+                         f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
+                         f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
+        for group in ("val/", "own/"):
+            g = [v for k, v in fakes.items() if k.startswith(group)]
+            if g:
+                mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))
+                        for k in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", "auc_jpeg:90", "auc_resize:0.5")}
+                lines.append(f"| **mean {group[:-1]}** | | **{f(mean['auc'])}** | {f(mean['ap'])} | "
+                             f"{f(mean['tpr_at_threshold'], True)} | {f(mean['tpr_at_5fpr'], True)} | | "
+                             f"{f(mean['auc_jpeg:90'])} | {f(mean['auc_resize:0.5'])} |")
+        for name, r in m["sets"].items():
+            if "auc" not in r:
+                lines.append(f"| {name} (real only) | {r['n_real']} / 0 | | | | | {f(r['fpr_at_threshold'], True)} | | |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
