@@ -34,9 +34,25 @@ def machine() -> str:
     return f"{len(os.sched_getaffinity(0))} cores of {cpu} ({platform.machine()}), no GPU"
 
 
+def headline(table: dict, label: str) -> dict:
+    """Scalar numbers `ganscan models` shows: means over val/ and the own held-out sets, and each real kind's FPR."""
+    m = table.get(label) or next(iter(table.values()))
+    out = {}
+    for group, prefix in (("val", "val/"), ("own", "own/")):
+        rows = [r for k, r in m["sets"].items() if k.startswith(prefix) and r.get("auc") is not None]
+        for key in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", "auc_jpeg:90", "auc_resize:0.5"):
+            vals = [r[key] for r in rows if r.get(key) is not None]
+            if vals:
+                out[f"{group}_mean_{key.replace(':', '').replace('.', '')}"] = round(sum(vals) / len(vals), 6)
+    for k, r in m["sets"].items():
+        if r.get("auc") is None:
+            out[f"fpr_{k.replace('/', '_')}"] = round(r["fpr_at_threshold"], 6)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("fused")
+    ap.add_argument("fused", help="the fused checkpoint, or RUN/best.safetensors of the NPR member to ship alone")
     ap.add_argument("--name", required=True)
     ap.add_argument("--table", required=True)
     ap.add_argument("--npr-run", required=True)
@@ -71,7 +87,7 @@ def main() -> None:
         "command": Path(args.command_file).read_text().strip(),
         "time": {"npr_member_training_seconds": float(rows[-1]["seconds"]) if rows else None,
                  "build_seconds": args.seconds, "machine": machine()},
-        "metrics": table,
+        "metrics": {**headline(table, meta.get("name") or args.name), "table": table},
         "sha256": sha256_file(dst),
         "file_bytes": dst.stat().st_size,
     }
@@ -80,10 +96,10 @@ def main() -> None:
         for other in (ROOT / "weights").glob("*.json"):
             if other.stem == args.name:
                 continue
-            c = json.loads(other.read_text())
-            if c.get("kind") == "detector" and c.get("default"):
-                c["default"] = False
-                other.write_text(json.dumps(c, indent=2, sort_keys=True) + "\n")
+            text = other.read_text()
+            c = json.loads(text)
+            if c.get("kind") == "detector" and c.get("default"):   # flip the flag, keep the card's layout
+                other.write_text(text.replace('"default": true', '"default": false', 1))
     print(f"{dst}: {card['file_bytes']} bytes, sha256 {card['sha256']}")
 
 

@@ -211,17 +211,22 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
     ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fuse", "table"], default=None)
     ap.add_argument("--arch", default="npr")
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tails-per-kind", type=int, default=12)
-    ap.add_argument("--max-crops", type=int, default=12)
+    ap.add_argument("--tails-per-kind", type=int, default=24)
+    ap.add_argument("--max-crops", type=int, default=32)
     ap.add_argument("--threshold-rule", default="fpr:0.05")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--pairs", nargs="+", default=["pairs"], help="pair folders under WORK to train on")
-    ap.add_argument("--precision", default="auto", help="training precision (bf16 is ~3x faster on CPUs with AMX)")
+    ap.add_argument("--precision", default=None,
+                    help="training precision (default: bf16 on CPUs that compute it natively, ~3x faster here; else auto)")
     ap.add_argument("--resume", action="store_true", help="continue the training run")
     args = ap.parse_args()
+    if args.precision is None:
+        from ganscan.engine.device import cpu_has_fast_bf16
+
+        args.precision = "bf16" if cpu_has_fast_bf16() else "auto"
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = [args.stage] if args.stage else ["pairs", "heldout", "train", "fuse", "table"]

@@ -219,3 +219,30 @@ def test_models_fuse_command(runner, cli, tmp_path):
     res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
                               "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])
     assert res.exit_code == 1 and "must be npr" in res.output
+
+
+def test_shipped_default_is_the_fusion_of_the_shipped_members():
+    """The default detector is the fusion; its members are ganscan-spectrum-v1 and ganscan-twins-v1 (both
+    still load by name), and its score is the logistic combination of theirs on a real photo."""
+    import json
+
+    from ganscan.data.decode import load_image
+    from ganscan.data.preprocess import preprocess
+    from ganscan.detectors.registry import default_detector_name, load_detector, weights_dir
+
+    name = default_detector_name()
+    card = json.loads((weights_dir() / f"{name}.json").read_text())
+    assert card["arch"] == "fusion-spectrum-npr"
+    fused = load_detector(None)
+    spec, npr = load_detector("ganscan-spectrum-v1"), load_detector("ganscan-twins-v1")
+    assert {m["name"] for m in card["members"].values()} >= {"ganscan-spectrum-v1"}
+    img, _ = load_image(str(sorted(PHOTOS.glob("*.jpg"))[0]))
+    with torch.inference_mode():
+        ls = spec.model(preprocess(img, spec.config)).mean()
+        ln = npr.model(preprocess(img, npr.config)).mean()
+        lf = fused.model(preprocess(img, fused.config)).mean()
+    w, b = card["fusion"]["weight"], card["fusion"]["bias"]
+    assert float(lf) == pytest.approx(w[0] * float(ls) + w[1] * float(ln) + b, abs=1e-3)
+    # every real kind the threshold was calibrated on stays at or under the target
+    cal = card["threshold_calibration"]
+    assert all(r <= cal["fpr_target"] for r in cal["fpr_by_kind"].values())
