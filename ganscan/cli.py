@@ -63,6 +63,15 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except GanscanError as exc:
             raise click.ClickException(str(exc)) from None
+        except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+            raise
+        except Exception as exc:  # a bug, not the user's doing: one line, unless --debug asks for the traceback
+            if (ctx.obj or {}).get("debug") or os.environ.get("GANSCAN_DEBUG") == "1":
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}{': ' + first if first else ''} "
+                "(this is a bug in ganscan; rerun with --debug for the traceback)") from None
 
 
 def _module_exists(mod: str) -> bool:
@@ -73,7 +82,9 @@ def _module_exists(mod: str) -> bool:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="ganscan")
-def cli():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an internal error.")
+@click.pass_context
+def cli(ctx, debug):
     """ganscan: tell GAN-generated images from real photographs.
 
     \b
@@ -88,6 +99,7 @@ def cli():
     Shell completion (bash): eval "$(_GANSCAN_COMPLETE=bash_source ganscan)"; for zsh use zsh_source,
     for fish: _GANSCAN_COMPLETE=fish_source ganscan | source.
     """
+    ctx.ensure_object(dict)["debug"] = debug
 
 
 # --- shared option decorators -----------------------------------------------------------------------

@@ -105,3 +105,20 @@ def test_sigkill_loses_at_most_the_batch_in_flight(tmp_path):
     assert re.search(rf"{done} already reported", res.stderr)
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert sorted(r["path"] for r in rows) == sorted(map(str, files))
+
+
+def test_internal_errors_end_in_one_line_unless_debug(runner, cli, monkeypatch):
+    """A bug anywhere in a command ends with a one-line message and exit 1; --debug shows the traceback."""
+    import ganscan.detectors.registry as registry
+
+    def broken():
+        raise KeyError("weights table corrupted")
+
+    monkeypatch.setattr(registry, "list_detectors", broken)
+    res = runner.invoke(cli, ["models"])
+    assert res.exit_code == 1
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "internal error: KeyError" in lines[0] and "--debug" in lines[0]
+    assert "Traceback" not in res.output
+    res = runner.invoke(cli, ["--debug", "models"])
+    assert res.exit_code == 1 and isinstance(res.exception, KeyError)
