@@ -246,3 +246,16 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
     # every real kind the threshold was calibrated on stays at or under the target
     cal = card["threshold_calibration"]
     assert all(r <= cal["fpr_target"] for r in cal["fpr_by_kind"].values())
+
+
+def test_train_crops_small_input_detectors_at_their_own_size(runner, cli, tmp_path):
+    """Without --crop, a recipe's 224 px crop does not override a 64 px tile detector's input size."""
+    from ganscan.engine.checkpoint import read_metadata
+
+    write_images(tmp_path / "d" / "0_real", 16, size=(72, 72), seed=1)
+    write_images(tmp_path / "d" / "1_fake", 16, size=(72, 72), seed=2)
+    res = run_ok(runner, cli, ["train", str(tmp_path / "d"), "--arch", "spectral-lr", "--epochs", "1",
+                               "--batch-size", "8", "--workers", "0", "--val-split", "0.25", "-o", str(tmp_path / "run")])
+    assert "training at --crop 64" in res.output
+    meta = read_metadata(tmp_path / "run" / "best.safetensors")
+    assert meta["training"]["options"]["crop"] == 64 and meta["preprocessing"]["input_size"] == 64
