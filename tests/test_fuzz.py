@@ -60,3 +60,83 @@ def test_mutated_files_each_get_one_row_and_the_scan_exits_0(runner, cli, tmp_pa
     errors = [r for r in rows if r["verdict"] == "error"]
     assert errors and all(r["error"] and "\n" not in r["error"] for r in errors)
     assert any(r["verdict"] != "error" for r in rows)            # some mutations still decode
+
+
+def _hostile_process_file(original):
+    """A test-only decoder hook: files named crash/abort/oom/hang misbehave the way native decoders do."""
+    import os
+    import signal
+    import threading
+
+    def process(path, explicit, cfg, settings):
+        name = os.path.basename(path)
+        if name.startswith("crash"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if name.startswith("abort"):
+            os.abort()
+        if name.startswith("oom"):            # what the kernel's OOM killer does to a worker
+            os.kill(os.getpid(), signal.SIGKILL)
+        if name.startswith("hang"):
+            threading.Event().wait()           # never returns: only the time limit ends it
+        return original(path, explicit, cfg, settings)
+    return process
+
+
+def test_crashing_hanging_and_killed_workers_cost_one_row_each(runner, cli, tmp_path, monkeypatch):
+    import time
+
+    import ganscan.engine.inference as inference
+    from conftest import write_images
+
+    monkeypatch.setattr(inference, "process_file", _hostile_process_file(inference.process_file))
+    folder = tmp_path / "mixed"
+    write_images(folder, 40, size=(48, 40))
+    for bad in ("crash.png", "abort.png", "oom.png", "hang.png"):
+        (folder / bad).write_bytes((folder / "img00000.png").read_bytes())
+    t0 = time.monotonic()
+    res = run_ok(runner, cli, ["scan", str(folder), "--model", "placeholder", "--workers", "2", "--batch-size", "8",
+                               "--file-timeout", "3", "--format", "jsonl", "-q"])
+    elapsed = time.monotonic() - t0
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    paths = [r["path"] for r in rows]
+    assert sorted(paths) == sorted(str(p) for p in folder.iterdir())  # one row per file, none twice
+    assert paths == sorted(paths)                                      # in discovery order
+    by = {r["path"].rsplit("/", 1)[1]: r for r in rows}
+    assert by["crash.png"]["error"] == "decoder crashed (signal 11, SIGSEGV)"
+    assert by["abort.png"]["error"] == "decoder crashed (signal 6, SIGABRT)"
+    assert by["oom.png"]["error"] == "decoder crashed (signal 9, SIGKILL)"
+    assert by["hang.png"]["error"] == "timed out after 3 s"
+    assert all(by[n]["verdict"] == "error" and by[n]["bytes"] > 0 for n in ("crash.png", "hang.png"))
+    assert sum(r["verdict"] in ("real", "fake") for r in rows) == 40
+    assert elapsed < 60   # the hang costs its time limit, not the scan
+
+
+def test_worker_killed_from_outside_mid_scan(tmp_path):
+    """kill -9 of a decoding worker while ganscan scan runs: its file gets an error row, the scan exits 0."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import write_images
+
+    write_images(tmp_path / "many", 300, size=(64, 64))
+    env = {**__import__("os").environ, "GANSCAN_SLOW_BATCH_S": "0.1"}   # slow batches: the kill lands mid-scan
+    proc = subprocess.Popen([sys.executable, "-m", "ganscan", "scan", str(tmp_path / "many"), "--model", "placeholder",
+                             "--workers", "2", "--batch-size", "8", "--format", "jsonl", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline and proc.poll() is None:
+        kids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if len(kids) >= 2:
+            killed = int(kids[0])
+            __import__("os").kill(killed, 9)
+        else:
+            time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert killed is not None, "no worker seen"
+    assert proc.returncode == 0, err[-2000:]
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert len(rows) == 300 and len({r["path"] for r in rows}) == 300
+    crashed = [r for r in rows if (r.get("error") or "").startswith("decoder crashed")]
+    assert len(crashed) <= 1   # the file it held, if it held one at that moment

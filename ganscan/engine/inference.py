@@ -10,7 +10,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ganscan import __version__
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_file
@@ -40,6 +39,7 @@ class ScanSettings:
     skip: dict = field(default_factory=dict)  # path -> (bytes, mtime) already reported (--resume)
     rank: int = 0
     world_size: int = 1
+    file_timeout: float | None = 60.0  # seconds a decoding worker may spend on one file (None: no limit)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -121,39 +121,47 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
     return row, tensor
 
 
-class ScanDataset(IterableDataset):
-    """Files from ``discover``; rank r of n takes every n-th file, and each worker every k-th of those."""
-
-    def __init__(self, settings: ScanSettings, cfg: DetectorConfig):
-        self.settings = settings
-        self.cfg = cfg
-
-    def __iter__(self):
-        info = get_worker_info()
-        wid, nworkers = (info.id, info.num_workers) if info else (0, 1)
-        s = self.settings
-        local = 0
-        for i, found in enumerate(discover(s.paths, s.recursive, s.include, s.exclude)):
-            if i % s.world_size != s.rank:
-                continue
-            mine = local % nworkers == wid
-            local += 1
-            if mine:
-                yield process_file(found.path, found.explicit, self.cfg, s)
+def _jobs(settings: ScanSettings) -> Iterator[tuple[str, bool]]:
+    """(path, named explicitly) of the files this rank scans: every world_size-th of the sorted walk."""
+    for i, found in enumerate(discover(settings.paths, settings.recursive, settings.include, settings.exclude)):
+        if i % settings.world_size == settings.rank:
+            yield found.path, found.explicit
 
 
-def _collate(items):
-    return items
+def failed_row(path: str, reason: str) -> dict:
+    """The row of a file whose decoding worker crashed or ran out of time."""
+    row = base_row(path)
+    row.update(verdict="error", error=reason)
+    try:
+        st = os.stat(path)
+        row.update(bytes=st.st_size, modified=iso_from_us(st.st_mtime_ns // 1000),
+                   changed=iso_from_us(st.st_ctime_ns // 1000))
+    except OSError:
+        pass
+    return row
 
 
-def make_loader(settings: ScanSettings, cfg: DetectorConfig, pin_memory: bool) -> DataLoader:
-    workers = max(0, int(settings.workers))
-    kwargs = {}
-    if workers > 0:
-        kwargs.update(worker_init_fn=worker_init, prefetch_factor=2, persistent_workers=False,
-                      multiprocessing_context="fork" if os.name == "posix" else None)
-    return DataLoader(ScanDataset(settings, cfg), batch_size=settings.batch_size, num_workers=workers,
-                      collate_fn=_collate, pin_memory=pin_memory, **kwargs)
+def file_items(settings: ScanSettings, cfg: DetectorConfig) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
+    """Batches of (row, views tensor or None) in discovery order. With workers, every file is read and
+    decoded in a supervised worker process (ganscan.engine.supervise): a crash or a time-out costs that
+    file an error row; with ``workers == 0`` everything runs in this process (no such protection)."""
+    if settings.workers > 0:
+        from ganscan.engine.supervise import supervised_items
+
+        def process(path, explicit):
+            return process_file(path, explicit, cfg, settings)
+
+        yield from supervised_items(_jobs(settings), process, failed_row, settings.workers, settings.batch_size,
+                                    settings.file_timeout, init=worker_init)
+        return
+    batch = []
+    for path, explicit in _jobs(settings):
+        batch.append(process_file(path, explicit, cfg, settings))
+        if len(batch) >= settings.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
@@ -199,9 +207,8 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
     run = detector.run_info()
     stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
-    loader = make_loader(settings, detector.config, pin_memory=precision.device.type == "cuda")
     slow = float(os.environ.get("GANSCAN_SLOW_BATCH_S", "0") or 0)  # test hook: interrupt tests
-    for items in loader:
+    for items in file_items(settings, detector.config):
         if slow:
             time.sleep(slow)
         ready = [(row, t) for row, t in items if t is not None]

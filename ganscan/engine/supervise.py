@@ -1,0 +1,191 @@
+"""Supervised decoding workers: a crash or a hang costs one file its row, never the scan.
+
+Each worker process handles one file at a time (read, hash, metadata, decode, preprocess: the same
+``process_file`` as before). The main process hands out the files in discovery order and watches every
+worker: when one dies (a segfault or abort in a native decoder, the OOM killer, ``kill -9``) or holds a
+file longer than ``file_timeout`` seconds, that file gets an ``error`` row saying what happened
+(``decoder crashed (signal 11)``, ``timed out after 60 s``), the worker is replaced, and the scan goes on.
+Rows come back in discovery order, in batches, so reports stay deterministic whatever the workers do.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import signal
+import threading
+import time
+from multiprocessing.connection import wait
+from typing import Callable, Iterator
+
+import torch
+
+#: signal numbers -> names for the error rows (SIGSEGV -> "signal 11, SIGSEGV")
+_SIGNALS = {s.value: s.name for s in signal.Signals}
+
+
+def _worker_main(conn, process: Callable, init: Callable | None) -> None:
+    import faulthandler
+
+    faulthandler.disable()   # a decoder crash is reported as the file's row, not as a stack dump
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the main process's to handle
+    if init is not None:
+        init(0)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        index, path, explicit = job
+        row, tensor = process(path, explicit)
+        payload = None if tensor is None else tensor.numpy()
+        try:
+            conn.send((index, row, payload))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx, process: Callable, init: Callable | None):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, process, init), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: tuple[int, str, bool] | None = None
+        self.started = 0.0
+
+    def give(self, job: tuple[int, str, bool]) -> None:
+        self.job, self.started = job, time.monotonic()
+        self.conn.send(job)
+
+    def stop(self, kill: bool = False) -> None:
+        try:
+            if kill:
+                self.proc.kill()
+            else:
+                self.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(timeout=0 if kill else 2)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+
+
+def death_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = _SIGNALS.get(-exitcode)
+        return f"decoder crashed (signal {-exitcode}{', ' + name if name else ''})"
+    return f"decoder worker exited unexpectedly (exit code {exitcode})"
+
+
+def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed_row: Callable[[str, str], dict],
+                     workers: int, batch_size: int, file_timeout: float | None, init: Callable | None = None,
+                     prefetch: int = 2) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
+    """Batches of ``(row, tensor)`` in the order of ``jobs``; ``process(path, explicit)`` runs in a worker.
+
+    ``failed_row(path, reason)`` makes the row of a file whose worker died or timed out. The supervisor runs
+    in a thread and keeps up to ``prefetch`` finished batches ready, so decoding goes on while the caller
+    runs the model (as a DataLoader's prefetching does).
+    """
+    ctx = mp.get_context("fork")
+    pool = [_Worker(ctx, process, init) for _ in range(max(1, workers))]
+    out: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def run():
+        gen = _supervise(ctx, pool, jobs, process, failed_row, batch_size, file_timeout, init, stop)
+        try:
+            for batch in gen:
+                while not stop.is_set():
+                    try:
+                        out.put(("batch", batch), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(("end", None))
+        except BaseException as exc:  # handed to the caller, who raises it
+            out.put(("error", exc))
+        finally:
+            gen.close()
+
+    thread = threading.Thread(target=run, name="ganscan-supervisor", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = out.get()
+            if kind == "batch":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file_timeout: float | None,
+               init, stop: threading.Event):
+    done: dict[int, tuple[dict, torch.Tensor | None]] = {}
+    source = ((i, path, explicit) for i, (path, explicit) in enumerate(jobs))
+    exhausted, next_out, batch = False, 0, []
+    try:
+        while not stop.is_set():
+            for w in pool:
+                if w.job is None and not exhausted:
+                    job = next(source, None)
+                    if job is None:
+                        exhausted = True
+                    else:
+                        w.give(job)
+            busy = [w for w in pool if w.job is not None]
+            if not busy:
+                break
+            now = time.monotonic()
+            timeout = 0.5   # wake up now and then to notice a stop
+            if file_timeout:
+                timeout = min(timeout, max(0.0, min(w.started + file_timeout for w in busy) - now))
+            wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout)
+            for k, w in enumerate(pool):
+                if w.job is None:
+                    continue
+                index, path, _ = w.job
+                result = None
+                try:
+                    if w.conn.poll():
+                        result = w.conn.recv()
+                except (EOFError, OSError):
+                    result = None
+                if result is not None:
+                    i, row, payload = result
+                    done[i] = (row, None if payload is None else torch.from_numpy(payload))
+                    w.job = None
+                    continue
+                if not w.proc.is_alive():
+                    w.proc.join(timeout=1)
+                    reason = death_reason(w.proc.exitcode)
+                elif file_timeout and time.monotonic() - w.started >= file_timeout:
+                    reason = f"timed out after {file_timeout:g} s"
+                else:
+                    continue
+                done[index] = (failed_row(path, reason), None)
+                w.job = None
+                w.stop(kill=True)
+                pool[k] = _Worker(ctx, process, init)
+            while next_out in done:
+                batch.append(done.pop(next_out))
+                next_out += 1
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        if batch and not stop.is_set():
+            yield batch
+    finally:
+        for w in pool:
+            w.stop(kill=w.job is not None)
