@@ -124,8 +124,7 @@ def stage_heldout(data: Path, work: Path, args) -> None:
     neg = work / "heldout" / "negatives"
     if neg.exists():
         return
-    kinds = {"unchanged": None, "upscaled2x": None, "downscaled0.5": None, "jpeg75": None}
-    for k in kinds:
+    for k in ("unchanged", "upscaled2x", "downscaled0.5", "jpeg75"):
         (neg / k / "0_real").mkdir(parents=True, exist_ok=True)
     for p in held:
         rng = np.random.default_rng(int(hashlib.sha1(p.encode()).hexdigest()[:8], 16))
@@ -135,8 +134,7 @@ def stage_heldout(data: Path, work: Path, args) -> None:
             c.save(neg / "unchanged" / "0_real" / f"{stem}_{j}.png")
             f = [Image.BICUBIC, Image.LANCZOS][j % 2]
             c.resize((256, 256), f).save(neg / "upscaled2x" / "0_real" / f"{stem}_{j}.png")
-            buf = neg / "jpeg75" / "0_real" / f"{stem}_{j}.jpg"
-            c.save(buf, "JPEG", quality=75)
+            c.save(neg / "jpeg75" / "0_real" / f"{stem}_{j}.jpg", "JPEG", quality=75)
         if min(img.size) >= 256:
             for j, c in enumerate(T.random_crops(img, 256, 1, rng)):
                 c.resize((128, 128), Image.LANCZOS).save(neg / "downscaled0.5" / "0_real" / f"{stem}_{j}.png")

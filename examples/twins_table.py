@@ -23,14 +23,13 @@ REAL_SETS = ["full/camera", "full/lossless", "full/web", "report/unchanged", "re
 
 
 def tpr_at_fpr(y, s, fpr=0.05):
-    import numpy as np
+    """Share of fakes caught at the lowest threshold that flags at most ``fpr`` of the set's reals."""
+    from ganscan.detectors.fusion import threshold_at_fpr
 
-    reals = np.sort(s[y == 0])[::-1]
-    if not len(reals) or not (y == 1).any():
+    if not (y == 0).any() or not (y == 1).any():
         return None
-    k = int(np.floor(fpr * len(reals)))
-    t = np.nextafter(reals[k], np.inf) if k < len(reals) else reals[-1]
-    return float(np.mean(s[y == 1] >= t))
+    t, _ = threshold_at_fpr({"real": s[y == 0].tolist()}, fpr)
+    return float((s[y == 1] >= t).mean())
 
 
 def main() -> None:

@@ -129,14 +129,15 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
         options = T.resolve_options(recipe, opts)
         from ganscan.detectors.registry import get_config
 
-        arch_size = get_config(options["arch"]).input_size
+        arch_cfg = get_config(options["arch"])
+        arch_size = arch_cfg.input_size
         if opts.get("crop") is None and options["crop"] and options["crop"] > arch_size:
             # a recipe's 224 px crop would train a 64 px tile detector on views it never scores
             info(f"recipe {recipe} crops {options['crop']} px; {options['arch']} reads {arch_size} px inputs: "
                  f"training at --crop {arch_size} (pass --crop to choose)")
             options = T.resolve_options(recipe, {**opts, "crop": arch_size})
 
-        imagenet_arch = get_config(options["arch"]).timm_name is not None or options["arch"] == "alexnet"
+        imagenet_arch = arch_cfg.timm_name is not None or options["arch"] == "alexnet"
         if not options["pretrained"] and not options["init"] and recipe in ("wang2020", "trieste") and imagenet_arch:
             warn(f"recipe {recipe} starts from ImageNet weights; none given (--pretrained FILE), so the "
                  f"backbone trains from scratch")

@@ -62,9 +62,9 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force
     sources = [p for d in inputs for p in list_images(d)]
     if not sources:
         raise GanscanError(f"no images found under {', '.join(inputs)}")
-    rng_crops = T.fit_crop_pool(sources, load=lambda p: load_image(p)[0])
+    fit_crops = T.fit_crop_pool(sources, load=lambda p: load_image(p)[0])
     with Progress("building the tail bank", total=len(kinds) * tails_per_kind) as bar:
-        bank = T.build_bank(seed, kinds, tails_per_kind, rng_crops, progress=lambda _n: bar.update(advance=1))
+        bank = T.build_bank(seed, kinds, tails_per_kind, fit_crops, progress=lambda _n: bar.update(advance=1))
     with Progress("writing pairs", total=len(sources)) as bar:
         counts = T.write_twins(sources, out_dir, bank, T.PairConfig(size=size), seed=seed, max_crops=max_crops,
                                progress=lambda i, n: bar.update(advance=1), on_error=warn)

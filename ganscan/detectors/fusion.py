@@ -99,7 +99,8 @@ def member_logits(detectors: list, paths: list[str], precision, settings, progre
     """(N, K) mean tile logits of each member for each path (NaN where a file does not decode).
 
     Scored through evaluate's pipeline (scan's decoding and preprocessing); logit(score) is the member's
-    mean tile logit, which is what the fused model combines.
+    mean tile logit, which is what the fused model combines (up to the 6-decimal rounding of scores, so
+    logits beyond about +-14 read as +-14 here).
     """
     import numpy as np
 
@@ -166,7 +167,6 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     """
     import numpy as np
 
-    from ganscan.data.datasets import LabelledSet
     from ganscan.engine import metrics as M
     from ganscan.errors import DataError
 
@@ -176,27 +176,29 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         pre = det.config.preprocessing()
         if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
             raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
-    fit = LabelledSet("fit")
-    for s in fit_sets:
-        fit.extend(s.paths, 0, s.name)
-        fit.labels[-len(s.paths):] = s.labels
-    x = member_logits([spectrum, npr], fit.paths, precision, settings, progress)
-    y = np.asarray(fit.labels)
+    paths = [p for s in fit_sets for p in s.paths]
+    x = member_logits([spectrum, npr], paths, precision, settings, progress)
+    y = np.asarray([lab for s in fit_sets for lab in s.labels])
     ok = ~np.isnan(x).any(1)
     if len(set(y[ok].tolist())) < 2:
         raise DataError("the --fit sets must hold both real and fake images")
     w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
     fused = x[ok] @ w.double().numpy() + b
     member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(MEMBERS)}
+    reals = {s.name: [p for p, lab in zip(s.paths, s.labels) if lab == 0] for s in calib_sets}
+    for kind, files in reals.items():
+        if not files:
+            raise DataError(f"calibration set {kind!r} holds no real images")
+    xc = member_logits([spectrum, npr], [p for files in reals.values() for p in files], precision, settings,
+                       progress)   # every kind in one pass per member
+    zc = xc @ w.double().numpy() + b
     calib_scores: dict[str, list[float]] = {}
-    for s in calib_sets:
-        reals = [p for p, lab in zip(s.paths, s.labels) if lab == 0]
-        if not reals:
-            raise DataError(f"calibration set {s.name!r} holds no real images")
-        xc = member_logits([spectrum, npr], reals, precision, settings, progress)
-        xc = xc[~np.isnan(xc).any(1)]
-        z = xc @ w.double().numpy() + b
-        calib_scores[s.name] = (1 / (1 + np.exp(-z))).tolist()
+    start = 0
+    for kind, files in reals.items():
+        z = zc[start:start + len(files)]
+        start += len(files)
+        z = z[~np.isnan(z)]
+        calib_scores[kind] = (1 / (1 + np.exp(-z))).tolist()
     threshold, rates = threshold_at_fpr(calib_scores, fpr)
     state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b)
     meta = {

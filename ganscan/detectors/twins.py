@@ -22,10 +22,9 @@ kinds, so a run can leave one kind out of training and validate on it (leave-one
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -197,7 +196,6 @@ class PairConfig:
     jpeg_quality: tuple[int, int] = (60, 100)
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.2, 1.0)
-    extra: dict = field(default_factory=dict)
 
 
 def _geom(img: Image.Image, k: int) -> Image.Image:
@@ -270,10 +268,6 @@ def fit_crop_pool(paths: list[str], load: Callable, n: int = 64, size: int = 64,
     return crops
 
 
-def name_hash(name: str, salt: str = "") -> float:
-    return int(hashlib.sha1((salt + name).encode()).hexdigest()[:8], 16) / 2 ** 32
-
-
 def crops_per_image(pixels: int, size: int, cap: int) -> int:
     """More crops from larger photos: one per ~16 crop areas, 1..cap."""
     return int(max(1, min(cap, math.ceil(pixels / (16 * size * size)))))
@@ -286,7 +280,7 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
     """Write OUT/0_real and OUT/1_fake pairs (same stem), and OUT/pairs.csv; returns counts.
 
     ``load(path) -> PIL.Image`` decodes a source (default: ganscan's guarded decoder); a source that does
-    not decode is counted and skipped. Existing pairs are kept, so a stopped run continues.
+    not decode is counted and skipped. The same sources, bank and seed write the same files again.
     """
     import csv
 
