@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ganscan.cli import EXIT_FAKE_FOUND, device_options, loader_options, quiet_option
+from ganscan.cli import EXIT_FAKE_FOUND, device_options, guard_options, loader_options, quiet_option
 from ganscan.errors import GanscanError
 from ganscan.reports.writers import FORMATS
 
@@ -46,13 +46,12 @@ Examples:
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Decompression-bomb guard: refuse images with more pixels (default 150,000,000).")
 @click.option("--no-exif", is_flag=True, help="Do not read EXIF metadata.")
-@click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
-              metavar="SECONDS", help="A file whose decoding takes longer gets an error row; the scan goes on.")
+@guard_options
 @device_options
 @loader_options
 @quiet_option
 def command(paths, model, recursive, include, exclude, fmt, output, force, resume, threshold, fail_on_fake,
-            max_pixels, no_exif, file_timeout, device, precision, batch_size, workers):
+            max_pixels, no_exif, file_timeout, max_decode_mb, device, precision, batch_size, workers):
     """Score images: P(fake) per file, with hashes and EXIF.
 
     PATHS are files and folders. Image types are recognised by content (JPEG, PNG, WebP, GIF/APNG,
@@ -79,7 +78,8 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     settings = ScanSettings(paths=tuple(paths), recursive=recursive, include=include, exclude=exclude,
                             batch_size=batch_size, workers=workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,
-                            read_exif=not no_exif, rank=rank, world_size=world, file_timeout=file_timeout)
+                            read_exif=not no_exif, rank=rank, world_size=world, file_timeout=file_timeout,
+                            max_decode_bytes=max_decode_mb * 2 ** 20)
     run_meta = {
         "command": " ".join(["ganscan", *sys.argv[1:]]) if sys.argv and "ganscan" in sys.argv[0] else
                    "ganscan scan " + " ".join(paths),

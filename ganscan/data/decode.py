@@ -15,6 +15,7 @@ from PIL import Image, ImageFile, ImageOps
 from ganscan.data.formats import sniff
 
 DEFAULT_MAX_PIXELS = 150_000_000  # a 150 MP frame; 12 MP phone photos and 100 MP backs pass
+DEFAULT_MAX_DECODE_BYTES = 4096 * 2 ** 20  # memory one file may need to decode: a 150 MP RGB(A) image passes
 
 _registered = False
 
@@ -79,8 +80,29 @@ def read_file(path: str) -> tuple[bytes, FileInfo]:
     return data, info
 
 
-def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """An 8-bit RGB image with EXIF orientation applied. Fills ``info.format/width/height``."""
+def decode_cost(width: int, height: int, mode: str) -> int:
+    """Bytes one image of this size and Pillow mode may need at once while it is decoded, turned into RGB
+    (``to_rgb``) and handed on as an array: Pillow's own frame (4 bytes a pixel for RGB, RGBA, CMYK, I, F;
+    2 for 16-bit; 1 for L and P), the conversion's intermediates, then an RGB copy and its array (7)."""
+    stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
+    if mode == "RGB":
+        convert = 0
+    elif mode.startswith("I;16") or mode in ("I", "F"):
+        convert = 21   # int64 or float64 arrays, the uint8 result and its RGB image
+    elif mode in ("P", "PA", "RGBA", "LA", "RGBa", "La", "L", "1"):
+        convert = 16   # an RGBA copy, the white background, the composite, the RGB result
+                       # (L and 1 need less unless they carry transparency)
+    else:
+        convert = 4
+    return width * height * (stored + convert + 7)
+
+
+def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> Image.Image:
+    """An 8-bit RGB image with EXIF orientation applied. Fills ``info.format/width/height``.
+
+    Two guards run on the header, before any pixel is decoded: ``max_pixels`` (width x height) and
+    ``max_bytes`` (the memory decoding would need, ``decode_cost``)."""
     register_plugins()
     if not data:
         raise DecodeError("empty file (0 bytes)")
@@ -100,6 +122,11 @@ def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXE
                 raise DecodeError(
                     f"{w}x{h} = {w * h / 1e6:.0f} MP exceeds the pixel limit of {max_pixels / 1e6:.0f} MP "
                     "(decompression-bomb guard; raise it with --max-pixels)")
+            need = decode_cost(w, h, im.mode)
+            if need > max_bytes:
+                raise DecodeError(
+                    f"{w}x{h} {im.mode} would need about {need / 2 ** 20:,.0f} MB to decode, over the per-file "
+                    f"memory limit of {max_bytes / 2 ** 20:,.0f} MB (raise it with --max-decode-mb)")
             if getattr(im, "n_frames", 1) > 1:
                 info.notes.append("animated: first frame")
             im.seek(0)
@@ -189,7 +216,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def load_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, FileInfo]:
+def load_image(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> tuple[Image.Image, FileInfo]:
     """Read and decode one file (no EXIF): the entry point for training data."""
     data, info = read_file(path)
-    return decode_image(data, info, max_pixels), info
+    return decode_image(data, info, max_pixels, max_bytes), info

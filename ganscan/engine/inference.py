@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 
 from ganscan import __version__
-from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_file
+from ganscan.data.decode import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_file
 from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
@@ -33,6 +33,7 @@ class ScanSettings:
     batch_size: int = 32
     workers: int = 2
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # memory one file may need to decode (decode_cost)
     threshold: float | None = None
     read_exif: bool = True
     evidence: bool = True  # provenance columns and the evidence verdict (evaluate needs only scores)
@@ -100,7 +101,7 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
     if settings.read_exif:
         row.update(read_exif(data))
     try:
-        img = decode_image(data, info, settings.max_pixels)
+        img = decode_image(data, info, settings.max_pixels, settings.max_decode_bytes)
         views = views_uint8(img, cfg)
         tensor = normalize(views, cfg)
     except DecodeError as exc:
