@@ -1,6 +1,9 @@
-"""Per-file guards: the memory guard refuses, from the header, an image too large to decode."""
+"""Per-file guards: a crashed file is journaled at once and not decoded again on --resume; the memory guard
+refuses, from the header, an image too large to decode."""
 
 import json
+import os
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -8,6 +11,60 @@ from pathlib import Path
 import pytest
 
 from conftest import run_ok, write_images
+
+
+class _Killed(BaseException):
+    """Stands for a SIGKILL of the whole scan: nothing after it runs, the journal stays behind."""
+
+
+def test_a_crashed_file_is_journaled_at_once_and_resume_does_not_decode_it_again(runner, cli, tmp_path,
+                                                                                 monkeypatch):
+    import ganscan.engine.inference as inference
+    from ganscan.reports.sink import ReportFile
+
+    folder = tmp_path / "imgs"
+    write_images(folder, 6, size=(48, 40))
+    (folder / "crash.png").write_bytes((folder / "img00000.png").read_bytes())
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    original = inference.decode_image
+
+    def decode_image(data, info, *args):
+        if os.path.basename(info.path) == "crash.png":
+            (marks / f"{os.getpid()}").touch()      # the decoder met the file (in this worker)
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return original(data, info, *args)
+
+    monkeypatch.setattr(inference, "decode_image", decode_image)
+    report = tmp_path / "r.jsonl"
+    batches = []
+
+    def killed_append(self, rows):
+        if len(rows) > 1:                             # the first whole batch: the scan dies before journaling it
+            batches.append(rows)
+            raise _Killed()
+        return real_append(self, rows)
+
+    real_append = ReportFile.append
+    monkeypatch.setattr(ReportFile, "append", killed_append)
+    args = ["scan", str(folder), "-o", str(report), "--workers", "2", "--batch-size", "64", "--model", "placeholder",
+            "-q"]
+    with pytest.raises(_Killed):
+        runner.invoke(cli, args)
+    assert batches
+    journal = [json.loads(x) for x in (tmp_path / "r.jsonl.partial.jsonl").read_text().splitlines()]
+    assert [(Path(r["path"]).name, r["error"]) for r in journal] == [("crash.png", "decoder crashed (signal 11, SIGSEGV)")]
+    assert journal[0]["model"] and journal[0]["scanned_at"]      # a finished row, not a stub
+    assert len(list(marks.iterdir())) == 1
+
+    monkeypatch.setattr(ReportFile, "append", real_append)
+    res = run_ok(runner, cli, [*args, "--resume"])
+    assert len(list(marks.iterdir())) == 1                       # not decoded again: no crash loop
+    rows = [json.loads(x) for x in report.read_text().splitlines()]
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in folder.iterdir())
+    crash = [r for r in rows if r["path"].endswith("crash.png")]
+    assert len(crash) == 1 and crash[0]["error"] == "decoder crashed (signal 11, SIGSEGV)"
+    assert sum(r["verdict"] in ("real", "fake") for r in rows) == 6
 
 
 def _zero_png(path: Path, width: int, height: int, bit_depth: int = 8, color_type: int = 2) -> None:

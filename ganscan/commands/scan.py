@@ -117,7 +117,8 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     rate = Throughput()
     try:
         with Progress("scanning", total=None, fields=("img/s",)) as bar:
-            for rows in scan_batches(settings, detector, prec):
+            on_failure = (lambda row: report.append([row])) if report is not None else None
+            for rows in scan_batches(settings, detector, prec, on_failure):
                 kept = []
                 for r in rows:
                     if r["verdict"] == SKIPPED:

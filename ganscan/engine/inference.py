@@ -142,10 +142,12 @@ def failed_row(path: str, reason: str) -> dict:
     return row
 
 
-def file_items(settings: ScanSettings, cfg: DetectorConfig) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
+def file_items(settings: ScanSettings, cfg: DetectorConfig,
+               on_failure=None) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
     """Batches of (row, views tensor or None) in discovery order. With workers, every file is read and
     decoded in a supervised worker process (ganscan.engine.supervise): a crash or a time-out costs that
-    file an error row; with ``workers == 0`` everything runs in this process (no such protection)."""
+    file an error row, handed to ``on_failure`` as soon as it happens; with ``workers == 0`` everything
+    runs in this process (no such protection)."""
     if settings.workers > 0:
         from ganscan.engine.supervise import supervised_items
 
@@ -153,7 +155,7 @@ def file_items(settings: ScanSettings, cfg: DetectorConfig) -> Iterator[list[tup
             return process_file(path, explicit, cfg, settings)
 
         yield from supervised_items(_jobs(settings), process, failed_row, settings.workers, settings.batch_size,
-                                    settings.file_timeout, init=worker_init)
+                                    settings.file_timeout, init=worker_init, on_failure=on_failure)
         return
     batch = []
     for path, explicit in _jobs(settings):
@@ -200,16 +202,32 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Precision) -> Iterator[list[dict]]:
+def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Precision,
+                 on_failure=None) -> Iterator[list[dict]]:
     """Yield finished rows, one list per batch. Rows with verdict ``skipped`` are dropped here but counted
-    by the caller through ``row['verdict']`` of the yielded SKIPPED rows (kept so progress advances)."""
+    by the caller through ``row['verdict']`` of the yielded SKIPPED rows (kept so progress advances).
+    ``on_failure(row)`` receives, at once, a finished copy of the row of a file that crashed or stalled
+    its worker (the scan journals it before going on); the row also comes again in its batch."""
     model = prepare_model(detector.model, precision)
     threshold = detector.threshold if settings.threshold is None else settings.threshold
     run = detector.run_info()
     stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
     slow = float(os.environ.get("GANSCAN_SLOW_BATCH_S", "0") or 0)  # test hook: interrupt tests
-    for items in file_items(settings, detector.config):
+
+    def finish(row: dict, now: str) -> dict:
+        row.update(stamp)
+        row["scanned_at"] = now
+        if settings.evidence and row["verdict"] != SKIPPED:
+            row.update(assess(row, threshold, detector.config.input_size, detector.placeholder))
+        return row
+
+    failed = None
+    if on_failure is not None:
+        def failed(row):
+            on_failure(finish(dict(row), datetime.now(timezone.utc).isoformat()))
+
+    for items in file_items(settings, detector.config, failed):
         if slow:
             time.sleep(slow)
         ready = [(row, t) for row, t in items if t is not None]
@@ -221,10 +239,7 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
                 row["verdict"] = "fake" if score >= threshold else "real"
         now = datetime.now(timezone.utc).isoformat()
         for row, _ in items:
-            row.update(stamp)
-            row["scanned_at"] = now
-            if settings.evidence and row["verdict"] != SKIPPED:
-                row.update(assess(row, threshold, detector.config.input_size, detector.placeholder))
+            finish(row, now)
         yield [row for row, _ in items]
 
 

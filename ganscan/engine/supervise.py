@@ -82,14 +82,22 @@ def death_reason(exitcode: int | None) -> str:
     return f"decoder worker exited unexpectedly (exit code {exitcode})"
 
 
+def is_worker_failure(error: str | None) -> bool:
+    """Whether an error row says its file crashed or stalled a worker (retrying it would do so again)."""
+    return bool(error) and error.startswith(("decoder crashed", "timed out after", "decoder worker exited"))
+
+
 def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed_row: Callable[[str, str], dict],
                      workers: int, batch_size: int, file_timeout: float | None, init: Callable | None = None,
-                     prefetch: int = 2) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
+                     prefetch: int = 2, on_failure: Callable[[dict], None] | None = None,
+                     ) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
     """Batches of ``(row, tensor)`` in the order of ``jobs``; ``process(path, explicit)`` runs in a worker.
 
-    ``failed_row(path, reason)`` makes the row of a file whose worker died or timed out. The supervisor runs
-    in a thread and keeps up to ``prefetch`` finished batches ready, so decoding goes on while the caller
-    runs the model (as a DataLoader's prefetching does).
+    ``failed_row(path, reason)`` makes the row of a file whose worker died or timed out; ``on_failure(row)``,
+    when given, is called with it at once (from the supervisor thread), before the next file is handed
+    out, so the caller can journal it. The supervisor runs in a thread and keeps up to ``prefetch``
+    finished batches ready, so decoding goes on while the caller runs the model (as a DataLoader's
+    prefetching does).
     """
     ctx = mp.get_context("fork")
     pool = [_Worker(ctx, process, init) for _ in range(max(1, workers))]
@@ -97,7 +105,7 @@ def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed
     stop = threading.Event()
 
     def run():
-        gen = _supervise(ctx, pool, jobs, process, failed_row, batch_size, file_timeout, init, stop)
+        gen = _supervise(ctx, pool, jobs, process, failed_row, batch_size, file_timeout, init, stop, on_failure)
         try:
             for batch in gen:
                 while not stop.is_set():
@@ -131,7 +139,7 @@ def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed
 
 
 def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file_timeout: float | None,
-               init, stop: threading.Event):
+               init, stop: threading.Event, on_failure=None):
     done: dict[int, tuple[dict, torch.Tensor | None]] = {}
     source = ((i, path, explicit) for i, (path, explicit) in enumerate(jobs))
     exhausted, next_out, batch = False, 0, []
@@ -174,7 +182,10 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
                     reason = f"timed out after {file_timeout:g} s"
                 else:
                     continue
-                done[index] = (failed_row(path, reason), None)
+                row = failed_row(path, reason)
+                if on_failure is not None:
+                    on_failure(row)
+                done[index] = (row, None)
                 w.job = None
                 w.stop(kill=True)
                 pool[k] = _Worker(ctx, process, init)
@@ -189,3 +200,4 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
     finally:
         for w in pool:
             w.stop(kill=w.job is not None)
+

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -89,6 +90,7 @@ class ReportFile:
         self.run_meta = run_meta
         self.report_rows: list[dict] = []
         self._fh = None
+        self._lock = threading.Lock()   # rows of crashed files arrive from the supervisor thread
 
     def previous(self) -> dict[str, tuple[int, int]]:
         """path -> (bytes, mtime in µs) of rows already reported (only with --resume)."""
@@ -99,10 +101,17 @@ class ReportFile:
         latest: dict[str, dict] = {r["path"]: r for r in self.report_rows}
         if self.journal.exists():
             latest.update((r["path"], r) for r in _read_jsonl(self.journal))
+        from ganscan.engine.supervise import is_worker_failure
+
+        # a file that crashed or stalled a decoder would do so again: it counts as reported
         return {p: (r.get("bytes"), _mtime_key(r.get("modified"))) for p, r in latest.items()
-                if r.get("verdict") in ("real", "fake")}
+                if r.get("verdict") in ("real", "fake") or is_worker_failure(r.get("error"))}
 
     def append(self, rows: list[dict]) -> None:
+        with self._lock:
+            self._append(rows)
+
+    def _append(self, rows: list[dict]) -> None:
         if self._fh is None:
             self._fh = open(self.journal, "a", encoding="utf-8")
             if self._fh.tell() > 0 and not _ends_with_newline(self.journal):
@@ -114,6 +123,10 @@ class ReportFile:
 
     def finalize(self) -> int:
         """Write the report atomically; returns its row count."""
+        with self._lock:
+            return self._finalize()
+
+    def _finalize(self) -> int:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
