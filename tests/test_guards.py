@@ -1,16 +1,81 @@
-"""Per-file guards: a crashed file is journaled at once and not decoded again on --resume; the memory guard
-refuses, from the header, an image too large to decode."""
+"""Hostile files beyond scan: explain, report thumbnails and generate --input survive a decoder that crashes or
+hangs; a crashed file is journaled at once and not decoded again on --resume; the per-file memory guard."""
 
+import csv
 import json
 import os
 import signal
 import struct
+import threading
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import run_ok, write_images
+
+
+def _hostile_decode(original):
+    """A test-only decoder hook: files named crash* segfault, hang* never return."""
+    def decode_image(data, info, *args, **kwargs):
+        name = os.path.basename(info.path)
+        if name.startswith("crash"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if name.startswith("hang"):
+            threading.Event().wait()
+        return original(data, info, *args, **kwargs)
+    return decode_image
+
+
+@pytest.fixture
+def hostile(monkeypatch, tmp_path):
+    import ganscan.data.decode as decode
+
+    monkeypatch.setattr(decode, "decode_image", _hostile_decode(decode.decode_image))
+    folder = tmp_path / "hostile"
+    write_images(folder, 2, size=(96, 72), prefix="ok")
+    for bad in ("crash.png", "hang.png"):
+        (folder / bad).write_bytes((folder / "ok00000.png").read_bytes())
+    return folder
+
+
+def test_explain_gives_a_crashing_and_a_hanging_file_their_error(runner, cli, hostile, tmp_path):
+    out = tmp_path / "out"
+    files = [str(hostile / n) for n in ("crash.png", "ok00000.png", "hang.png", "ok00001.png")]
+    res = run_ok(runner, cli, ["explain", *files, "-o", str(out), "--model", "placeholder", "--file-timeout", "1"])
+    run = json.loads((out / "summary.json").read_text())
+    assert [r["path"] for r in run] == files
+    assert [r.get("error") for r in run] == ["decoder crashed (signal 11, SIGSEGV)", None, "timed out after 1 s", None]
+    assert (out / "ok00001.heatmap.png").exists() and not (out / "crash.json").exists()
+    assert "explained 2 of 4" in res.stderr and "crash.png: decoder crashed" in res.stderr
+
+
+def test_report_thumbnails_skip_crashing_and_hanging_files_with_the_reason(runner, cli, hostile, tmp_path):
+    report = tmp_path / "r.parquet"
+    run_ok(runner, cli, ["scan", str(hostile), "-o", str(report), "--workers", "1", "--model", "placeholder",
+                         "--file-timeout", "1", "-q"])
+    page = tmp_path / "r.html"
+    res = run_ok(runner, cli, ["report", str(report), "-o", str(page), "--workers", "2", "--file-timeout", "1"])
+    data = json.loads(page.read_text().split('<script id="data" type="application/json">')[1].split("</script>")[0])
+    thumbs = {Path(r["path"]).name: r["thumb"] for r in data["rows"]}
+    assert thumbs["crash.png"] is None and thumbs["hang.png"] is None
+    assert thumbs["ok00000.png"].startswith("data:image/jpeg") and thumbs["ok00001.png"]
+    assert "crash.png: no thumbnail: decoder crashed (signal 11, SIGSEGV)" in res.stderr
+    assert "hang.png: no thumbnail: timed out after 1 s" in res.stderr
+
+
+def test_generate_input_gives_a_crashing_and_a_hanging_file_an_error_row(runner, cli, hostile, tmp_path):
+    out = tmp_path / "recon"
+    res = run_ok(runner, cli, ["generate", "--model", "test-autogan", "--untrained", "--input", str(hostile),
+                               "-o", str(out), "--file-timeout", "1", "--threads", "1"])
+    rows = {r["input"]: r for r in csv.DictReader(open(out / "reconstructions.csv"))}
+    assert set(rows) == {"crash.png", "hang.png", "ok00000.png", "ok00001.png"}
+    assert rows["crash.png"]["status"] == "error" and rows["crash.png"]["error"] == "decoder crashed (signal 11, SIGSEGV)"
+    assert rows["hang.png"]["error"] == "timed out after 1 s"
+    assert rows["ok00001.png"]["status"] == "ok" and (out / "ok00001.png").exists()
+    assert "2 errors" in res.stderr
 
 
 class _Killed(BaseException):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ganscan.cli import device_options, quiet_option
+from ganscan.cli import device_options, guard_options, quiet_option
 from ganscan.errors import GanscanError
 
 EXAMPLES = """
@@ -25,16 +25,18 @@ Examples:
 @click.option("-m", "--model", default=None, metavar="NAME|FILE", help="Detector (default: the shipped default).")
 @click.option("--max-patches", type=click.IntRange(1, 10000), default=256, show_default=True,
               help="Patches scored per image; the stride grows on large images to stay under it.")
+@guard_options
 @device_options
 @quiet_option
-def command(images, output, model, max_patches, device, precision):
+def command(images, output, model, max_patches, file_timeout, max_decode_mb, device, precision):
     """For each image: a heatmap of patch scores over the image (where the detector fires), the log
     power spectrum, and its azimuthal profile against the average real photo; PNGs plus a JSON
     summary per image and summary.json for the run."""
     from ganscan.console import Progress, info, warn
-    from ganscan.data.decode import DecodeError
     from ganscan.commands import open_detector
+    from ganscan.data.decode import DEFAULT_MAX_PIXELS
     from ganscan.engine.explain import explain_image
+    from ganscan.engine.supervise import decoded_images
 
     out = Path(output)
     if not out.parent.exists():
@@ -43,16 +45,14 @@ def command(images, output, model, max_patches, device, precision):
     _, prec, det = open_detector(model, device, precision, what="heatmaps")
     results = []
     with Progress("explaining", total=len(images)) as bar:
-        for path in images:
-            try:
-                summary = explain_image(det, path, out, prec, max_patches)
-            except DecodeError as exc:
-                summary = {"path": path, "error": str(exc)}
-                warn(f"{path}: {exc}")
-            except FileNotFoundError:
-                summary = {"path": path, "error": "file not found"}
-                warn(f"{path}: file not found")
+        # decoding runs in a supervised worker: a file that crashes or hangs the decoder gets its error
+        for path, img, _info, error in decoded_images(images, DEFAULT_MAX_PIXELS, file_timeout,
+                                                      max_decode_mb * 2 ** 20):
+            if error is not None:
+                summary = {"path": path, "error": error}
+                warn(f"{path}: {error}")
             else:
+                summary = explain_image(det, path, out, prec, max_patches, img=img)
                 (out / f"{Path(path).stem}.json").write_text(json.dumps(summary, indent=2))
             results.append(summary)
             bar.update(1)

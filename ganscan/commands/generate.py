@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ganscan.cli import quiet_option
+from ganscan.cli import guard_options, quiet_option
 
 EXAMPLES = """
 \b
@@ -38,8 +38,10 @@ Examples:
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
+@guard_options
 @quiet_option
-def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality, grid_path, batch_size, force, threads):
+def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality, grid_path, batch_size, force, threads,
+            file_timeout, max_decode_mb):
     """Generate N images with a trained GAN (file names carry the weights' name, the seed and the index), or
     with an AutoGAN autoencoder reconstruct every image of --input DIR."""
     from ganscan.console import Progress, info, warn
@@ -61,7 +63,8 @@ def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality
         gen = load_generator(model, weights, untrained=untrained, seed=seed)
         with Progress(f"reconstructing with {gen.label}", total=None) as bar:
             res = reconstruct_folder(gen, input_dir, out_dir, fmt=fmt or "same", quality=quality, force=force,
-                                     progress=bar, on_error=warn)
+                                     progress=bar, on_error=warn, file_timeout=file_timeout,
+                                     max_bytes=max_decode_mb * 2 ** 20)
         extra = f", {res.padded} padded to the autoencoder's stride and cropped back" if res.padded else ""
         info(f"{res.written} reconstructions in {res.out_dir}/ ({res.seconds:.1f} s){extra}; "
              f"{res.errors} errors; manifest: {res.manifest}")

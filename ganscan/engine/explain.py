@@ -45,13 +45,15 @@ def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max
 
 
 def explain_image(det: LoadedDetector, path: str, out_dir: Path, precision: Precision,
-                  max_patches: int = 256) -> dict:
+                  max_patches: int = 256, img=None) -> dict:
+    """Heatmap, spectrum and profile PNGs plus the summary of one image (``img``: already decoded)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img, info = load_image(path)
+    if img is None:
+        img, _ = load_image(path)
     arr = np.array(img)
     h, w = arr.shape[:2]
     scores, coords, stride = patch_scores(det, arr, precision, max_patches)

@@ -18,6 +18,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 #: signal numbers -> names for the error rows (SIGSEGV -> "signal 11, SIGSEGV")
@@ -201,3 +202,37 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
         for w in pool:
             w.stop(kill=w.job is not None)
 
+
+def supervised_map(func: Callable, items, failed: Callable, workers: int = 1, file_timeout: float | None = 60.0,
+                   init: Callable | None = None) -> Iterator:
+    """``func(item)`` for each item, each in a supervised worker, results in the order of ``items``;
+    ``failed(item, reason)`` is the result of an item whose worker crashed or ran out of time."""
+    def process(item, _explicit):
+        return func(item), None
+
+    for batch in supervised_items(((item, False) for item in items), process, failed, workers, 1, file_timeout,
+                                  init=init, prefetch=1):
+        for result, _ in batch:
+            yield result
+
+
+def decoded_images(paths, max_pixels: int, file_timeout: float | None = 60.0, max_bytes: int | None = None):
+    """``(path, RGB image or None, FileInfo or None, error or None)`` per path, in order: every file is read
+    and decoded in a supervised worker, so a decoder that crashes or hangs costs that file a one-line error."""
+    from PIL import Image
+
+    from ganscan.data import decode
+
+    def load(path):
+        try:
+            img, info = decode.load_image(path, max_pixels, max_bytes or decode.DEFAULT_MAX_DECODE_BYTES)
+        except decode.DecodeError as exc:
+            return None, None, str(exc)
+        except Exception as exc:  # a decoder bug: that file's error, not the command's
+            return None, None, f"decoder failure: {type(exc).__name__}: {exc}"[:200]
+        return np.asarray(img), info, None
+
+    paths = list(paths)
+    results = supervised_map(load, paths, lambda _path, reason: (None, None, reason), 1, file_timeout)
+    for path, (arr, info, error) in zip(paths, results):
+        yield path, (None if arr is None else Image.fromarray(arr)), info, error

@@ -87,11 +87,14 @@ def _out_path(out: Path, rel: str, fmt: str, src_format: str | None) -> tuple[Pa
 
 def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_dir: str | os.PathLike,
                        fmt: str = "same", quality: int = 95, force: bool = False, max_pixels: int | None = None,
-                       progress=None, on_error=None) -> ReconstructResult:
-    """Write the reconstruction of every image under ``input_dir`` to ``out_dir`` (see the module docstring)."""
-    from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
+                       progress=None, on_error=None, file_timeout: float | None = 60.0,
+                       max_bytes: int | None = None) -> ReconstructResult:
+    """Write the reconstruction of every image under ``input_dir`` to ``out_dir`` (see the module docstring).
+    Inputs are decoded in a supervised worker: one that crashes or hangs the decoder is an error row."""
+    from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError
     from ganscan.data.discover import discover
     from ganscan.engine.checkpoint import atomic_write_bytes
+    from ganscan.engine.supervise import decoded_images
 
     if fmt not in FORMATS:
         raise GanscanError(f"unsupported format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
@@ -115,11 +118,12 @@ def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_d
     res = ReconstructResult(out_dir=out, manifest=manifest)
     t0 = time.monotonic()
     rows = []
-    for path in files:
+    for path, im, info, error in decoded_images(files, max_pixels or DEFAULT_MAX_PIXELS, file_timeout, max_bytes):
         rel = os.path.relpath(path, src)
         row = {"input": rel, "output": "", "width": "", "height": "", "status": "error", "note": "", "error": ""}
         try:
-            im, info = load_image(path, max_pixels or DEFAULT_MAX_PIXELS)
+            if error is not None:
+                raise DecodeError(error)
             row["width"], row["height"] = im.size
             if min(im.size) < smallest:
                 raise DecodeError(f"{im.size[0]}x{im.size[1]} is smaller than the autoencoder's minimum "

@@ -7,7 +7,6 @@ import html
 import io
 import json
 import os
-from multiprocessing import get_context
 from pathlib import Path
 
 from ganscan.errors import GanscanError
@@ -48,11 +47,11 @@ def load_report(path: str | os.PathLike) -> tuple[list[dict], dict]:
     return from_arrow_rows(table), run
 
 
-def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000) -> str | None:
+def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000, max_bytes: int | None = None) -> str | None:
     """A small JPEG data URI for a file, or None when it is missing or unreadable."""
     from PIL import Image
 
-    from ganscan.data.decode import DecodeError, decode_image, read_file
+    from ganscan.data.decode import DEFAULT_MAX_DECODE_BYTES, DecodeError, decode_image, read_file
 
     try:
         data, info = read_file(path)
@@ -63,7 +62,7 @@ def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000) -> str |
                 buf = io.BytesIO()
                 probe.save(buf, "JPEG")
                 data = buf.getvalue()
-        img = decode_image(data, info, max_pixels)
+        img = decode_image(data, info, max_pixels, max_bytes or DEFAULT_MAX_DECODE_BYTES)
         img.thumbnail((size, size))
         out = io.BytesIO()
         img.save(out, "JPEG", quality=80)
@@ -74,26 +73,25 @@ def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000) -> str |
     return "data:image/jpeg;base64," + base64.b64encode(out.getvalue()).decode()
 
 
-def _thumb_job(args):
-    return thumbnail(*args)
-
-
 def build_html(rows: list[dict], run: dict, report_name: str, integrity: bool | None, workers: int = 2,
-               on_progress=None) -> str:
-    """The whole page as one string."""
-    jobs = [(r["path"], 96) for r in rows]
+               on_progress=None, file_timeout: float | None = 60.0, max_bytes: int | None = None,
+               on_skip=None) -> str:
+    """The whole page as one string. Thumbnails are made in supervised workers: a file that crashes or
+    hangs the decoder has none, and ``on_skip(path, reason)`` hears why."""
+    from ganscan.engine.supervise import supervised_map
+
+    def make(path):
+        return thumbnail(path, 96, max_bytes=max_bytes), None
+
+    paths = [r["path"] for r in rows]
     thumbs: list[str | None] = []
-    if workers > 1 and len(jobs) > 8:
-        with get_context("fork").Pool(workers) as pool:
-            for t in pool.imap(_thumb_job, jobs, chunksize=8):
-                thumbs.append(t)
-                if on_progress:
-                    on_progress(1)
-    else:
-        for j in jobs:
-            thumbs.append(_thumb_job(j))
-            if on_progress:
-                on_progress(1)
+    made = supervised_map(make, paths, lambda _path, reason: (None, reason), workers, file_timeout)
+    for path, (t, reason) in zip(paths, made):
+        thumbs.append(t)
+        if reason is not None and on_skip is not None:
+            on_skip(path, reason)
+        if on_progress:
+            on_progress(1)
     data = []
     for r, t in zip(rows, thumbs):
         d = {k: r.get(k) for k in SHOWN}
