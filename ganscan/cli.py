@@ -116,7 +116,7 @@ def device_options(fn):
 def guard_options(fn):
     """Per-file limits for commands that decode files they are given: a crash, a hang or a file too
     large for memory costs that file a one-line error, never the command."""
-    fn = click.option("--max-decode-mb", type=click.IntRange(1), default=4096, show_default=True, metavar="MB",
+    fn = click.option("--max-decode-mb", type=click.IntRange(1), default=3072, show_default=True, metavar="MB",
                       help="Memory guard: refuse, before decoding, an image that would need more (estimated "
                            "from its header: size and pixel format).")(fn)
     fn = click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,

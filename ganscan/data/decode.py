@@ -15,7 +15,7 @@ from PIL import Image, ImageFile, ImageOps
 from ganscan.data.formats import sniff
 
 DEFAULT_MAX_PIXELS = 150_000_000  # a 150 MP frame; 12 MP phone photos and 100 MP backs pass
-DEFAULT_MAX_DECODE_BYTES = 4096 * 2 ** 20  # memory one file may need to decode: a 150 MP RGB(A) image passes
+DEFAULT_MAX_DECODE_BYTES = 3072 * 2 ** 20  # memory one file may need to decode: a 150 MP RGB image passes
 
 _registered = False
 
@@ -83,7 +83,7 @@ def read_file(path: str) -> tuple[bytes, FileInfo]:
 def decode_cost(width: int, height: int, mode: str) -> int:
     """Bytes one image of this size and Pillow mode may need at once while it is decoded, turned into RGB
     (``to_rgb``) and handed on as an array: Pillow's own frame (4 bytes a pixel for RGB, RGBA, CMYK, I, F;
-    2 for 16-bit; 1 for L and P), the conversion's intermediates, then an RGB copy and its array (7)."""
+    2 for 16-bit; 1 for L and P), the conversion's intermediates, then the RGB array handed on (3)."""
     stored = 1 if mode in ("1", "L", "P") else 2 if mode.startswith("I;16") else 4
     if mode == "RGB":
         convert = 0
@@ -94,7 +94,7 @@ def decode_cost(width: int, height: int, mode: str) -> int:
                        # (L and 1 need less unless they carry transparency)
     else:
         convert = 4
-    return width * height * (stored + convert + 7)
+    return width * height * (stored + convert + 3)
 
 
 def decode_image(data: bytes, info: FileInfo, max_pixels: int = DEFAULT_MAX_PIXELS,
