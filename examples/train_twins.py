@@ -20,9 +20,13 @@ Stages (each skips what already exists, so a stopped run continues):
    ProGAN samples (``examples/twins_sets.py``).
 3. ``train``: ``ganscan train --arch npr --crop 64`` on the pairs, validated on
    ``heldout/twins-shuffle`` (monitor: AUC); the format check is logged in the run folder.
-4. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network.
-5. ``table``: ``examples/twins_table.py`` for the spectrum detector, the NPR network and the fusion on
-   the held-out sets and, as the final check only, on ``val/``.
+4. ``fsd`` (only with ``--fsd``): ``ganscan models fit-fsd`` (the real-only member, ``fsd64``) on the
+   training-side reals (the same 90 % the pairs come from, each also JPEG-compressed, down- and up-scaled),
+   its threshold at 5 % FPR on every ``heldout/calib`` kind.
+5. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network
+   (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3).
+6. ``table``: ``examples/twins_table.py`` for every member and the fusion on the held-out sets and, as
+   the final check only, on ``val/``.
 
 Nothing under ``val/`` is read before the ``table`` stage, and nothing there chooses anything.
 """
@@ -183,22 +187,41 @@ def stage_train(work: Path, args) -> Path:
     return run
 
 
+def stage_fsd(data: Path, work: Path) -> Path:
+    out = work / "fsd.safetensors"
+    if out.exists():
+        print(f"{out}: fitted")
+        return out
+    real = work / "fsd-real"
+    for p in sources(data, held=False):
+        dst = real / Path(p).parent.name / Path(p).name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if not dst.exists():
+            dst.symlink_to(Path(p).resolve())
+    ganscan("models", "fit-fsd", str(real), "--calibrate", str(work / "heldout" / "calib"), "--fpr", "0.05",
+            "--name", "ganscan-fsd-v1", "-o", str(out))
+    return out
+
+
 def stage_fuse(work: Path, run: Path, args) -> Path:
     """The fusion with ganscan-spectrum-v1: weights fitted on held-out twins of the trained tail kinds and
     on half of the AutoGAN and ProGAN families, threshold at 5 % FPR on every calibration kind of
     held-out real photo."""
-    out = run / "fused.safetensors"
+    out = run / ("fused3.safetensors" if args.fsd else "fused.safetensors")
     held = work / "heldout"
-    ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), "--fit", str(held / "twins-seen"),
-            "--fit", str(held / "fit"),
-            "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", args.name.replace("twins", "fusion"),
+    extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
+    name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
+    ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
+            "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
     return out
 
 
-def stage_table(data: Path, work: Path, run: Path) -> None:
-    subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models",
-                    "ganscan-spectrum-v1", str(run / "best.safetensors"), str(run / "fused.safetensors"),
+def stage_table(data: Path, work: Path, run: Path, args) -> None:
+    models = ["ganscan-spectrum-v1", str(run / "best.safetensors")]
+    models += [str(work / "fsd.safetensors"), str(run / "fused3.safetensors")] if args.fsd else \
+        [str(run / "fused.safetensors")]
+    subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models", *models,
                     "--work", str(work), "--data", str(data), "-o", str(run / "table.json")], check=True)
 
 
@@ -207,7 +230,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fuse", "table"], default=None)
+    ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fsd", "fuse", "table"], default=None)
+    ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--arch", default="npr")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -227,7 +251,8 @@ def main() -> None:
         args.precision = "bf16" if cpu_has_fast_bf16() else "auto"
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = [args.stage] if args.stage else ["pairs", "heldout", "train", "fuse", "table"]
+    stages = [args.stage] if args.stage else ["pairs", "heldout", "train"] + (["fsd"] if args.fsd else []) + \
+        ["fuse", "table"]
     run = Path(args.run) if args.run else work / "run"
     for s in stages:
         t = time.time()
@@ -238,10 +263,12 @@ def main() -> None:
             stage_families(data, work)
         elif s == "train":
             run = stage_train(work, args)
+        elif s == "fsd":
+            stage_fsd(data, work)
         elif s == "fuse":
             stage_fuse(work, run, args)
         else:
-            stage_table(data, work, run)
+            stage_table(data, work, run, args)
         print(f"stage {s}: {time.time() - t:.0f} s", flush=True)
 
 

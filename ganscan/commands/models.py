@@ -114,6 +114,8 @@ Examples:
 @click.option("--spectrum", "spectrum_model", default="ganscan-spectrum-v1", show_default=True,
               help="The alexnet64-spectrum member (shipped name or checkpoint).")
 @click.option("--npr", "npr_model", required=True, help="The npr member (e.g. RUN/best.safetensors).")
+@click.option("--fsd", "fsd_model", default=None,
+              help="An fsd64 member (from `ganscan models fit-fsd`): fuses three members (fusion-spectrum-npr-fsd).")
 @click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
               help="Labelled sets (0_real/1_fake, or a folder of them) to fit the weights on (repeatable).")
 @click.option("--calibrate", "calib_dirs", multiple=True, required=True, metavar="DIR",
@@ -126,7 +128,8 @@ Examples:
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
-def fuse_command(spectrum_model, npr_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device, precision):
+def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
+                 precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr): logistic weights fitted on --fit,
     the threshold set so that no --calibrate kind of real photo is flagged more than --fpr."""
     import json as _json
@@ -147,13 +150,89 @@ def fuse_command(spectrum_model, npr_model, fit_dirs, calib_dirs, fpr, output, n
         raise GanscanError(f"{output} exists", hint="use --force to overwrite")
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
     npr = load_detector(npr_model)
+    fsd = load_detector(fsd_model) if fsd_model else None
+    n_members = 3 if fsd else 2
     fit_sets = [s for d in fit_dirs for s in test_sets(d)]
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = EvalSettings(workers=default_workers() if workers is None else workers)
-    total = 2 * sum(len(s) for s in fit_sets) + 2 * sum(s.n_real for s in calib_sets)
+    total = n_members * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
     with Progress("scoring the members", total=total) as bar:
         state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
-                                 progress=lambda n: bar.update(advance=n))
+                                 progress=lambda n: bar.update(advance=n), fsd=fsd)
     sha = save_checkpoint(out, state, meta)
     info(_json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
-    click.echo(f"wrote {out} (fusion-spectrum-npr, threshold {meta['threshold']:.4f}, sha256 {sha})")
+    click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, sha256 {sha})")
+
+
+FIT_FSD_EXAMPLES = """
+\b
+Examples:
+  ganscan models fit-fsd ../shared/data/train/real -o fsd.safetensors
+  ganscan models fit-fsd photos/ --calibrate heldout/camera --calibrate heldout/web -o fsd.safetensors
+"""
+
+
+@command.command("fit-fsd", epilog=FIT_FSD_EXAMPLES)
+@click.argument("real_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--calibrate", "calib_dirs", multiple=True, metavar="DIR",
+              help="Sets (0_real/, or a folder of them) of held-out real photos, one per processing kind: the "
+                   "threshold keeps each at or under --fpr (repeatable; without it the threshold is 0.5).")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
+              help="Processed variants drawn per real image (JPEG, down- and up-scaling, unchanged).")
+@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (calibration).")
+def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers):
+    """Fit fsd64, the real-only detector (forensic self-descriptions), on folders of real photos: no fake
+    image is needed. Every image is also seen JPEG-compressed, down-scaled and up-scaled."""
+    from pathlib import Path
+
+    from ganscan.commands import default_workers
+    from ganscan.console import Progress
+    from ganscan.data.datasets import list_images, test_sets
+    from ganscan.detectors.fusion import threshold_at_fpr
+    from ganscan.detectors.registry import load_detector
+    from ganscan.detectors.selfdesc import fit_fsd
+    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.engine.evaluate import EvalSettings, score_files
+    from ganscan.engine.device import choose_precision, configure_threads
+
+    import torch
+
+    configure_threads()
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise GanscanError(f"output must end in .safetensors: {output}")
+    if out.exists() and not force:
+        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    paths = sorted({p for d in real_dirs for p in list_images(d)})
+    if not paths:
+        raise GanscanError(f"no images found in {', '.join(real_dirs)}")
+    try:
+        with Progress("fitting fsd64", total=len(paths)) as bar:
+            state, meta = fit_fsd(paths, name or out.stem, seed=seed, variants=variants,
+                                  progress=lambda stage, i, n: bar.update(advance=1) if stage == "tiles" else None)
+    except ValueError as exc:
+        raise GanscanError(str(exc), hint="give more (or larger) real images, or raise --variants") from None
+    sha = save_checkpoint(out, state, meta)
+    if calib_dirs:
+        det = load_detector(str(out))
+        settings = EvalSettings(workers=default_workers() if workers is None else workers)
+        reals = {st.name: [p for p, lab in zip(st.paths, st.labels) if lab == 0]
+                 for d in calib_dirs for st in test_sets(d)}
+        prec = choose_precision(torch.device("cpu"), "fp32")
+        scores = {}
+        for kind, files in reals.items():
+            got = score_files(det, files, prec, settings)
+            scores[kind] = [v[0] for v in got.values() if v[0] is not None]
+        threshold, rates = threshold_at_fpr(scores, fpr)
+        meta["threshold"] = threshold
+        meta["threshold_rule"] = f"fpr:{fpr:g} on every calibration kind"
+        meta["threshold_calibration"] = {"fpr_target": fpr, "fpr_by_kind": rates,
+                                         "n_by_kind": {k: len(v) for k, v in scores.items()}}
+        sha = save_checkpoint(out, state, meta)
+    click.echo(f"wrote {out} (fsd64, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
+               f"real images, threshold {meta['threshold']:.4f}, sha256 {sha})")

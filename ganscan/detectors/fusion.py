@@ -1,5 +1,8 @@
 """A calibrated fusion of detectors that share one input: logistic regression on their logits.
 
+``fusion-spectrum-npr-fsd`` adds a third member, ``fsd`` (``fsd64``, fitted on real photos only; see
+``ganscan.detectors.selfdesc``), and clips every member's logit to +-CLAMP before fusing.
+
 ``fusion-spectrum-npr`` holds two members, both reading the same 64 px native-resolution tiles:
 
 - ``spectrum``: ``alexnet64-spectrum`` (AlexNet on the tile's log power spectrum, ganscan-spectrum-v1);
@@ -19,6 +22,7 @@ from torch import nn
 from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, register_detector
 
 MEMBERS = ("spectrum", "npr")
+MEMBERS3 = ("spectrum", "npr", "fsd")
 
 
 class SpectrumNPRFusion(nn.Module):
@@ -45,6 +49,40 @@ class SpectrumNPRFusion(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.member_logits(x) @ self.weight.view(-1, 1) + self.bias
+
+
+CLAMP = 8.0   # member logits are clipped to +-CLAMP in the three-member fusion
+
+
+class SpectrumNPRFSDFusion(SpectrumNPRFusion):
+    """The two members above plus ``fsd`` (``fsd64``, fitted on real photos only). Member logits are clipped
+    to +-CLAMP before fusing, so that no member's extreme (e.g. the NPR member on images smaller than a
+    tile) outvotes the others."""
+
+    def __init__(self):
+        super().__init__()
+        from ganscan.detectors.selfdesc import SelfDescription
+
+        self.fsd = SelfDescription()
+        self.weight = torch.zeros(len(MEMBERS3))
+
+    def member_logits(self, x: torch.Tensor) -> torch.Tensor:
+        both = super().member_logits(x)
+        return torch.cat([both, self.fsd(x).reshape(-1, 1).float()], dim=1).clamp(-CLAMP, CLAMP)
+
+
+# arch -> (module class, member names, member architectures, clip of member logits)
+FUSIONS = {
+    "fusion-spectrum-npr": (SpectrumNPRFusion, MEMBERS, ("alexnet64-spectrum", "npr"), None),
+    "fusion-spectrum-npr-fsd": (SpectrumNPRFSDFusion, MEMBERS3, ("alexnet64-spectrum", "npr", "fsd64"), CLAMP),
+}
+
+
+@register_detector("fusion-spectrum-npr-fsd", input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN,
+                   std=INCEPTION_STD, classifier=("weight", "bias"), family="fusion",
+                   description="logistic fusion of alexnet64-spectrum, the twin-trained NPR network and fsd64")
+def _fusion3() -> nn.Module:
+    return SpectrumNPRFSDFusion()
 
 
 @register_detector("fusion-spectrum-npr", input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN,
@@ -135,15 +173,18 @@ def threshold_at_fpr(real_scores_by_kind: dict[str, list[float]], fpr: float) ->
     return t, rates
 
 
-def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float) -> dict:
-    """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights."""
-    model = SpectrumNPRFusion()
-    own = model.state_dict()
+def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None) -> dict:
+    """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights (three members
+    when ``fsd_state`` is given)."""
+    arch = "fusion-spectrum-npr" if fsd_state is None else "fusion-spectrum-npr-fsd"
+    cls, members = FUSIONS[arch][:2]
+    own = cls().state_dict()
     state = {}
-    for prefix, member in (("spectrum.", spectrum_state), ("npr.", npr_state)):
+    parts = [("spectrum.", spectrum_state), ("npr.", npr_state)] + ([("fsd.", fsd_state)] if fsd_state else [])
+    for prefix, member in parts:
         for k, v in member.items():
             state[prefix + k] = v
-    state["weight"] = torch.as_tensor(weight, dtype=torch.float32).reshape(len(MEMBERS))
+    state["weight"] = torch.as_tensor(weight, dtype=torch.float32).reshape(len(members))
     state["bias"] = torch.tensor([float(bias)], dtype=torch.float32)
     for k, v in own.items():
         state.setdefault(k, v)
@@ -152,14 +193,14 @@ def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float) -> d
     if missing or extra:
         from ganscan.errors import CheckpointError
 
-        raise CheckpointError(f"member weights do not fit fusion-spectrum-npr (missing {sorted(missing)[:3]}, "
+        raise CheckpointError(f"member weights do not fit {arch} (missing {sorted(missing)[:3]}, "
                               f"unexpected {sorted(extra)[:3]})")
     return {k: v.contiguous() for k, v in state.items()}
 
 
 def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, precision, settings,
-               name: str, progress=None) -> tuple[dict, dict]:
-    """Fit the fusion of two loaded detectors; returns (state dict, checkpoint metadata).
+               name: str, progress=None, fsd=None) -> tuple[dict, dict]:
+    """Fit the fusion of two (or, with ``fsd``, three) loaded detectors; returns (state dict, metadata).
 
     ``fit_sets``: labelled sets (real and fake) the logistic weights are fitted on; ``calib_sets``: sets
     whose real images fix the threshold, each set a processing kind that must stay at or under ``fpr``.
@@ -170,27 +211,34 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     from ganscan.engine import metrics as M
     from ganscan.errors import DataError
 
-    for det, arch in ((spectrum, "alexnet64-spectrum"), (npr, "npr")):
+    fusion_arch = "fusion-spectrum-npr" if fsd is None else "fusion-spectrum-npr-fsd"
+    _, names, archs, clip = FUSIONS[fusion_arch]
+    dets = [spectrum, npr] + ([fsd] if fsd is not None else [])
+    for det, arch in zip(dets, archs):
         if det.config.name != arch:
             raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {arch}")
         pre = det.config.preprocessing()
         if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
             raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
     paths = [p for s in fit_sets for p in s.paths]
-    x = member_logits([spectrum, npr], paths, precision, settings, progress)
+    x = member_logits(dets, paths, precision, settings, progress)
+    if clip:
+        x = np.clip(x, -clip, clip)
     y = np.asarray([lab for s in fit_sets for lab in s.labels])
     ok = ~np.isnan(x).any(1)
     if len(set(y[ok].tolist())) < 2:
         raise DataError("the --fit sets must hold both real and fake images")
     w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
     fused = x[ok] @ w.double().numpy() + b
-    member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(MEMBERS)}
+    member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(names)}
     reals = {s.name: [p for p, lab in zip(s.paths, s.labels) if lab == 0] for s in calib_sets}
     for kind, files in reals.items():
         if not files:
             raise DataError(f"calibration set {kind!r} holds no real images")
-    xc = member_logits([spectrum, npr], [p for files in reals.values() for p in files], precision, settings,
+    xc = member_logits(dets, [p for files in reals.values() for p in files], precision, settings,
                        progress)   # every kind in one pass per member
+    if clip:
+        xc = np.clip(xc, -clip, clip)
     zc = xc @ w.double().numpy() + b
     calib_scores: dict[str, list[float]] = {}
     start = 0
@@ -200,14 +248,15 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         z = z[~np.isnan(z)]
         calib_scores[kind] = (1 / (1 + np.exp(-z))).tolist()
     threshold, rates = threshold_at_fpr(calib_scores, fpr)
-    state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b)
+    state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b,
+                        fsd.model.state_dict() if fsd is not None else None)
     meta = {
-        "kind": "detector", "arch": "fusion-spectrum-npr", "name": name, "threshold": threshold,
+        "kind": "detector", "arch": fusion_arch, "name": name, "threshold": threshold,
         "threshold_rule": f"fpr:{fpr:g} on every calibration kind",
         "preprocessing": {"policy": "tiles", "input_size": 64, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
                           "std": list(INCEPTION_STD)},
         "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
-                    for m, d in zip(MEMBERS, (spectrum, npr))},
+                    for m, d in zip(names, dets)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
                    "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
                    "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},

@@ -139,7 +139,8 @@ def _test_cnn() -> nn.Module:
 def _load_families() -> None:
     import ganscan.detectors.autogan  # noqa: F401  (registers alexnet64 and the AutoGAN detectors)
     import ganscan.detectors.families  # noqa: F401  (registers npr and spectral-lr)
-    import ganscan.detectors.fusion  # noqa: F401  (registers fusion-spectrum-npr)
+    import ganscan.detectors.fusion  # noqa: F401  (registers the fusions)
+    import ganscan.detectors.selfdesc  # noqa: F401  (registers fsd64)
 
 
 def list_detectors() -> list[DetectorConfig]:
