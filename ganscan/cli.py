@@ -116,10 +116,14 @@ def device_options(fn):
 def guard_options(fn):
     """Per-file limits for commands that decode files they are given: a crash, a hang or a file too
     large for memory costs that file a one-line error, never the command."""
-    fn = click.option("--max-decode-mb", type=click.IntRange(1), default=3072, show_default=True, metavar="MB",
+    from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES
+
+    fn = click.option("--max-decode-mb", type=click.IntRange(1), default=DEFAULT_MAX_DECODE_BYTES // 2 ** 20,
+                      show_default=True, metavar="MB",
                       help="Memory guard: refuse, before decoding, an image that would need more (estimated "
                            "from its header: size and pixel format).")(fn)
-    fn = click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=60.0, show_default=True,
+    fn = click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=DEFAULT_FILE_TIMEOUT,
+                      show_default=True,
                       metavar="SECONDS", help="A file whose decoding takes longer gets an error; the run goes on.")(fn)
     return fn
 

@@ -16,6 +16,7 @@ from ganscan.data.formats import sniff
 
 DEFAULT_MAX_PIXELS = 150_000_000  # a 150 MP frame; 12 MP phone photos and 100 MP backs pass
 DEFAULT_MAX_DECODE_BYTES = 3072 * 2 ** 20  # memory one file may need to decode: a 150 MP RGB image passes
+DEFAULT_FILE_TIMEOUT = 60.0  # seconds a supervised decoding worker may spend on one file
 
 _registered = False
 

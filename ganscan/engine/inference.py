@@ -12,7 +12,8 @@ from typing import Iterator
 import torch
 
 from ganscan import __version__
-from ganscan.data.decode import DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, DecodeError, decode_image, read_file
+from ganscan.data.decode import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS, DecodeError,
+                                 decode_image, read_file)
 from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
@@ -40,7 +41,7 @@ class ScanSettings:
     skip: dict = field(default_factory=dict)  # path -> (bytes, mtime) already reported (--resume)
     rank: int = 0
     world_size: int = 1
-    file_timeout: float | None = 60.0  # seconds a decoding worker may spend on one file (None: no limit)
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT  # seconds a decoding worker may spend on one file (None: no limit)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

@@ -21,6 +21,8 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES
+
 #: signal numbers -> names for the error rows (SIGSEGV -> "signal 11, SIGSEGV")
 _SIGNALS = {s.value: s.name for s in signal.Signals}
 
@@ -203,7 +205,8 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
             w.stop(kill=w.job is not None)
 
 
-def supervised_map(func: Callable, items, failed: Callable, workers: int = 1, file_timeout: float | None = 60.0,
+def supervised_map(func: Callable, items, failed: Callable, workers: int = 1,
+                   file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
                    init: Callable | None = None) -> Iterator:
     """``func(item)`` for each item, each in a supervised worker, results in the order of ``items``;
     ``failed(item, reason)`` is the result of an item whose worker crashed or ran out of time."""
@@ -216,7 +219,8 @@ def supervised_map(func: Callable, items, failed: Callable, workers: int = 1, fi
             yield result
 
 
-def decoded_images(paths, max_pixels: int, file_timeout: float | None = 60.0, max_bytes: int | None = None):
+def decoded_images(paths, max_pixels: int, file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+                   max_bytes: int = DEFAULT_MAX_DECODE_BYTES):
     """``(path, RGB image or None, FileInfo or None, error or None)`` per path, in order: every file is read
     and decoded in a supervised worker, so a decoder that crashes or hangs costs that file a one-line error."""
     from PIL import Image
@@ -225,7 +229,7 @@ def decoded_images(paths, max_pixels: int, file_timeout: float | None = 60.0, ma
 
     def load(path):
         try:
-            img, info = decode.load_image(path, max_pixels, max_bytes or decode.DEFAULT_MAX_DECODE_BYTES)
+            img, info = decode.load_image(path, max_pixels, max_bytes)
         except decode.DecodeError as exc:
             return None, None, str(exc)
         except Exception as exc:  # a decoder bug: that file's error, not the command's

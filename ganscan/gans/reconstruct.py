@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES
 from ganscan.errors import GanscanError
 from ganscan.gans.registry import LoadedGenerator
 
@@ -87,8 +88,8 @@ def _out_path(out: Path, rel: str, fmt: str, src_format: str | None) -> tuple[Pa
 
 def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_dir: str | os.PathLike,
                        fmt: str = "same", quality: int = 95, force: bool = False, max_pixels: int | None = None,
-                       progress=None, on_error=None, file_timeout: float | None = 60.0,
-                       max_bytes: int | None = None) -> ReconstructResult:
+                       progress=None, on_error=None, file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+                       max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> ReconstructResult:
     """Write the reconstruction of every image under ``input_dir`` to ``out_dir`` (see the module docstring).
     Inputs are decoded in a supervised worker: one that crashes or hangs the decoder is an error row."""
     from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
 from ganscan.errors import GanscanError
 
 REQUIRED = ("path", "score", "verdict", "sha256", "model", "threshold")
@@ -47,11 +48,12 @@ def load_report(path: str | os.PathLike) -> tuple[list[dict], dict]:
     return from_arrow_rows(table), run
 
 
-def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000, max_bytes: int | None = None) -> str | None:
+def thumbnail(path: str, size: int = 96, max_pixels: int = DEFAULT_MAX_PIXELS,
+              max_bytes: int = DEFAULT_MAX_DECODE_BYTES) -> str | None:
     """A small JPEG data URI for a file, or None when it is missing or unreadable."""
     from PIL import Image
 
-    from ganscan.data.decode import DEFAULT_MAX_DECODE_BYTES, DecodeError, decode_image, read_file
+    from ganscan.data.decode import DecodeError, decode_image, read_file
 
     try:
         data, info = read_file(path)
@@ -62,7 +64,7 @@ def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000, max_byte
                 buf = io.BytesIO()
                 probe.save(buf, "JPEG")
                 data = buf.getvalue()
-        img = decode_image(data, info, max_pixels, max_bytes or DEFAULT_MAX_DECODE_BYTES)
+        img = decode_image(data, info, max_pixels, max_bytes)
         img.thumbnail((size, size))
         out = io.BytesIO()
         img.save(out, "JPEG", quality=80)
@@ -74,7 +76,8 @@ def thumbnail(path: str, size: int = 96, max_pixels: int = 150_000_000, max_byte
 
 
 def build_html(rows: list[dict], run: dict, report_name: str, integrity: bool | None, workers: int = 2,
-               on_progress=None, file_timeout: float | None = 60.0, max_bytes: int | None = None,
+               on_progress=None, file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+               max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
                on_skip=None) -> str:
     """The whole page as one string. Thumbnails are made in supervised workers: a file that crashes or
     hangs the decoder has none, and ``on_skip(path, reason)`` hears why."""
