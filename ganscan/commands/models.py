@@ -193,11 +193,11 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
     from ganscan.commands import default_workers
     from ganscan.console import Progress
     from ganscan.data.datasets import list_images, test_sets
-    from ganscan.detectors.fusion import threshold_at_fpr
+    from ganscan.detectors.fusion import calibrate
     from ganscan.detectors.registry import load_detector
     from ganscan.detectors.selfdesc import fit_fsd
     from ganscan.engine.checkpoint import save_checkpoint
-    from ganscan.engine.evaluate import EvalSettings, score_files
+    from ganscan.engine.evaluate import EvalSettings
     from ganscan.engine.device import choose_precision, configure_threads
 
     import torch
@@ -214,25 +214,14 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
     try:
         with Progress("fitting fsd64", total=len(paths)) as bar:
             state, meta = fit_fsd(paths, name or out.stem, seed=seed, variants=variants,
-                                  progress=lambda stage, i, n: bar.update(advance=1) if stage == "tiles" else None)
+                                  progress=lambda i, n: bar.update(advance=1))
     except ValueError as exc:
         raise GanscanError(str(exc), hint="give more (or larger) real images, or raise --variants") from None
     sha = save_checkpoint(out, state, meta)
-    if calib_dirs:
-        det = load_detector(str(out))
+    if calib_dirs:   # scored through scan's pipeline, so the checkpoint is loaded back from disk
         settings = EvalSettings(workers=default_workers() if workers is None else workers)
-        reals = {st.name: [p for p, lab in zip(st.paths, st.labels) if lab == 0]
-                 for d in calib_dirs for st in test_sets(d)}
-        prec = choose_precision(torch.device("cpu"), "fp32")
-        scores = {}
-        for kind, files in reals.items():
-            got = score_files(det, files, prec, settings)
-            scores[kind] = [v[0] for v in got.values() if v[0] is not None]
-        threshold, rates = threshold_at_fpr(scores, fpr)
-        meta["threshold"] = threshold
-        meta["threshold_rule"] = f"fpr:{fpr:g} on every calibration kind"
-        meta["threshold_calibration"] = {"fpr_target": fpr, "fpr_by_kind": rates,
-                                         "n_by_kind": {k: len(v) for k, v in scores.items()}}
+        meta.update(calibrate(load_detector(str(out)), [st for d in calib_dirs for st in test_sets(d)], fpr,
+                              choose_precision(torch.device("cpu"), "fp32"), settings))
         sha = save_checkpoint(out, state, meta)
     click.echo(f"wrote {out} (fsd64, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
                f"real images, threshold {meta['threshold']:.4f}, sha256 {sha})")

@@ -173,6 +173,52 @@ def threshold_at_fpr(real_scores_by_kind: dict[str, list[float]], fpr: float) ->
     return t, rates
 
 
+def reals_by_kind(calib_sets: list) -> dict[str, list[str]]:
+    """kind (the set's name) -> its real images; a kind without any is an error."""
+    from ganscan.errors import DataError
+
+    reals = {s.name: [p for p, lab in zip(s.paths, s.labels) if lab == 0] for s in calib_sets}
+    for kind, files in reals.items():
+        if not files:
+            raise DataError(f"calibration set {kind!r} holds no real images")
+    return reals
+
+
+def split_by_kind(values, reals: dict[str, list[str]]) -> dict[str, list[float]]:
+    """Scores of all kinds' files in ``reals`` order -> kind -> its scores (NaN, files that failed, left out)."""
+    import numpy as np
+
+    out, start = {}, 0
+    for kind, files in reals.items():
+        v = np.asarray(values[start:start + len(files)], dtype=np.float64)
+        start += len(files)
+        out[kind] = v[~np.isnan(v)].tolist()
+    return out
+
+
+def threshold_rule(fpr: float) -> str:
+    return f"fpr:{fpr:g} on every calibration kind"
+
+
+def calibration_record(fpr: float, rates: dict, scores: dict[str, list[float]]) -> dict:
+    return {"fpr_target": fpr, "fpr_by_kind": rates, "n_by_kind": {k: len(v) for k, v in scores.items()}}
+
+
+def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
+    """The threshold of one loaded detector at ``fpr`` on every calibration kind (all kinds scored in one
+    pass): the checkpoint metadata keys ``threshold``, ``threshold_rule`` and ``threshold_calibration``."""
+    from ganscan.engine.evaluate import score_files
+
+    reals = reals_by_kind(calib_sets)
+    paths = [p for files in reals.values() for p in files]
+    got = score_files(det, paths, precision, settings)
+    values = [got.get(p, (None, None))[0] for p in paths]
+    scores = split_by_kind([float("nan") if v is None else v for v in values], reals)
+    threshold, rates = threshold_at_fpr(scores, fpr)
+    return {"threshold": threshold, "threshold_rule": threshold_rule(fpr),
+            "threshold_calibration": calibration_record(fpr, rates, scores)}
+
+
 def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None) -> dict:
     """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights (three members
     when ``fsd_state`` is given)."""
@@ -231,28 +277,19 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
     fused = x[ok] @ w.double().numpy() + b
     member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(names)}
-    reals = {s.name: [p for p, lab in zip(s.paths, s.labels) if lab == 0] for s in calib_sets}
-    for kind, files in reals.items():
-        if not files:
-            raise DataError(f"calibration set {kind!r} holds no real images")
+    reals = reals_by_kind(calib_sets)
     xc = member_logits(dets, [p for files in reals.values() for p in files], precision, settings,
                        progress)   # every kind in one pass per member
     if clip:
         xc = np.clip(xc, -clip, clip)
     zc = xc @ w.double().numpy() + b
-    calib_scores: dict[str, list[float]] = {}
-    start = 0
-    for kind, files in reals.items():
-        z = zc[start:start + len(files)]
-        start += len(files)
-        z = z[~np.isnan(z)]
-        calib_scores[kind] = (1 / (1 + np.exp(-z))).tolist()
+    calib_scores = split_by_kind(1 / (1 + np.exp(-zc)), reals)
     threshold, rates = threshold_at_fpr(calib_scores, fpr)
     state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b,
                         fsd.model.state_dict() if fsd is not None else None)
     meta = {
         "kind": "detector", "arch": fusion_arch, "name": name, "threshold": threshold,
-        "threshold_rule": f"fpr:{fpr:g} on every calibration kind",
+        "threshold_rule": threshold_rule(fpr),
         "preprocessing": {"policy": "tiles", "input_size": 64, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
                           "std": list(INCEPTION_STD)},
         "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
@@ -260,7 +297,6 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
                    "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
                    "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},
-        "threshold_calibration": {"fpr_target": fpr, "fpr_by_kind": rates,
-                                  "n_by_kind": {k: len(v) for k, v in calib_scores.items()}},
+        "threshold_calibration": calibration_record(fpr, rates, calib_scores),
     }
     return state, meta

@@ -198,7 +198,7 @@ def fit_mixture(z: torch.Tensor, k: int = COMPONENTS, iters: int = 100, reg: flo
     return log_w.float(), mu.float(), u.float()
 
 
-def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400, progress=None) -> dict:
+def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400) -> dict:
     """Fit every tensor of ``fsd64`` on (N,64,64,3) uint8 real tiles."""
     rng = np.random.default_rng(seed)
     if len(tiles_u8) < 10 * N_FEATURES:
@@ -212,8 +212,6 @@ def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400, prog
         for i in range(0, len(tiles_u8), 512):
             part = torch.from_numpy(tiles_u8[i:i + 512]).permute(0, 3, 1, 2).float() / 255.0
             descs.append(model.descriptions(part))
-            if progress:
-                progress(min(i + 512, len(tiles_u8)), len(tiles_u8))
     desc = torch.cat(descs)
     model.feat_mean.copy_(desc.mean(0).float())
     model.feat_std.copy_((desc.std(0) + 1e-6).float())
@@ -282,7 +280,7 @@ def real_tiles(images, seed: int = 0, variants: int = 2) -> np.ndarray:
 
 def fit_fsd(paths: list[str], name: str, seed: int = 0, variants: int = 2, progress=None) -> tuple[dict, dict]:
     """Fit ``fsd64`` on real images (paths); returns (state dict, checkpoint metadata). Files that do not
-    decode are left out and counted."""
+    decode are left out and counted; ``progress(i, n)`` follows the images read."""
     from ganscan.data.decode import load_image
 
     bad = []
@@ -295,11 +293,11 @@ def fit_fsd(paths: list[str], name: str, seed: int = 0, variants: int = 2, progr
                 bad.append(p)
                 continue
             if progress:
-                progress("tiles", i + 1, len(paths))
+                progress(i + 1, len(paths))
             yield img.convert("RGB")
 
     tiles = real_tiles(images(), seed=seed, variants=variants)
-    state = fit_state(tiles, seed=seed, progress=(lambda i, n: progress("descriptions", i, n)) if progress else None)
+    state = fit_state(tiles, seed=seed)
     meta = {
         "kind": "detector", "arch": "fsd64", "name": name, "threshold": 0.5,
         "preprocessing": {"policy": "tiles", "input_size": TILE, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
