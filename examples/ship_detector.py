@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--extra", default=None, help="JSON file merged into the card")
     ap.add_argument("--no-default", action="store_true")
     args = ap.parse_args()
-    from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
     run = Path(args.run)
     src = run / "best.safetensors"

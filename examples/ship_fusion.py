@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--default", action="store_true", help="make it the default detector")
     ap.add_argument("--description", default="")
     args = ap.parse_args()
-    from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
     state, meta = load_checkpoint(args.fused, verify=False)
     dst = ROOT / "weights" / f"{args.name}.safetensors"

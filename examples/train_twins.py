@@ -6,7 +6,7 @@
 
 Stages (each skips what already exists, so a stopped run continues):
 
-1. ``pairs``: band-aligned twins (``ganscan.detectors.twins``, the library behind ``ganscan twins``) of
+1. ``pairs``: band-aligned twins (``ganscan.detectors.train.twins``, the library behind ``ganscan twins``) of
    every real under ``train/real`` except CIFAR-10 (32 px: too small for a 2x tail and a 64 px crop) and
    a 10 % hold-out chosen by a hash of the file name. Training pairs use tails of every kind but
    ``shuffle`` (pixel shuffle), which is left out: the run is chosen on a tail family it never saw.
@@ -74,7 +74,7 @@ def sources(data: Path, held: bool) -> list[str]:
 
 def fit_crops(paths: list[str]):
     from ganscan.data.decode import load_image
-    from ganscan.detectors.twins import fit_crop_pool
+    from ganscan.detectors.train.twins import fit_crop_pool
 
     return fit_crop_pool(paths, load=lambda p: load_image(p)[0])
 
@@ -91,7 +91,7 @@ def progress(label: str):
 def stage_pairs(data: Path, work: Path, args) -> None:
     import torch
 
-    from ganscan.detectors import twins as T
+    from ganscan.detectors.train import twins as T
 
     out = work / args.pairs[0]
     if (out / "pairs.csv").exists():
@@ -112,7 +112,7 @@ def stage_heldout(data: Path, work: Path, args) -> None:
     from PIL import Image
 
     from ganscan.data.decode import load_image
-    from ganscan.detectors import twins as T
+    from ganscan.detectors.train import twins as T
 
     torch.set_num_threads(1)
     held = sources(data, held=True)
@@ -246,7 +246,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="continue the training run")
     args = ap.parse_args()
     if args.precision is None:
-        from ganscan.engine.device import cpu_has_fast_bf16
+        from ganscan.core.device import cpu_has_fast_bf16
 
         args.precision = "bf16" if cpu_has_fast_bf16() else "auto"
     data, work = Path(args.data), Path(args.work)

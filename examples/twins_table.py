@@ -24,7 +24,7 @@ REAL_SETS = ["full/camera", "full/lossless", "full/web", "report/unchanged", "re
 
 def tpr_at_fpr(y, s, fpr=0.05):
     """Share of fakes caught at the lowest threshold that flags at most ``fpr`` of the set's reals."""
-    from ganscan.detectors.fusion import threshold_at_fpr
+    from ganscan.detectors.zoo.fusion import threshold_at_fpr
 
     if not (y == 0).any() or not (y == 1).any():
         return None
@@ -41,13 +41,13 @@ def main() -> None:
     ap.add_argument("--no-val", action="store_true", help="leave val/ out (own sets only)")
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
-    from ganscan.commands import default_workers
+    from ganscan.core.device import default_workers
     from ganscan.data.augment import parse_perturbations
     from ganscan.data.datasets import test_sets
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine import metrics as M
-    from ganscan.engine.device import choose_precision, configure_threads, resolve_device
-    from ganscan.engine.evaluate import EvalSettings, evaluate
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors import metrics as M
+    from ganscan.core.device import choose_precision, configure_threads, resolve_device
+    from ganscan.detectors.evaluate import EvalSettings, evaluate
 
     held, data = Path(args.work) / "heldout", Path(args.data)
     fake_sets = [s for n in FAKE_SETS["own"] for s in test_sets(str(held / n))]

@@ -47,7 +47,7 @@ def test_autogan_resume_is_exact(tmp_path):
     run(*ae_args(data, tmp_path / "a", 4, "--layers", 2))
     run(*ae_args(data, tmp_path / "b", 2, "--layers", 2))
     run(*ae_args(data, tmp_path / "b", 4, "--resume"))  # --layers taken from the run
-    from ganscan.engine.checkpoint import load_checkpoint
+    from ganscan.core.checkpoint import load_checkpoint
 
     a = load_checkpoint(tmp_path / "a" / "generator.safetensors", verify=False)[0]
     b = load_checkpoint(tmp_path / "b" / "generator.safetensors", verify=False)[0]
@@ -125,7 +125,7 @@ def test_autogan_detectors_forward_and_freeze_the_autoencoder(name):
 
 
 def test_log_spectrum_sees_a_period_two_pattern():
-    from ganscan.detectors.autogan import log_spectrum
+    from ganscan.detectors.zoo.autogan import log_spectrum
 
     x = torch.zeros(1, 1, 16, 16)
     x[..., ::2, :] = 1.0  # a checkerboard-like row pattern: energy at the Nyquist row

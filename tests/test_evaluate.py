@@ -36,7 +36,7 @@ def _json(res) -> dict:
 
 
 def test_rows_mean_and_real_only_set(model_and_sets):
-    from ganscan.engine import metrics as M
+    from ganscan.detectors import metrics as M
 
     model, sets = model_and_sets
     res = CliRunner().invoke(_cli(), ["evaluate", str(model), str(sets), "--format", "json", "--workers", "0"])
@@ -65,9 +65,9 @@ def test_rows_mean_and_real_only_set(model_and_sets):
 
 
 def test_evaluate_scores_equal_scan_scores(model_and_sets, tmp_path):
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.device import choose_precision
-    from ganscan.engine.evaluate import EvalSettings, score_files
+    from ganscan.detectors.load import load_detector
+    from ganscan.core.device import choose_precision
+    from ganscan.detectors.evaluate import EvalSettings, score_files
 
     model, sets = model_and_sets
     files = sorted(str(p) for p in (sets / "alpha" / "1_fake").iterdir())[:3] + \
@@ -89,7 +89,7 @@ def test_evaluate_scores_equal_scan_scores(model_and_sets, tmp_path):
         (d / Path(f).name).write_bytes(Path(f).read_bytes())
     out = _json(CliRunner().invoke(_cli(), ["evaluate", str(model), str(one), "-f", "json", "--workers", "0",
                                             "--batch-size", "1", "--precision", "fp32"]))
-    from ganscan.engine import metrics as M
+    from ganscan.detectors import metrics as M
 
     labels = [1, 1, 1, 0, 0]
     scores = [scan[f] for f in files]
@@ -145,7 +145,7 @@ def test_perturbations_report_drop(model_and_sets):
 
 
 def test_bad_inputs(model_and_sets, tmp_path):
-    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.core.checkpoint import save_checkpoint
     import torch
 
     model, sets = model_and_sets

@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 
 from conftest import EDGE, run_ok
-from ganscan.engine.explain import patch_grid
-from ganscan.engine.spectrum import azimuthal_profile
+from ganscan.detectors.explain import patch_grid
+from ganscan.detectors.spectrum import azimuthal_profile
 
 
 def test_explain_writes_pngs_and_summary(runner, cli, tmp_path):

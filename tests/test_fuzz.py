@@ -85,7 +85,7 @@ def _hostile_process_file(original):
 def test_crashing_hanging_and_killed_workers_cost_one_row_each(runner, cli, tmp_path, monkeypatch):
     import time
 
-    import ganscan.engine.inference as inference
+    import ganscan.detectors.inference as inference
     from conftest import write_images
 
     monkeypatch.setattr(inference, "process_file", _hostile_process_file(inference.process_file))

@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
 
 
 def weights_tensors(run_dir: Path) -> dict:
-    from ganscan.engine.checkpoint import load_checkpoint
+    from ganscan.core.checkpoint import load_checkpoint
 
     ptr = json.loads((run_dir / "checkpoint.json").read_text())
     return load_checkpoint(run_dir / ptr["weights"], verify=False)[0]
@@ -65,7 +65,7 @@ def test_train_writes_losses_plot_samples_and_generator(trained):
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4, 5, 6]
     assert (run_dir / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == ["step-0000003.png", "step-0000006.png"]
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.core.checkpoint import read_metadata
 
     meta = read_metadata(run_dir / "generator.safetensors")
     assert meta["kind"] == "gan" and meta["model"] == "test-gan" and meta["resolution"] == 16
@@ -100,7 +100,7 @@ def test_resume_is_exact_progan_across_a_fade(tmp_path):
     res = [r.split(",")[2:4] for r in (tmp_path / "a" / "losses.csv").read_text().splitlines()[1:]]
     assert ["8", "0.3333"] in res  # the run did cross a fade-in to 8x8
     # export: the moving average by default, the trained generator with --raw
-    from ganscan.engine.checkpoint import load_checkpoint
+    from ganscan.core.checkpoint import load_checkpoint
 
     run("gan", "export", tmp_path / "a", tmp_path / "w" / "avg.safetensors")
     run("gan", "export", tmp_path / "a", tmp_path / "w" / "raw.safetensors", "--raw")
@@ -157,7 +157,7 @@ def test_wrong_model_weights_are_refused(trained, tmp_path):
     w = trained / "run" / "generator.safetensors"
     r = run("generate", "--model", "progan", "--weights", w, "-n", 1, "-o", tmp_path / "o", ok=False)
     assert r.exit_code == 1 and "weights of model 'test-gan', not 'progan' (use --model test-gan)" in r.output
-    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.core.checkpoint import save_checkpoint
 
     det = tmp_path / "det.safetensors"
     save_checkpoint(det, {"fc.weight": torch.zeros(1, 2)}, {"kind": "detector", "arch": "test-cnn"})
@@ -289,7 +289,7 @@ def test_export_card_lists_in_models_and_is_the_default_weights(trained, tmp_pat
     (tmp_path / "swd.json").write_text(r.stdout)
     run("gan", "export", trained / "run", wdir / "test-gan-tiny.safetensors", "--card-json", tmp_path / "swd.json")
     card = json.loads((wdir / "test-gan-tiny.json").read_text())
-    from ganscan.engine.checkpoint import sha256_file
+    from ganscan.core.checkpoint import sha256_file
 
     assert card["kind"] == "gan" and card["model"] == "test-gan" and card["resolution"] == 16
     assert card["sha256"] == sha256_file(wdir / "test-gan-tiny.safetensors")

@@ -84,7 +84,7 @@ class _Killed(BaseException):
 
 def test_a_crashed_file_is_journaled_at_once_and_resume_does_not_decode_it_again(runner, cli, tmp_path,
                                                                                  monkeypatch):
-    import ganscan.engine.inference as inference
+    import ganscan.detectors.inference as inference
     from ganscan.reports.sink import ReportFile
 
     folder = tmp_path / "imgs"

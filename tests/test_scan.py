@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import EDGE, PHOTOS, run_ok, write_images
-from ganscan.detectors.registry import default_detector_name
+from ganscan.detectors.load import default_detector_name
 from ganscan.reports.schema import COLUMNS
 
 

@@ -30,7 +30,7 @@ def as_input(u8: np.ndarray) -> torch.Tensor:
 
 
 def test_residual_filters_and_descriptions():
-    from ganscan.detectors.selfdesc import N_FEATURES, describe, grey255, prediction_filters
+    from ganscan.detectors.zoo.selfdesc import N_FEATURES, describe, grey255, prediction_filters
 
     tiles = torch.from_numpy(smooth_tiles(40, 0)).permute(0, 3, 1, 2).float() / 255
     grey = grey255(tiles)
@@ -50,7 +50,7 @@ def test_residual_filters_and_descriptions():
 
 
 def test_fitted_on_reals_it_scores_a_generator_trace_higher():
-    from ganscan.detectors.selfdesc import SelfDescription, fit_state
+    from ganscan.detectors.zoo.selfdesc import SelfDescription, fit_state
 
     state = fit_state(smooth_tiles(900, 1), seed=0)
     model = SelfDescription()
@@ -70,14 +70,14 @@ def test_fitted_on_reals_it_scores_a_generator_trace_higher():
 
 
 def test_too_few_tiles_is_a_clear_error():
-    from ganscan.detectors.selfdesc import fit_state
+    from ganscan.detectors.zoo.selfdesc import fit_state
 
     with pytest.raises(ValueError, match="too few"):
         fit_state(smooth_tiles(20, 0))
 
 
 def test_processed_variants_keep_reals_real_sized():
-    from ganscan.detectors.selfdesc import real_tiles
+    from ganscan.detectors.zoo.selfdesc import real_tiles
 
     imgs = [Image.fromarray(smooth_tiles(1, i)[0]).resize((200, 150)) for i in range(6)]
     t = real_tiles(imgs, seed=0, variants=3)
@@ -87,11 +87,11 @@ def test_processed_variants_keep_reals_real_sized():
 
 
 def test_fit_fsd_command_and_three_member_fusion(runner, cli, tmp_path):
-    from ganscan.detectors.autogan import ImageClassifier
-    from ganscan.detectors.families import NPRNet
-    from ganscan.detectors.fusion import CLAMP, SpectrumNPRFSDFusion, fused_state
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.checkpoint import read_metadata, save_checkpoint
+    from ganscan.detectors.zoo.autogan import ImageClassifier
+    from ganscan.detectors.zoo.families import NPRNet
+    from ganscan.detectors.zoo.fusion import CLAMP, SpectrumNPRFSDFusion, fused_state
+    from ganscan.detectors.load import load_detector
+    from ganscan.core.checkpoint import read_metadata, save_checkpoint
 
     real = tmp_path / "real"
     real.mkdir()

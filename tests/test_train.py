@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- metrics against hand-computed values ------------------------------------------------------------
 
 def test_accuracies_at_threshold():
-    from ganscan.engine.metrics import accuracies
+    from ganscan.detectors.metrics import accuracies
 
     y = [0, 0, 0, 1, 1]
     s = [0.1, 0.6, 0.5, 0.5, 0.2]  # score >= 0.5 is fake: real 0.6 and 0.5 wrong, fake 0.5 right, 0.2 wrong
@@ -33,7 +33,7 @@ def test_accuracies_at_threshold():
 
 
 def test_average_precision_hand_computed():
-    from ganscan.engine.metrics import average_precision
+    from ganscan.detectors.metrics import average_precision
 
     # ranking: 0.9 F, 0.8 R, 0.7 F, 0.1 R -> precision at the fakes: 1/1, 2/3 -> AP = (1 + 2/3) / 2
     assert average_precision([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx((1 + 2 / 3) / 2)
@@ -44,7 +44,7 @@ def test_average_precision_hand_computed():
 
 
 def test_roc_auc_hand_computed():
-    from ganscan.engine.metrics import roc_auc
+    from ganscan.detectors.metrics import roc_auc
 
     # pairs (fake, real): (0.9,0.8) win (0.9,0.1) win (0.7,0.8) loss (0.7,0.1) win -> 3/4
     assert roc_auc([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(0.75)
@@ -54,7 +54,7 @@ def test_roc_auc_hand_computed():
 
 
 def test_metrics_match_bruteforce_on_random_data():
-    from ganscan.engine.metrics import average_precision, roc_auc
+    from ganscan.detectors.metrics import average_precision, roc_auc
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
@@ -74,7 +74,7 @@ def test_metrics_match_bruteforce_on_random_data():
 
 
 def test_threshold_calibration_rules():
-    from ganscan.engine.metrics import calibrate_threshold
+    from ganscan.detectors.metrics import calibrate_threshold
 
     y = [0, 0, 0, 0, 1, 1, 1, 1]
     s = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
@@ -209,7 +209,7 @@ def test_parse_perturbations():
 # --- recipes ---------------------------------------------------------------------------------------
 
 def test_recipes_and_overrides():
-    from ganscan.engine.train import RECIPES, resolve_options
+    from ganscan.detectors.train.trainer import RECIPES, resolve_options
     from ganscan.errors import GanscanError
 
     w = resolve_options("wang2020")
@@ -228,7 +228,7 @@ def test_recipes_and_overrides():
 
 
 def test_schedule_plateau_then_stop():
-    from ganscan.engine.train import Schedule
+    from ganscan.detectors.train.trainer import Schedule
 
     s = Schedule("plateau", "max", patience=2, factor=0.1, min_lr=1e-6, min_delta=0.001)
     events = [s.step(v, 1e-4) for v in (0.5, 0.6, 0.6, 0.6005)]
@@ -239,7 +239,7 @@ def test_schedule_plateau_then_stop():
 
 
 def test_balanced_sampler_draws_both_classes_equally():
-    from ganscan.engine.train import EpochSampler
+    from ganscan.detectors.train.trainer import EpochSampler
 
     labels = [0] * 90 + [1] * 10
     smp = EpochSampler(labels, seed=0, rank=0, world=1, balance="sample")
@@ -262,7 +262,7 @@ def trained(tmp_path_factory):
 
 
 def test_training_learns_and_writes_everything(trained):
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.core.checkpoint import read_metadata
 
     data, r = trained
     epoch_rows = [x for x in r.rows if x["kind"] == "epoch"]
@@ -290,7 +290,7 @@ def test_checkpoint_loads_and_scan_uses_threshold(trained, tmp_path):
     from click.testing import CliRunner
 
     from ganscan.cli import cli
-    from ganscan.detectors.registry import load_detector
+    from ganscan.detectors.load import load_detector
 
     data, r = trained
     det = load_detector(str(r.best_path))
@@ -308,14 +308,14 @@ def test_checkpoint_loads_and_scan_uses_threshold(trained, tmp_path):
 
 
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
-    from ganscan.engine.checkpoint import load_checkpoint
-    from ganscan.engine.train import SimulatedKill
+    from ganscan.core.checkpoint import load_checkpoint
+    from ganscan.detectors.train.trainer import SimulatedKill
 
     data = make_folder(tmp_path / "data", 24, 20, seed=5, size=32)  # 33 training images: 4 steps per epoch
     full = train_tiny(data, tmp_path / "full", epochs=3, val_every=3)
     with pytest.raises(SimulatedKill):  # killed mid-epoch 2, one step after the state saved at step 6
         train_tiny(data, tmp_path / "cut", epochs=3, val_every=3, stop_after_steps=7)
-    from ganscan.engine.train import DataSpec, Runtime, train
+    from ganscan.detectors.train.trainer import DataSpec, Runtime, train
 
     resumed = train(DataSpec(data=[str(data)]), tiny_options(epochs=3, val_every=3), tmp_path / "cut",
                     Runtime(workers=0, threads=1), recipe="trieste", resume=True)
@@ -342,8 +342,8 @@ def test_unreadable_training_image_is_skipped_and_counted(tmp_path):
 
 def test_freeze_backbone_and_backbone_lr(tmp_path):
     from ganscan.detectors.registry import build_detector
-    from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint
-    from ganscan.engine.train import DataSpec, Runtime, Trainer
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.detectors.train.trainer import DataSpec, Runtime, Trainer
 
     data = make_folder(tmp_path / "data", 12, 12, seed=8, size=32)
     torch.manual_seed(1)
@@ -357,14 +357,14 @@ def test_freeze_backbone_and_backbone_lr(tmp_path):
     t = Trainer(DataSpec(data=[str(data)]), tiny_options(lr=1e-3, backbone_lr=1e-5), tmp_path / "x", Runtime(workers=0))
     t.device = torch.device("cpu")
     t._prepare_data()
-    from ganscan.engine.device import choose_precision
+    from ganscan.core.device import choose_precision
 
     t.precision = choose_precision(t.device, "fp32")
     t.channels_last = True
     t._build_model()
     assert [(g["name"], g["lr"]) for g in t.opt.param_groups] == [("backbone", 1e-5), ("head", 1e-3)]
     # khan: SGD, body lr 1e-3 / L2 1e-3, last layer lr 5e-5 / L2 1e-5
-    from ganscan.engine.train import resolve_options
+    from ganscan.detectors.train.trainer import resolve_options
 
     k = Trainer(DataSpec(data=[str(data)]), resolve_options("khan", {"arch": "test-cnn", "batch_size": 4}),
                 tmp_path / "k", Runtime(workers=0))
@@ -378,7 +378,7 @@ def test_freeze_backbone_and_backbone_lr(tmp_path):
 
 def test_init_from_another_architecture_is_refused(tmp_path):
     from ganscan.detectors.registry import build_detector
-    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.core.checkpoint import save_checkpoint
     from ganscan.errors import CheckpointError
 
     data = make_folder(tmp_path / "data", 8, 8, seed=9, size=32)
@@ -414,7 +414,7 @@ def test_cli_messages(tmp_path):
                               "--blur-prob", "0", "--jpeg-prob", "0", "--rescale-prob", "0.5",
                               "--rescale-range", "0.6,0.9"])
     assert res.exit_code == 0, res.output
-    from ganscan.detectors.registry import load_detector
+    from ganscan.detectors.load import load_detector
 
     opts = load_detector(str(tmp_path / "ok" / "best.safetensors")).meta["training"]["options"]
     assert (opts["rescale_prob"], opts["rescale_range"]) == (0.5, [0.6, 0.9])
@@ -446,7 +446,7 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     assert [r["epoch"] for r in log["rows"]] == [1]
     # 18 training images, 2 ranks x 4 per step -> 2 steps per epoch, the same as one process with batch 8
     assert log["rows"][-1]["step"] == 2 and log["rows"][-1]["val_auc"] is not None
-    from ganscan.detectors.registry import load_detector
+    from ganscan.detectors.load import load_detector
 
     det = load_detector(str(out / "best.safetensors"))
     assert det.meta["training"]["options"]["batch_size"] == 8

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from conftest import PHOTOS, run_ok, write_images
-from ganscan.detectors import twins as T
+from ganscan.detectors.train import twins as T
 
 
 def _photo_crops(n=4, size=64):
@@ -138,7 +138,7 @@ def test_twins_command(runner, cli, tmp_path):
 # --- fusion ---------------------------------------------------------------------------------------------
 
 def test_fit_logistic_finds_the_informative_feature():
-    from ganscan.detectors.fusion import fit_logistic
+    from ganscan.detectors.zoo.fusion import fit_logistic
 
     g = torch.Generator().manual_seed(0)
     y = (torch.rand(400, generator=g) < 0.3).float()
@@ -150,7 +150,7 @@ def test_fit_logistic_finds_the_informative_feature():
 
 
 def test_threshold_at_fpr_holds_every_kind_to_the_target():
-    from ganscan.detectors.fusion import threshold_at_fpr
+    from ganscan.detectors.zoo.fusion import threshold_at_fpr
 
     rng = np.random.default_rng(0)
     kinds = {"camera": rng.uniform(0, 0.5, 200).tolist(), "web": rng.uniform(0.2, 0.9, 100).tolist()}
@@ -162,11 +162,11 @@ def test_threshold_at_fpr_holds_every_kind_to_the_target():
 
 
 def test_fused_detector_combines_its_members(tmp_path):
-    from ganscan.detectors.autogan import ImageClassifier
-    from ganscan.detectors.families import NPRNet
-    from ganscan.detectors.fusion import SpectrumNPRFusion, fused_state
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.checkpoint import save_checkpoint
+    from ganscan.detectors.zoo.autogan import ImageClassifier
+    from ganscan.detectors.zoo.families import NPRNet
+    from ganscan.detectors.zoo.fusion import SpectrumNPRFusion, fused_state
+    from ganscan.detectors.load import load_detector
+    from ganscan.core.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     spec, npr = ImageClassifier(True).eval(), NPRNet().eval()
@@ -187,9 +187,10 @@ def test_fused_detector_combines_its_members(tmp_path):
 
 
 def test_models_fuse_command(runner, cli, tmp_path):
-    from ganscan.detectors.families import NPRNet
-    from ganscan.detectors.registry import get_config, load_detector
-    from ganscan.engine.checkpoint import read_metadata, save_checkpoint
+    from ganscan.detectors.zoo.families import NPRNet
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.registry import get_config
+    from ganscan.core.checkpoint import read_metadata, save_checkpoint
 
     torch.manual_seed(1)
     npr_path = tmp_path / "npr.safetensors"
@@ -227,8 +228,9 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
     import json
 
     from ganscan.data.decode import load_image
-    from ganscan.data.preprocess import preprocess
-    from ganscan.detectors.registry import default_detector_name, load_detector, weights_dir
+    from ganscan.detectors.preprocess import preprocess
+    from ganscan.core.weights import weights_dir
+    from ganscan.detectors.load import default_detector_name, load_detector
 
     name = default_detector_name()
     card = json.loads((weights_dir() / f"{name}.json").read_text())
@@ -250,7 +252,7 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
 
 def test_train_crops_small_input_detectors_at_their_own_size(runner, cli, tmp_path):
     """Without --crop, a recipe's 224 px crop does not override a 64 px tile detector's input size."""
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.core.checkpoint import read_metadata
 
     write_images(tmp_path / "d" / "0_real", 16, size=(72, 72), seed=1)
     write_images(tmp_path / "d" / "1_fake", 16, size=(72, 72), seed=2)

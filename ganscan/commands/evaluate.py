@@ -66,8 +66,9 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
     from ganscan.data.augment import parse_perturbations
     from ganscan.data.datasets import test_sets, unique_names
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.commands import default_workers, open_detector
-    from ganscan.engine.evaluate import EvalSettings, evaluate
+    from ganscan.core.device import default_workers
+    from ganscan.detectors.load import open_detector
+    from ganscan.detectors.evaluate import EvalSettings, evaluate
 
     try:
         perturbations = parse_perturbations(perturb) if perturb else []
@@ -110,7 +111,7 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
             warn(f"{r.name}: {len(r.errors)} unreadable images left out (e.g. {next(iter(r.errors))})")
 
     if plots:
-        from ganscan.engine.plots import misclassified_grid, roc_pr_curves
+        from ganscan.reports.figures import misclassified_grid, roc_pr_curves
 
         Path(plots).mkdir(parents=True, exist_ok=True)
         written = []
@@ -148,7 +149,7 @@ def _csv(fh, rows):
 
 
 def _write(path: str, fmt: str, payload: dict) -> None:
-    from ganscan.engine.checkpoint import atomic_write_bytes
+    from ganscan.core.checkpoint import atomic_write_bytes
 
     if fmt == "json":
         atomic_write_bytes(path, json.dumps(payload, indent=2, default=str).encode())

@@ -33,10 +33,10 @@ def command(images, output, model, max_patches, file_timeout, max_decode_mb, dev
     power spectrum, and its azimuthal profile against the average real photo; PNGs plus a JSON
     summary per image and summary.json for the run."""
     from ganscan.console import Progress, info, warn
-    from ganscan.commands import open_detector
+    from ganscan.detectors.load import open_detector
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.engine.explain import explain_image
-    from ganscan.engine.supervise import decoded_images
+    from ganscan.detectors.explain import explain_image
+    from ganscan.data.supervise import decoded_images
 
     out = Path(output)
     if not out.parent.exists():

@@ -130,7 +130,7 @@ def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs,
     continues exactly (same weights as an uninterrupted run on the same machine and thread count).
     """
     from ganscan.console import Progress, info, warn
-    from ganscan.engine.device import configure_threads
+    from ganscan.core.device import configure_threads
     from ganscan.gans.trainer import TrainSettings, train
 
     if sum(x is not None for x in (steps, epochs, kimg)) > 1:
@@ -175,7 +175,7 @@ def evaluate_command(model, weights, fake_dir, real, resolution, n, holdout, spl
     resolutions (finest first; 16 is the coarse image); avg is their mean.
     """
     from ganscan.console import status, stdout_console, warn
-    from ganscan.engine.device import configure_threads
+    from ganscan.core.device import configure_threads
     from ganscan.gans.evaluate import evaluate_swd
 
     if model is None and fake_dir is None:

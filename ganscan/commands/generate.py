@@ -45,7 +45,7 @@ def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality
     """Generate N images with a trained GAN (file names carry the weights' name, the seed and the index), or
     with an AutoGAN autoencoder reconstruct every image of --input DIR."""
     from ganscan.console import Progress, info, warn
-    from ganscan.engine.device import configure_threads
+    from ganscan.core.device import configure_threads
     from ganscan.gans.generate import generate_images
     from ganscan.gans.registry import get_gan_config, load_generator
 

@@ -25,7 +25,8 @@ def command(ctx, as_json):
     """List detector architectures and shipped weights (with sha256 and their card's metrics)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ganscan.detectors.registry import list_detectors, shipped_weights
+    from ganscan.core.weights import shipped_weights
+    from ganscan.detectors.registry import list_detectors
 
     archs = [{"name": c.name, "input_size": c.input_size, "policy": c.policy, "family": c.family,
               "description": c.description} for c in list_detectors()]
@@ -74,7 +75,7 @@ def import_command(source, arch, output, threshold, name, force):
     from pathlib import Path
 
     from ganscan.detectors.registry import build_detector, get_config
-    from ganscan.engine.checkpoint import load_foreign_state_dict, save_checkpoint
+    from ganscan.core.checkpoint import load_foreign_state_dict, save_checkpoint
     from ganscan.errors import CheckpointError
 
     out = Path(output)
@@ -135,13 +136,14 @@ def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr
     import json as _json
     from pathlib import Path
 
-    from ganscan.commands import default_workers, open_detector
+    from ganscan.core.device import default_workers
+    from ganscan.detectors.load import open_detector
     from ganscan.console import Progress, info
     from ganscan.data.datasets import test_sets
-    from ganscan.detectors.fusion import fit_fusion
-    from ganscan.detectors.registry import load_detector
-    from ganscan.engine.checkpoint import save_checkpoint
-    from ganscan.engine.evaluate import EvalSettings
+    from ganscan.detectors.zoo.fusion import fit_fusion
+    from ganscan.detectors.load import load_detector
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.evaluate import EvalSettings
 
     out = Path(output)
     if out.suffix != ".safetensors":
@@ -190,15 +192,15 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
     image is needed. Every image is also seen JPEG-compressed, down-scaled and up-scaled."""
     from pathlib import Path
 
-    from ganscan.commands import default_workers
+    from ganscan.core.device import default_workers
     from ganscan.console import Progress
     from ganscan.data.datasets import list_images, test_sets
-    from ganscan.detectors.fusion import calibrate
-    from ganscan.detectors.registry import load_detector
-    from ganscan.detectors.selfdesc import fit_fsd
-    from ganscan.engine.checkpoint import save_checkpoint
-    from ganscan.engine.evaluate import EvalSettings
-    from ganscan.engine.device import choose_precision, configure_threads
+    from ganscan.detectors.zoo.fusion import calibrate
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.selfdesc import fit_fsd
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.evaluate import EvalSettings
+    from ganscan.core.device import choose_precision, configure_threads
 
     import torch
 

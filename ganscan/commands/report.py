@@ -33,7 +33,7 @@ def command(report, output, force, workers, file_timeout, max_decode_mb):
     shows whether the report still matches its sha256 sidecar.
     """
     from ganscan.console import Progress, info, warn
-    from ganscan.engine.checkpoint import atomic_write_bytes
+    from ganscan.core.checkpoint import atomic_write_bytes
     from ganscan.reports.html import build_html, load_report
     from ganscan.reports.sink import verify_sidecar
 

@@ -58,11 +58,12 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     BMP, TIFF, HEIC/HEIF/AVIF, ICO, TGA). Files that cannot be read become error rows; the scan still
     exits 0. Progress and the summary go to stderr.
     """
-    from ganscan.commands import default_workers, open_detector
+    from ganscan.core.device import default_workers
+    from ganscan.detectors.load import open_detector
     from ganscan.console import Progress, info
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.engine.device import describe_device, distributed_env
-    from ganscan.engine.inference import SKIPPED, ScanSettings, Throughput, scan_batches
+    from ganscan.core.device import describe_device, distributed_env
+    from ganscan.detectors.inference import SKIPPED, ScanSettings, Throughput, scan_batches
     from ganscan.reports.sink import ReportFile
     from ganscan.reports.writers import WRITERS, stdout_format
 

@@ -106,7 +106,7 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
     rule used; `ganscan scan --model` applies it.
     """
     from ganscan.console import info, warn
-    from ganscan.engine import train as T
+    from ganscan.detectors.train import trainer as T
 
     spec = T.DataSpec(list(data), list(real), list(fake), list(val))
     if resume:

@@ -16,7 +16,7 @@ Examples:
 
 
 def _kinds(ctx, param, value):
-    from ganscan.detectors.twins import TAIL_KINDS
+    from ganscan.detectors.train.twins import TAIL_KINDS
 
     kinds = tuple(k.strip() for k in value.split(",") if k.strip())
     bad = [k for k in kinds if k not in TAIL_KINDS]
@@ -43,7 +43,7 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force
     """Write band-aligned twins of every real image under INPUTS: the fake is the image down-scaled 2x and
     brought back up through a random generator tail; the real twin is the same down-scaled image
     up-scaled by a standard filter (about half of them) or the image itself; both are post-processed
-    alike and written in the same format. See ganscan.detectors.twins."""
+    alike and written in the same format. See ganscan.detectors.train.twins."""
     from pathlib import Path
 
     import torch
@@ -51,7 +51,7 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force
     from ganscan.console import Progress, info, warn
     from ganscan.data.datasets import list_images
     from ganscan.data.decode import load_image
-    from ganscan.detectors import twins as T
+    from ganscan.detectors.train import twins as T
     from ganscan.errors import GanscanError
 
     if size % 2:

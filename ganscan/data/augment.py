@@ -27,7 +27,7 @@ after a resume, and changing one probability does not reshuffle the other choice
 Validation (``degrade_for_validation``) follows CNNDetection: the same probabilities, but a fixed
 blur sigma (1.5, the middle of U[0, 3]) and JPEG quality (65, the middle of 30..100); whether an image
 is blurred or compressed is decided once per image from the seed, so every validation pass sees
-exactly the same pixels. The crop is then scan's centre crop (ganscan.data.preprocess).
+exactly the same pixels. The crop is then scan's centre crop (ganscan.detectors.preprocess).
 
 Evaluation perturbations (``--perturb jpeg:90,blur:1,resize:0.5``) are ``parse_perturbations`` and
 ``apply_perturbation``.

@@ -1,8 +1,4 @@
-from ganscan.detectors.registry import (  # noqa: F401
-    DetectorConfig,
-    build_detector,
-    get_config,
-    list_detectors,
-    load_detector,
-    register_detector,
-)
+"""Detectors: the registry, the model zoo (each module registers its architectures on import), loading,
+preprocessing, inference, evaluation and training."""
+
+from ganscan.detectors.zoo import cnn, autogan, families, fusion, selfdesc  # noqa: F401  isort: skip (listing order)

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from ganscan.engine.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 from ganscan.errors import CheckpointError, GanscanError
 
 
@@ -69,7 +69,7 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
         **(card_extra or {}),
         "sha256": sha256_file(out), "file_bytes": out.stat().st_size,
     }
-    from ganscan.engine.checkpoint import atomic_write_bytes
+    from ganscan.core.checkpoint import atomic_write_bytes
 
     atomic_write_bytes(card_file, (json.dumps(card, indent=2) + "\n").encode())
     return card

@@ -94,8 +94,8 @@ def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_d
     Inputs are decoded in a supervised worker: one that crashes or hangs the decoder is an error row."""
     from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError
     from ganscan.data.discover import discover
-    from ganscan.engine.checkpoint import atomic_write_bytes
-    from ganscan.engine.supervise import decoded_images
+    from ganscan.core.checkpoint import atomic_write_bytes
+    from ganscan.data.supervise import decoded_images
 
     if fmt not in FORMATS:
         raise GanscanError(f"unsupported format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ganscan.core.checkpoint import load_checkpoint, load_strict, sha256_file
+from ganscan.core.weights import resolve_weights, shipped_weights
 from ganscan.errors import CheckpointError, GanscanError, UnknownNameError, suggest
 
 
@@ -51,7 +53,6 @@ def register_gan(name: str, *, family: str, resolution: int, latent_size: int, r
 
 
 def _entry(name: str) -> _Entry:
-    _load_families()
     if name not in _REGISTRY:
         close = suggest(name, _REGISTRY)
         raise UnknownNameError(f"unknown GAN {name!r}",
@@ -59,13 +60,7 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
-def _load_families() -> None:
-    # the families register themselves on import
-    from ganscan.gans import autogan, dcgan, progan  # noqa: F401
-
-
 def list_gans() -> list[GanConfig]:
-    _load_families()
     return [e.config for e in _REGISTRY.values()]
 
 
@@ -125,9 +120,7 @@ class LoadedGenerator:
 
 
 def shipped_gan_weights() -> list[dict]:
-    from ganscan.detectors.registry import shipped_weights
-
-    return [c for c in shipped_weights() if c.get("kind") == "gan"]
+    return shipped_weights("gan")
 
 
 def default_weights_for(name: str) -> Path | None:
@@ -145,8 +138,6 @@ def load_generator(name: str, weights: str | os.PathLike | None = None, untraine
     weights of ``name``. Weights whose metadata names another model are refused. ``untrained``: freshly
     initialised from ``seed`` (a baseline for metrics).
     """
-    from ganscan.engine.checkpoint import load_checkpoint, sha256_file
-
     cfg = get_gan_config(name)
     if untrained:
         with torch.random.fork_rng(devices=[]):
@@ -166,11 +157,7 @@ def load_generator(name: str, weights: str | os.PathLike | None = None, untraine
                               hint=f"use --model {meta.get('model')}" if meta.get("model") else None)
     res = int(meta.get("resolution", cfg.resolution))
     g = build_gan(name, res, **(meta.get("options") or {}))[0]
-    try:
-        g.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0][:200]
-        raise CheckpointError(f"{path}: weights do not fit {name} at {res}x{res} ({first})") from None
+    load_strict(g, state, str(path), f"weights do not fit {name} at {res}x{res}")
     g.eval()
     return LoadedGenerator(g, name, res, cfg.latent_size, path, sha256_file(path),
                            {**meta, "name": meta.get("name") or (path.parent.name if path.stem == "generator" else path.stem)})
@@ -183,14 +170,4 @@ def _resolve_weights(name: str, weights) -> Path:
             raise CheckpointError(f"no shipped weights for {name!r}",
                                   hint="pass --weights RUN/generator.safetensors from `ganscan gan train`")
         return p
-    p = Path(weights)
-    if p.suffix == ".safetensors" or os.sep in str(weights) or p.exists():
-        if not p.exists():
-            raise CheckpointError(f"weights file not found: {p}")
-        return p
-    cards = {c["name"]: c for c in shipped_gan_weights()}
-    if str(weights) not in cards:
-        close = suggest(str(weights), cards)
-        raise UnknownNameError(f"no shipped GAN weights named {weights!r}",
-                               hint=f"did you mean {close!r}?" if close else "see `ganscan models`")
-    return Path(cards[str(weights)]["file"])
+    return resolve_weights(weights, "gan", label="GAN", missing="weights file")

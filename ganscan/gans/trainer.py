@@ -270,7 +270,7 @@ class _Loop:
         return self.ema if self.ema is not None else self.G
 
     def save(self, run: Path) -> None:
-        from ganscan.engine.checkpoint import atomic_write_bytes, save_checkpoint
+        from ganscan.core.checkpoint import atomic_write_bytes, save_checkpoint
 
         tensors = {f"{p}.{k}": v for p, m in self.modules().items() for k, v in m.state_dict().items()}
         stem = f"ckpt-{self.step:08d}"
@@ -296,7 +296,7 @@ class _Loop:
                 f.unlink(missing_ok=True)
 
     def load(self, run: Path) -> int:
-        from ganscan.engine.checkpoint import load_checkpoint
+        from ganscan.core.checkpoint import load_checkpoint
 
         ptr = json.loads((run / "checkpoint.json").read_text())
         tensors, meta = load_checkpoint(run / ptr["weights"], verify=False)

@@ -81,7 +81,7 @@ def build_html(rows: list[dict], run: dict, report_name: str, integrity: bool | 
                on_skip=None) -> str:
     """The whole page as one string. Thumbnails are made in supervised workers: a file that crashes or
     hangs the decoder has none, and ``on_skip(path, reason)`` hears why."""
-    from ganscan.engine.supervise import supervised_map
+    from ganscan.data.supervise import supervised_map
 
     def make(path):
         return thumbnail(path, 96, max_bytes=max_bytes), None

@@ -20,7 +20,7 @@ from ganscan.reports.writers import WRITERS, dumps, format_for_path, open_text
 
 
 def _mtime_key(iso) -> int | None:
-    from ganscan.engine.inference import us_from_iso
+    from ganscan.detectors.inference import us_from_iso
 
     if isinstance(iso, datetime):
         iso = iso.isoformat()
@@ -101,7 +101,7 @@ class ReportFile:
         latest: dict[str, dict] = {r["path"]: r for r in self.report_rows}
         if self.journal.exists():
             latest.update((r["path"], r) for r in _read_jsonl(self.journal))
-        from ganscan.engine.supervise import is_worker_failure
+        from ganscan.data.supervise import is_worker_failure
 
         # a file that crashed or stalled a decoder would do so again: it counts as reported
         return {p: (r.get("bytes"), _mtime_key(r.get("modified"))) for p, r in latest.items()
@@ -133,7 +133,7 @@ class ReportFile:
         writer_cls = WRITERS[self.fmt]
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
         os.close(fd)
-        from ganscan.engine.checkpoint import default_file_mode
+        from ganscan.core.checkpoint import default_file_mode
 
         os.chmod(tmp, default_file_mode())
         count = 0
@@ -188,7 +188,7 @@ def sidecar_path(path: Path) -> Path:
 def write_sidecar(path: Path) -> str:
     """``REPORT.sha256`` in ``sha256sum`` format, so anyone can show the report is untampered
     (``sha256sum -c report.parquet.sha256``)."""
-    from ganscan.engine.checkpoint import atomic_write_bytes, sha256_file
+    from ganscan.core.checkpoint import atomic_write_bytes, sha256_file
 
     digest = sha256_file(path)
     atomic_write_bytes(sidecar_path(path), f"{digest}  {path.name}\n".encode())
@@ -197,7 +197,7 @@ def write_sidecar(path: Path) -> str:
 
 def verify_sidecar(path: Path) -> bool | None:
     """True/False when a sidecar exists and matches/does not; None when there is none."""
-    from ganscan.engine.checkpoint import sha256_file
+    from ganscan.core.checkpoint import sha256_file
 
     side = sidecar_path(path)
     if not side.exists():

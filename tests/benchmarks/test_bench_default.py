@@ -27,7 +27,7 @@ def _scan(corpus, model, out):
 
 
 def test_default_detector_scan_speed(tmp_path):
-    from ganscan.detectors.registry import default_detector_name
+    from ganscan.detectors.load import default_detector_name
 
     corpus = build_corpus(tmp_path / "corpus")
     n = len(corpus["files"])

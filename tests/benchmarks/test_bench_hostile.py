@@ -22,7 +22,7 @@ TIMEOUT_S = 10
 
 
 def test_hostile_files_among_1000_normal_ones(tmp_path, monkeypatch):
-    import ganscan.engine.inference as inference
+    import ganscan.detectors.inference as inference
     from ganscan.cli import cli
 
     monkeypatch.setattr(inference, "process_file", _hostile_process_file(inference.process_file))

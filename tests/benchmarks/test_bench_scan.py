@@ -15,10 +15,11 @@ import torch
 from PIL import Image
 
 from ganscan.data.decode import DecodeError, load_image
-from ganscan.data.preprocess import preprocess
-from ganscan.detectors.registry import LoadedDetector, build_detector, get_config
-from ganscan.engine.device import Precision, configure_threads, worker_init
-from ganscan.engine.inference import ScanSettings, forward_logits, prepare_model, scan_batches
+from ganscan.detectors.preprocess import preprocess
+from ganscan.detectors.load import LoadedDetector
+from ganscan.detectors.registry import build_detector, get_config
+from ganscan.core.device import Precision, configure_threads, worker_init
+from ganscan.detectors.inference import ScanSettings, forward_logits, prepare_model, scan_batches
 
 from .corpus import build_corpus
 

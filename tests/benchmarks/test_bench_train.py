@@ -43,7 +43,7 @@ def _corpus(root, n, seed=0):
 
 def _reference_rate(files, labels, steps_warmup=2):
     """Decode + centre-crop everything once, then time the model-only training steps."""
-    from ganscan.data.preprocess import center_crop_array
+    from ganscan.detectors.preprocess import center_crop_array
     from ganscan.detectors.registry import build_detector, get_config
 
     cfg = get_config(ARCH)
@@ -73,8 +73,8 @@ def _reference_rate(files, labels, steps_warmup=2):
 
 def test_train_throughput(tmp_path):
     from ganscan.data.datasets import training_set
-    from ganscan.engine.device import configure_threads
-    from ganscan.engine.train import DataSpec, Runtime, resolve_options, train
+    from ganscan.core.device import configure_threads
+    from ganscan.detectors.train.trainer import DataSpec, Runtime, resolve_options, train
 
     data = _corpus(tmp_path / "data", N_IMAGES)
     val = _corpus(tmp_path / "val", 16, seed=1)

@@ -1,5 +1,4 @@
-"""PNG figures (matplotlib, Agg backend, never a window): training curves, ROC and precision-recall
-curves, and grids of the most confidently misclassified images."""
+"""Figures of an evaluation: ROC and precision-recall curves, and a grid of the misclassified images."""
 
 from __future__ import annotations
 
@@ -8,69 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | os.PathLike) -> str:
-    from ganscan.engine.checkpoint import atomic_write_bytes
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
-    _plt().close(fig)
-    return str(path)
-
-
-def training_curves(rows: list[dict], out_dir: str | os.PathLike) -> list[str]:
-    """loss.png and accuracy.png from training-log rows (epoch rows as points, step rows as a line)."""
-    plt = _plt()
-    out = []
-    epochs = [r for r in rows if r.get("kind") == "epoch"]
-    vals = [r for r in rows if r.get("val_loss") is not None]
-
-    def xs(rs):
-        return [r["progress"] for r in rs]
-
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    if epochs:
-        ax.plot(xs(epochs), [r["train_loss"] for r in epochs], "o-", label="train loss")
-    if vals:
-        ax.plot(xs(vals), [r["val_loss"] for r in vals], "s--", label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("binary cross-entropy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Loss")
-    out.append(_save(fig, Path(out_dir) / "loss.png"))
-
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    if epochs:
-        ax.plot(xs(epochs), [r["train_acc"] for r in epochs], "o-", label="train accuracy")
-    if vals:
-        ax.plot(xs(vals), [r["val_acc"] for r in vals], "s--", label="validation accuracy")
-        aps = [(r["progress"], r["val_ap"]) for r in vals if r.get("val_ap") is not None]
-        if aps:
-            ax.plot([a for a, _ in aps], [b for _, b in aps], "^:", label="validation AP")
-    ax.set_xlabel("epoch")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    ax.set_title("Accuracy")
-    out.append(_save(fig, Path(out_dir) / "accuracy.png"))
-    return out
+from ganscan.core.plots import _plt, _save
 
 
 def roc_pr_curves(name: str, labels, scores, threshold: float, out_dir: str | os.PathLike) -> list[str]:
     """``<name>_roc.png`` and ``<name>_pr.png``; nothing for a single-class set (curves undefined)."""
-    from ganscan.engine.metrics import average_precision, pr_curve, roc_auc, roc_curve
+    from ganscan.detectors.metrics import average_precision, pr_curve, roc_auc, roc_curve
 
     y = np.asarray(labels)
     if not ((y == 0).any() and (y == 1).any()):

@@ -39,12 +39,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ganscan.data.augment import AugmentConfig, degrade_for_validation, sample_rng, train_view
 from ganscan.data.datasets import LabelledSet, require_both_classes, stratified_split, test_sets, training_set
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
-from ganscan.data.preprocess import normalize, views_uint8
+from ganscan.detectors.preprocess import normalize, views_uint8
 from ganscan.detectors.registry import DetectorConfig, build_detector, classifier_prefixes, get_config
-from ganscan.engine import metrics as M
-from ganscan.engine.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
-from ganscan.engine.device import Precision, choose_precision, configure_threads, resolve_device, worker_init
-from ganscan.engine.inference import forward_logits, sigmoid
+from ganscan.detectors import metrics as M
+from ganscan.core.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from ganscan.core.device import Precision, choose_precision, configure_threads, resolve_device, worker_init
+from ganscan.detectors.inference import forward_logits, sigmoid
 from ganscan.errors import CheckpointError, DataError, GanscanError
 
 # --- recipes ----------------------------------------------------------------------------------------
@@ -374,9 +374,9 @@ def set_train_mode(model: nn.Module, arch: str, frozen_backbone: bool) -> None:
 
 def load_init(model: nn.Module, spec: str, arch: str) -> dict:
     """Initialise from a detector checkpoint (shipped name or file) of the same architecture."""
-    from ganscan.detectors.registry import resolve_weights
+    from ganscan.detectors.load import resolve_detector
 
-    path = resolve_weights(spec)
+    path = resolve_detector(spec)
     state, meta = load_checkpoint(path)
     ck_arch = meta.get("arch")
     if ck_arch and ck_arch != arch:
@@ -392,10 +392,10 @@ def load_init(model: nn.Module, spec: str, arch: str) -> dict:
 
 def checkpoint_arch(spec: str) -> str | None:
     """The architecture recorded in a detector checkpoint (for --init without --arch)."""
-    from ganscan.detectors.registry import resolve_weights
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.detectors.load import resolve_detector
+    from ganscan.core.checkpoint import read_metadata
 
-    return read_metadata(resolve_weights(spec)).get("arch")
+    return read_metadata(resolve_detector(spec)).get("arch")
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -778,7 +778,7 @@ class Trainer:
                "stop_reason": self.state["stop_reason"], "rows": rows}
         atomic_write_bytes(self.out / "log.json", json.dumps(doc, indent=1, default=str).encode())
         if plots:
-            from ganscan.engine.plots import training_curves
+            from ganscan.core.plots import training_curves
 
             training_curves(rows, self.out)
 
@@ -1006,7 +1006,7 @@ def train(spec: DataSpec, options: dict, out_dir, runtime: Runtime | None = None
 
 def stored_options(out_dir: str | os.PathLike) -> tuple[DataSpec, dict, str | None]:
     """(data, options, recipe) of an existing run, read from its resume state."""
-    from ganscan.engine.checkpoint import read_metadata
+    from ganscan.core.checkpoint import read_metadata
 
     path = Path(out_dir) / "resume.safetensors"
     if not path.exists():

@@ -3,7 +3,7 @@
 GAN up-sampling leaves periodic peaks and a raised high-frequency tail (Durall et al. 2020); the
 profile of one image is compared with the mean profile of real photographs.
 
-Rebuild the shipped reference: ``python -m ganscan.engine.spectrum DIR ganscan/data/real_spectrum.json``.
+Rebuild the shipped reference: ``python -m ganscan.detectors.spectrum DIR ganscan/data/real_spectrum.json``.
 """
 
 from __future__ import annotations
@@ -73,13 +73,13 @@ def build_reference(folder: str, out: str, limit: int = 500) -> dict:
     arr = np.stack(profiles)
     ref = {"profile": arr.mean(0).round(6).tolist(), "std": arr.std(0).round(6).tolist(), "images": len(profiles),
            "source": Path(folder).name, "bins": BINS,
-           "command": f"python -m ganscan.engine.spectrum {folder} {out}"}
+           "command": f"python -m ganscan.detectors.spectrum {folder} {out}"}
     Path(out).write_text(json.dumps(ref, indent=1))
     return ref
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m ganscan.engine.spectrum IMAGE_DIR OUT.json")
+        raise SystemExit("usage: python -m ganscan.detectors.spectrum IMAGE_DIR OUT.json")
     r = build_reference(sys.argv[1], sys.argv[2])
     print(f"reference from {r['images']} images written to {sys.argv[2]}")

@@ -18,9 +18,10 @@ from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
 from ganscan.data.provenance import assess, dhash, phash, provenance
-from ganscan.data.preprocess import aggregate_logits, normalize, views_uint8
-from ganscan.detectors.registry import DetectorConfig, LoadedDetector
-from ganscan.engine.device import Precision, distributed_env, worker_init
+from ganscan.detectors.preprocess import aggregate_logits, normalize, views_uint8
+from ganscan.detectors.load import LoadedDetector
+from ganscan.detectors.registry import DetectorConfig
+from ganscan.core.device import Precision, distributed_env, worker_init
 
 SKIPPED = "skipped"
 
@@ -146,11 +147,11 @@ def failed_row(path: str, reason: str) -> dict:
 def file_items(settings: ScanSettings, cfg: DetectorConfig,
                on_failure=None) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
     """Batches of (row, views tensor or None) in discovery order. With workers, every file is read and
-    decoded in a supervised worker process (ganscan.engine.supervise): a crash or a time-out costs that
+    decoded in a supervised worker process (ganscan.data.supervise): a crash or a time-out costs that
     file an error row, handed to ``on_failure`` as soon as it happens; with ``workers == 0`` everything
     runs in this process (no such protection)."""
     if settings.workers > 0:
-        from ganscan.engine.supervise import supervised_items
+        from ganscan.data.supervise import supervised_items
 
         def process(path, explicit):
             return process_file(path, explicit, cfg, settings)

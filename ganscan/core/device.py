@@ -86,10 +86,19 @@ def choose_precision(device: torch.device, precision: str = "auto") -> Precision
     return Precision(device=device, autocast_dtype=dtype, channels_last=True)
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(processes: int = 1, share: int = 1) -> int:
+    """Decoding workers: the cores left to each of ``processes`` processes (divided by ``share``), 1 to 8."""
+    return max(1, min(8, cores() // max(1, processes) // max(1, share)))
+
+
 def configure_threads(num_threads: int | None = None) -> int:
     """Intra-op threads for the main process: all cores unless told otherwise."""
-    n = num_threads or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    n = max(1, int(num_threads or n))
+    n = max(1, int(num_threads or cores()))
     torch.set_num_threads(n)
     return n
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from ganscan.data.decode import load_image
-from ganscan.data.preprocess import normalize
-from ganscan.detectors.registry import LoadedDetector
-from ganscan.engine.device import Precision
-from ganscan.engine.inference import forward_logits, prepare_model, sigmoid
-from ganscan.engine.spectrum import azimuthal_profile, load_reference, log_power_spectrum
+from ganscan.detectors.preprocess import normalize
+from ganscan.detectors.load import LoadedDetector
+from ganscan.core.device import Precision
+from ganscan.detectors.inference import forward_logits, prepare_model, sigmoid
+from ganscan.detectors.spectrum import azimuthal_profile, load_reference, log_power_spectrum
 
 
 def patch_grid(h: int, w: int, size: int, max_patches: int) -> tuple[list[tuple[int, int]], int]:
@@ -32,7 +32,7 @@ def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max
                  batch: int = 32) -> tuple[np.ndarray, list[tuple[int, int]], int]:
     size = det.config.input_size
     coords, stride = patch_grid(arr.shape[0], arr.shape[1], size, max_patches)
-    from ganscan.data.preprocess import center_crop_array
+    from ganscan.detectors.preprocess import center_crop_array
 
     model = prepare_model(det.model, precision)
     scores = []

@@ -1,12 +1,12 @@
 """A calibrated fusion of detectors that share one input: logistic regression on their logits.
 
 ``fusion-spectrum-npr-fsd`` adds a third member, ``fsd`` (``fsd64``, fitted on real photos only; see
-``ganscan.detectors.selfdesc``), and clips every member's logit to +-CLAMP before fusing.
+``ganscan.detectors.zoo.selfdesc``), and clips every member's logit to +-CLAMP before fusing.
 
 ``fusion-spectrum-npr`` holds two members, both reading the same 64 px native-resolution tiles:
 
 - ``spectrum``: ``alexnet64-spectrum`` (AlexNet on the tile's log power spectrum, ganscan-spectrum-v1);
-- ``npr``: the NPR-residual network trained on band-aligned twins (``ganscan.detectors.twins``).
+- ``npr``: the NPR-residual network trained on band-aligned twins (``ganscan.detectors.train.twins``).
 
 The fused logit is ``w . (member logits) + b``. It is linear, so averaging the fused tile logits (the
 ``tiles`` policy) equals fusing the members' averaged logits, which is what the weights are fitted on
@@ -28,8 +28,8 @@ MEMBERS3 = ("spectrum", "npr", "fsd")
 class SpectrumNPRFusion(nn.Module):
     def __init__(self):
         super().__init__()
-        from ganscan.detectors.autogan import ImageClassifier
-        from ganscan.detectors.families import NPRNet
+        from ganscan.detectors.zoo.autogan import ImageClassifier
+        from ganscan.detectors.zoo.families import NPRNet
 
         self.spectrum = ImageClassifier(True)
         self.npr = NPRNet()
@@ -61,7 +61,7 @@ class SpectrumNPRFSDFusion(SpectrumNPRFusion):
 
     def __init__(self):
         super().__init__()
-        from ganscan.detectors.selfdesc import SelfDescription
+        from ganscan.detectors.zoo.selfdesc import SelfDescription
 
         self.fsd = SelfDescription()
         self.weight = torch.zeros(len(MEMBERS3))
@@ -142,7 +142,7 @@ def member_logits(detectors: list, paths: list[str], precision, settings, progre
     """
     import numpy as np
 
-    from ganscan.engine.evaluate import score_files
+    from ganscan.detectors.evaluate import score_files
 
     out = np.full((len(paths), len(detectors)), np.nan)
     for k, det in enumerate(detectors):
@@ -207,7 +207,7 @@ def calibration_record(fpr: float, rates: dict, scores: dict[str, list[float]]) 
 def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     """The threshold of one loaded detector at ``fpr`` on every calibration kind (all kinds scored in one
     pass): the checkpoint metadata keys ``threshold``, ``threshold_rule`` and ``threshold_calibration``."""
-    from ganscan.engine.evaluate import score_files
+    from ganscan.detectors.evaluate import score_files
 
     reals = reals_by_kind(calib_sets)
     paths = [p for files in reals.values() for p in files]
@@ -254,7 +254,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     """
     import numpy as np
 
-    from ganscan.engine import metrics as M
+    from ganscan.detectors import metrics as M
     from ganscan.errors import DataError
 
     fusion_arch = "fusion-spectrum-npr" if fsd is None else "fusion-spectrum-npr-fsd"

@@ -1,6 +1,6 @@
 """Evaluation on labelled test sets through scan's own code path.
 
-Every file is scored by ``ganscan.engine.inference.scan_batches``, the function ``ganscan scan`` runs
+Every file is scored by ``ganscan.detectors.inference.scan_batches``, the function ``ganscan scan`` runs
 (same decoding, same preprocessing, same batched forward pass, same sigmoid), so ``evaluate`` and
 ``scan`` give the same score for the same file. Perturbed copies (``--perturb``) are written to a
 temporary folder as files (JPEG at the given quality, PNG otherwise) and scored the same way.
@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 from ganscan.data.augment import apply_perturbation, perturbation_name
 from ganscan.data.datasets import LabelledSet
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
-from ganscan.detectors.registry import LoadedDetector
-from ganscan.engine import metrics as M
-from ganscan.engine.device import Precision, worker_init
-from ganscan.engine.inference import ScanSettings, scan_batches
+from ganscan.detectors.load import LoadedDetector
+from ganscan.detectors import metrics as M
+from ganscan.core.device import Precision, worker_init
+from ganscan.detectors.inference import ScanSettings, scan_batches
 
 METRIC_KEYS = ("accuracy", "real_acc", "fake_acc", "ap", "auc")
 

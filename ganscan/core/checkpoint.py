@@ -122,6 +122,14 @@ def load_checkpoint(path: str | os.PathLike, verify: bool = True) -> tuple[dict,
     return tensors, meta
 
 
+def load_strict(module: torch.nn.Module, state: dict, where: str, what: str, hint: str | None = None) -> None:
+    """``module.load_state_dict(state, strict=True)``, or a one-line CheckpointError ``{where}: {what} (...)``."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{where}: {what} ({str(exc).splitlines()[0][:160]})", hint=hint) from None
+
+
 def load_foreign_state_dict(path: str | os.PathLike) -> dict:
     """Read a PyTorch ``.pth``/``.pt`` file without running code (``weights_only=True``).
 

@@ -1,0 +1,88 @@
+"""Loading a detector: shipped weights by name (sha256-checked against the card) or a checkpoint file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from ganscan.core.checkpoint import load_checkpoint, load_strict, sha256_file
+from ganscan.core.weights import resolve_weights, shipped_weights
+from ganscan.detectors.registry import DetectorConfig, build_detector, get_config
+from ganscan.errors import CheckpointError
+
+
+def default_detector_name() -> str:
+    cards = shipped_weights("detector")
+    for c in cards:
+        if c.get("default"):
+            return c["name"]
+    if cards:
+        return cards[0]["name"]
+    raise CheckpointError("no shipped detector found in weights/",
+                          hint="pass --model PATH.safetensors, or reinstall ganscan from its repository")
+
+
+def resolve_detector(model: str | None) -> Path:
+    """A shipped detector's name (None or ``default``: the default one), or a ``.safetensors`` path."""
+    return resolve_weights(default_detector_name() if model in (None, "default") else model, "detector")
+
+
+@dataclass
+class LoadedDetector:
+    model: nn.Module
+    config: DetectorConfig
+    meta: dict
+    path: Path
+    sha256: str
+    threshold: float
+
+    @property
+    def placeholder(self) -> bool:
+        return bool(self.meta.get("placeholder"))
+
+    @property
+    def label(self) -> str:
+        return self.meta.get("name") or self.path.stem
+
+    def run_info(self) -> dict:
+        return {"model": self.label, "arch": self.config.name, "weights_sha256": self.sha256,
+                "preprocessing": self.config.describe_preprocessing(), "threshold": self.threshold,
+                "placeholder": self.placeholder}
+
+
+def load_detector(model: str | None = None) -> LoadedDetector:
+    """Load shipped weights by name (sha256-verified against the card) or a checkpoint file."""
+    path = resolve_detector(model)
+    state, meta = load_checkpoint(path)
+    if meta.get("kind", "detector") != "detector":
+        raise CheckpointError(f"{path}: a {meta.get('kind')} checkpoint, not a detector",
+                              hint="pass a detector checkpoint (see `ganscan models`)")
+    arch = meta.get("arch")
+    if not arch:
+        raise CheckpointError(f"{path}: checkpoint metadata names no architecture",
+                              hint="import foreign checkpoints with `ganscan models import`")
+    cfg = get_config(arch).with_preprocessing(meta.get("preprocessing"))
+    net = build_detector(arch)
+    load_strict(net, state, str(path), f"weights do not fit architecture {arch}")
+    net.eval()
+    card_name = meta.get("name") or path.stem
+    meta = {**meta, "name": card_name}
+    return LoadedDetector(model=net, config=cfg, meta=meta, path=path, sha256=sha256_file(path),
+                          threshold=float(meta.get("threshold", 0.5)))
+
+
+def open_detector(model: str | None, device: str, precision: str, what: str = "scores"):
+    """(device, precision, detector) chosen the same way for scan, evaluate and explain; warns (on stderr)
+    when the detector is the untrained placeholder."""
+    from ganscan.console import warn
+    from ganscan.core.device import choose_precision, configure_threads, resolve_device
+
+    dev = resolve_device(device)
+    prec = choose_precision(dev, precision)
+    configure_threads()
+    detector = load_detector(model)
+    if detector.placeholder:
+        warn(f"model {detector.label!r} is an UNTRAINED PLACEHOLDER: its {what} mean nothing yet")
+    return dev, prec, detector
