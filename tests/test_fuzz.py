@@ -140,3 +140,34 @@ def test_worker_killed_from_outside_mid_scan(tmp_path):
     assert len(rows) == 300 and len({r["path"] for r in rows}) == 300
     crashed = [r for r in rows if (r.get("error") or "").startswith("decoder crashed")]
     assert len(crashed) <= 1   # the file it held, if it held one at that moment
+
+
+def test_a_worker_killed_while_idle_does_not_end_the_stream():
+    """A worker killed between two files (nothing in hand) is replaced when the next file is handed out: every
+    item still comes back, none as an error (the broken pipe of the dead worker is not the caller's)."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    from ganscan.data.supervise import supervised_items
+
+    def jobs():
+        for i in range(6):
+            if i == 3:   # kill every worker while it waits for work, and wait until it is gone
+                for child in mp.active_children():
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.join(timeout=10)
+                time.sleep(0.1)
+            yield f"item{i}", False
+
+    def process(path, _explicit):
+        return {"path": path, "error": None}, None
+
+    def failed(path, reason):
+        return {"path": path, "error": reason}
+
+    rows = [row for batch in supervised_items(jobs(), process, failed, workers=1, batch_size=2, file_timeout=30)
+            for row, _ in batch]
+    assert [r["path"] for r in rows] == [f"item{i}" for i in range(6)]
+    assert all(r["error"] is None for r in rows)
