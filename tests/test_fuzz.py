@@ -114,16 +114,15 @@ def test_crashing_hanging_and_killed_workers_cost_one_row_each(runner, cli, tmp_
 def test_worker_killed_from_outside_mid_scan(tmp_path):
     """kill -9 of a decoding worker while ganscan scan runs: its file gets an error row, the scan exits 0."""
     import subprocess
-    import sys
     import time
 
-    from conftest import write_images
+    from conftest import slow_scan_argv, write_images
 
     write_images(tmp_path / "many", 300, size=(64, 64))
-    env = {**__import__("os").environ, "GANSCAN_SLOW_BATCH_S": "0.1"}   # slow batches: the kill lands mid-scan
-    proc = subprocess.Popen([sys.executable, "-m", "ganscan", "scan", str(tmp_path / "many"), "--model", "placeholder",
-                             "--workers", "2", "--batch-size", "8", "--format", "jsonl", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # slow batches: the kill lands mid-scan
+    proc = subprocess.Popen(slow_scan_argv(0.1) + ["scan", str(tmp_path / "many"), "--model", "placeholder",
+                                                   "--workers", "2", "--batch-size", "8", "--format", "jsonl", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and proc.poll() is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganscan.gans.dcgan import init_weights
 from ganscan.gans.registry import register_gan
 
 
@@ -54,7 +55,7 @@ class AutoEncoder(nn.Module):
             ch = nxt
         dec += [nn.Conv2d(ch, 3, 7, 1, 3, padding_mode="reflect"), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
-        _init(self)
+        init_weights(self)
 
     @property
     def multiple(self) -> int:
@@ -76,21 +77,10 @@ class PatchDiscriminator(nn.Module):
             ch = nxt
         layers += [nn.Conv2d(ch, 1, 4, 1, 1)]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (N, 1, h, w): one logit per patch
-
-
-def _init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def _build(resolution: int, latent_size: int = 0, layers: int = 1, width: int = 32, blocks: int = 2):

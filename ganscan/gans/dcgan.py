@@ -31,7 +31,7 @@ class DCGANGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, 3, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.shape[0], -1, 1, 1))
@@ -49,13 +49,14 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         layers += [nn.Conv2d(ch, 1, 4, 1, 0)]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1)  # one logit per image
 
 
-def _init(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales, zero biases."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
