@@ -18,12 +18,15 @@ Examples:
   ganscan evaluate model.safetensors val/ -o results.csv --plots plots/
   ganscan evaluate model.safetensors val/ --perturb jpeg:90,jpeg:75,blur:1,resize:0.5
   ganscan evaluate model.safetensors val/ --format json | jq '.mean'
+  ganscan evaluate -m ganscan-fusion-v1 -m ganscan-spectrum-v1 val/   # two detectors, one table
 """
 
 
 @click.command("evaluate", epilog=EXAMPLES)
-@click.argument("checkpoint", metavar="CHECKPOINT")
-@click.argument("data", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("args", nargs=-1, metavar="CHECKPOINT DATA...")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME|FILE",
+              help="Evaluate this detector instead of CHECKPOINT (then every argument is DATA); repeat it for "
+                   "several detectors in one table, each file decoded once.")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="stdout format (default: table on a terminal, json when piped); with -o, the file's format.")
 @click.option("-o", "--output", default=None, metavar="FILE", help="Write results (.json .csv .parquet).")
@@ -40,11 +43,11 @@ Examples:
 @device_options
 @loader_options
 @quiet_option
-def command(checkpoint, data, fmt, output, plots, misclassified, perturb, threshold, max_pixels, force, device,
+def command(args, models, fmt, output, plots, misclassified, perturb, threshold, max_pixels, force, device,
             precision, batch_size, workers):
     """Evaluate a detector on labelled test sets: n real, n fake, accuracy (all, real, fake), AP, ROC-AUC.
 
-    CHECKPOINT is a shipped weights name or a .safetensors file. Each DATA folder is a test set in the
+    CHECKPOINT is a shipped weights name or a .safetensors file (or give -m/--model, repeatable). Each DATA folder is a test set in the
     training layouts (0_real/1_fake or real/fake, optionally per class); a folder of such sets gives
     one row per sub-folder. Scores come from scan's own pipeline, so they equal `ganscan scan`'s.
     A set with one class reports what it can (accuracy on real = 1 - false-positive rate) and n/a for
@@ -55,10 +58,14 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
     from ganscan.data.augment import parse_perturbations
     from ganscan.data.datasets import test_sets, unique_names
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.detectors.evaluate import EvalSettings, evaluate
-    from ganscan.detectors.load import open_detector
-    from ganscan.reports.evaluation import results_format, show_results, write_figures, write_results
+    from ganscan.detectors.evaluate import EvalSettings, evaluate_models
+    from ganscan.detectors.load import open_detectors
+    from ganscan.reports.evaluation import (results_format, results_payload, show_results, write_figures,
+                                            write_results)
 
+    data = list(args) if models else list(args[1:])
+    if not data:   # the messages click gives for two required arguments
+        raise click.UsageError(f"Missing argument '{'DATA...' if args or models else 'CHECKPOINT'}'.")
     try:
         perturbations = parse_perturbations(perturb) if perturb else []
     except ValueError as exc:
@@ -66,7 +73,7 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
     out_fmt = results_format(output, fmt, force)
     sets = [s for d in data for s in test_sets(d)]
     unique_names(sets)
-    _, prec, detector = open_detector(checkpoint, device, precision)
+    _, prec, detectors = open_detectors(models or args[:1], device, precision)
     settings = EvalSettings(batch_size=batch_size, workers=default_workers() if workers is None else workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold)
     for s in sets:
@@ -75,17 +82,18 @@ def command(checkpoint, data, fmt, output, plots, misclassified, perturb, thresh
                  f"AP and AUC are not applicable")
     total = sum(len(s) for s in sets) * (1 + len(perturbations))
     with Progress("evaluating", total=total, fields=()) as bar:
-        result = evaluate(detector, sets, prec, settings, perturbations, progress=lambda n: bar.update(advance=n))
-    for r in result.sets:
+        results = evaluate_models(detectors, sets, prec, settings, perturbations,
+                                  progress=lambda n: bar.update(advance=n))
+    for r in results[0].sets:
         if r.errors:
             warn(f"{r.name}: {len(r.errors)} unreadable images left out (e.g. {next(iter(r.errors))})")
     if plots:
-        info(f"plots: {len(write_figures(result, plots, misclassified))} PNG files in {plots}")
-    payload = {"model": detector.run_info(), **result.as_dict()}
+        info(f"plots: {len(write_figures(detectors, results, plots, misclassified))} PNG files in {plots}")
+    payload = results_payload(detectors, results)
     if output:
         write_results(output, out_fmt, payload)
         info(f"results: {output}")
         if sys.stdout.isatty() and fmt is None:
-            show_results("table", payload, detector, result)
+            show_results("table", payload, detectors, results)
     else:
-        show_results(out_fmt, payload, detector, result)
+        show_results(out_fmt, payload, detectors, results)

@@ -17,14 +17,17 @@ Examples:
   ganscan scan photos/ -o report.parquet        # Parquet report (also .csv .json .jsonl)
   ganscan scan photos/ -o report.parquet --resume   # continue an interrupted scan
   ganscan scan upload.jpg --fail-on-fake        # exit code 3 when it looks generated
+  ganscan scan photos/ -m ganscan-fusion-v1 -m ganscan-spectrum-v1   # two models side by side, one decode
   torchrun --nproc-per-node 2 -m ganscan scan big/ -o shards.parquet  # one part file per rank
 """
 
 
 @click.command("scan", epilog=EXAMPLES)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
-@click.option("-m", "--model", default=None, metavar="NAME|FILE",
-              help="Shipped weights name (see `ganscan models`) or a .safetensors checkpoint. Default: the shipped default.")
+@click.option("-m", "--model", "models", multiple=True, metavar="NAME|FILE",
+              help="Shipped weights name (see `ganscan models`) or a .safetensors checkpoint. Default: the shipped "
+                   "default. Repeat it to score every file with several models in one pass (the first gives the "
+                   "verdict; each one its score_NAME and verdict_NAME columns).")
 @click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files matching (repeatable), e.g. '*.jpg'.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Skip files or folders matching (repeatable).")
@@ -35,7 +38,7 @@ Examples:
 @click.option("--force", is_flag=True, help="Overwrite an existing report.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted scan from its report; reported files are skipped.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
-              help="Score at or above which a file is called fake (default: the model's calibrated threshold).")
+              help="Score at or above which a file is called fake (default: each model's calibrated threshold).")
 @click.option("--fail-on-fake", is_flag=True, help="Exit with code 3 when any file is called fake.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Decompression-bomb guard: refuse images with more pixels (default 150,000,000).")
@@ -44,7 +47,7 @@ Examples:
 @device_options
 @loader_options
 @quiet_option
-def command(paths, model, recursive, include, exclude, fmt, output, force, resume, threshold, fail_on_fake,
+def command(paths, models, recursive, include, exclude, fmt, output, force, resume, threshold, fail_on_fake,
             max_pixels, no_exif, file_timeout, max_decode_mb, device, precision, batch_size, workers):
     """Score images: P(fake) per file, with hashes and EXIF.
 
@@ -56,32 +59,35 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     from ganscan.core.device import default_workers, describe_device, distributed_env
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
     from ganscan.detectors.inference import ScanSettings
-    from ganscan.detectors.load import open_detector
-    from ganscan.reports.scan import check_request, open_report, open_stdout, run_metadata, run_scan
+    from ganscan.detectors.load import open_detectors
+    from ganscan.reports.scan import (check_request, models_text, open_report, open_stdout, report_schema,
+                                      run_metadata, run_scan)
 
     check_request(paths, output, resume)
-    dev, prec, detector = open_detector(model, device, precision)
+    dev, prec, detectors = open_detectors(models, device, precision)
     rank, world = distributed_env()
     settings = ScanSettings(paths=tuple(paths), recursive=recursive, include=include, exclude=exclude,
                             batch_size=batch_size, workers=default_workers() if workers is None else workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,
                             read_exif=not no_exif, rank=rank, world_size=world, file_timeout=file_timeout,
                             max_decode_bytes=max_decode_mb * 2 ** 20)
-    run_meta = run_metadata(detector, describe_device(dev), prec, paths, rank, world)
-    report = open_report(output, force, resume, run_meta, rank, world)
+    run_meta = run_metadata(detectors, describe_device(dev), prec, paths, rank, world)
+    schema = report_schema(detectors)
+    report = open_report(output, force, resume, run_meta, schema, rank, world)
     if report is not None:
         settings.skip = report.previous()
-    title = (f"ganscan {run_meta['ganscan_version']} - model {detector.label}"
-             + (" (UNTRAINED PLACEHOLDER)" if detector.placeholder else ""))
-    stdout = open_stdout(fmt, output, run_meta, title)
+    title = f"ganscan {run_meta['ganscan_version']} - {models_text(detectors, ' (UNTRAINED PLACEHOLDER)')}"
+    stdout = open_stdout(fmt, output, run_meta, schema, title)
     with Progress("scanning", total=None, fields=("img/s",)) as bar:
-        counts, rate = run_scan(settings, detector, prec, report, stdout, progress=bar)
+        counts, rate = run_scan(settings, detectors, prec, report, stdout, progress=bar)
     total_rows = report.finalize() if report is not None else None
+    by_model = ", ".join(f"{name} {n}" for name, n in counts.get("fake_by_model", {}).items())
     info(f"{counts['files']} files: {counts['fake']} fake, {counts['real']} real, {counts['error']} errors"
          + (f", {counts['not_image']} non-image file(s) skipped" if counts["not_image"] else "")
          + (f", {counts['resumed']} already reported" if counts["resumed"] else "")
+         + (f" (fake per model: {by_model})" if by_model else "")
          + f" | {rate.rate:.1f} images/s on {describe_device(dev)} ({prec.name})"
-         + f" | model {detector.label}" + (" [PLACEHOLDER]" if detector.placeholder else ""))
+         + f" | {models_text(detectors, ' [PLACEHOLDER]')}")
     if report is not None:
         info(f"report: {report.path} ({total_rows} rows)")
     if fail_on_fake and counts["fake"]:

@@ -1,7 +1,7 @@
 """Supervised decoding workers: a crash or a hang costs one file its row, never the scan.
 
-Each worker process handles one file at a time (read, hash, metadata, decode, preprocess: the same
-``process_file`` as before). The main process hands out the files in discovery order and watches every
+Each worker process handles one file at a time (for a scan: read, hash, metadata, decode, preprocess,
+``ganscan.detectors.inference.process_file``). The main process hands out the files in discovery order and watches every
 worker: when one dies (a segfault or abort in a native decoder, the OOM killer, ``kill -9``) or holds a
 file longer than ``file_timeout`` seconds, that file gets an ``error`` row saying what happened
 (``decoder crashed (signal 11)``, ``timed out after 60 s``), the worker is replaced, and the scan goes on.
@@ -42,8 +42,9 @@ def _worker_main(conn, process: Callable, init: Callable | None) -> None:
         if job is None:
             return
         index, path, explicit = job
-        row, tensor = process(path, explicit)
-        payload = None if tensor is None else tensor.numpy()
+        row, tensors = process(path, explicit)
+        arrays: dict = {}   # a tensor shared by several detectors crosses the pipe once
+        payload = None if tensors is None else tuple(arrays.setdefault(id(t), t.numpy()) for t in tensors)
         try:
             conn.send((index, row, payload))
         except (BrokenPipeError, OSError):
@@ -98,8 +99,9 @@ def is_worker_failure(error: str | None) -> bool:
 def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed_row: Callable[[str, str], dict],
                      workers: int, batch_size: int, file_timeout: float | None, init: Callable | None = None,
                      prefetch: int = 2, on_failure: Callable[[dict], None] | None = None,
-                     ) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
-    """Batches of ``(row, tensor)`` in the order of ``jobs``; ``process(path, explicit)`` runs in a worker.
+                     ) -> Iterator[list[tuple[dict, tuple[torch.Tensor, ...] | None]]]:
+    """Batches of ``(row, tensors)`` in the order of ``jobs``; ``process(path, explicit)`` runs in a worker and
+    returns a row and a tuple of tensors (or None).
 
     ``failed_row(path, reason)`` makes the row of a file whose worker died or timed out; ``on_failure(row)``,
     when given, is called with it at once (from the supervisor thread), before the next file is handed
@@ -148,7 +150,7 @@ def supervised_items(jobs: Iterator[tuple[str, bool]], process: Callable, failed
 
 def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file_timeout: float | None,
                init, stop: threading.Event, on_failure=None):
-    done: dict[int, tuple[dict, torch.Tensor | None]] = {}
+    done: dict[int, tuple[dict, tuple[torch.Tensor, ...] | None]] = {}
     source = ((i, path, explicit) for i, (path, explicit) in enumerate(jobs))
     exhausted, next_out, batch = False, 0, []
     try:
@@ -182,7 +184,7 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
                     result = None
                 if result is not None:
                     i, row, payload = result
-                    done[i] = (row, None if payload is None else torch.from_numpy(payload))
+                    done[i] = (row, None if payload is None else tuple(map(torch.from_numpy, payload)))
                     w.job = None
                     continue
                 if not w.proc.is_alive():

@@ -19,7 +19,7 @@ import numpy as np
 from ganscan.data.augment import apply_perturbation, perturbation_name
 from ganscan.data.datasets import LabelledSet
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
-from ganscan.detectors.load import LoadedDetector
+from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors import metrics as M
 from ganscan.core.device import Precision, worker_init
 from ganscan.data.supervise import supervised_map
@@ -58,19 +58,28 @@ class EvalSettings:
     threshold: float | None = None
 
 
-def score_files(detector: LoadedDetector, paths: list[str], precision: Precision, settings: EvalSettings,
-                progress: Callable[[int], None] | None = None) -> dict[str, tuple[float | None, str | None]]:
-    """path -> (score, error) for every path, scored by scan's pipeline (no EXIF)."""
+def score_models(detectors: list[LoadedDetector], paths: list[str], precision: Precision, settings: EvalSettings,
+                 progress: Callable[[int], None] | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
+    """For each detector, path -> (score, error) for every path, scored by scan's pipeline (no EXIF); each
+    file is decoded once for all of them."""
     scan = ScanSettings(paths=tuple(paths), recursive=False, batch_size=settings.batch_size,
                         workers=settings.workers, max_pixels=settings.max_pixels, threshold=settings.threshold,
                         read_exif=False, evidence=False)
-    out: dict[str, tuple[float | None, str | None]] = {}
-    for rows in scan_batches(scan, detector, precision):
+    keys = [f"score_{n}" for n in column_names(detectors)] if len(detectors) > 1 else ["score"]
+    out: list[dict[str, tuple[float | None, str | None]]] = [{} for _ in detectors]
+    for rows in scan_batches(scan, detectors, precision):
         for r in rows:
-            out[r["path"]] = (r["score"], r.get("error") or r.get("note") if r["score"] is None else None)
+            for scores, key in zip(out, keys):
+                scores[r["path"]] = (r[key], (r.get("error") or r.get("note")) if r[key] is None else None)
         if progress:
             progress(len(rows))
     return out
+
+
+def score_files(detector: LoadedDetector, paths: list[str], precision: Precision, settings: EvalSettings,
+                progress: Callable[[int], None] | None = None) -> dict[str, tuple[float | None, str | None]]:
+    """path -> (score, error) for every path, scored by scan's pipeline (no EXIF)."""
+    return score_models([detector], paths, precision, settings, progress)[0]
 
 
 def evaluate_set(s: LabelledSet, scores: dict, threshold: float) -> SetResult:
@@ -159,24 +168,34 @@ class EvalResult:
 def evaluate(detector: LoadedDetector, sets: list[LabelledSet], precision: Precision, settings: EvalSettings,
              perturbations: list[tuple[str, float]] = (), progress: Callable[[int], None] | None = None) -> EvalResult:
     """Score every set (and its perturbed copies) and compute the per-set rows and the mean row."""
-    threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
-    source = "--threshold" if settings.threshold is not None else (
-        f"model ({detector.meta.get('threshold_rule')})" if detector.meta.get("threshold_rule") else "model")
+    return evaluate_models([detector], sets, precision, settings, perturbations, progress)[0]
+
+
+def evaluate_models(detectors: list[LoadedDetector], sets: list[LabelledSet], precision: Precision,
+                    settings: EvalSettings, perturbations: list[tuple[str, float]] = (),
+                    progress: Callable[[int], None] | None = None) -> list[EvalResult]:
+    """``evaluate`` for several detectors, one result each; every file (and perturbed copy) is decoded once."""
+    thresholds = [d.threshold if settings.threshold is None else float(settings.threshold) for d in detectors]
     all_paths = [p for s in sets for p in s.paths]
-    scores = score_files(detector, list(dict.fromkeys(all_paths)), precision, settings, progress)
-    results = [evaluate_set(s, scores, threshold) for s in sets]
-    mean = M.mean_row([r.row for r in results])
-    mean["unreadable"] = sum(r.row["unreadable"] for r in results)
-    pert_out = []
+    scores = score_models(detectors, list(dict.fromkeys(all_paths)), precision, settings, progress)
+    clean = [[evaluate_set(s, sc, t) for s in sets] for sc, t in zip(scores, thresholds)]
+    perturbed: list[list[dict]] = [[] for _ in detectors]
     for kind, value in perturbations:
-        name = perturbation_name(kind, value)
         with tempfile.TemporaryDirectory(prefix="ganscan-perturb-") as tmp:
             psets = perturbed_copies(sets, kind, value, tmp, settings.workers, settings.max_pixels)
-            ppaths = [p for s in psets for p in s.paths]
-            pscores = score_files(detector, ppaths, precision, settings, progress)
-            prs = [evaluate_set(s, pscores, threshold) for s in psets]
-        prow = [r.row for r in prs]
-        pm = M.mean_row(prow)
-        pm["unreadable"] = sum(r["unreadable"] for r in prow)
-        pert_out.append({"perturbation": name, "rows": prow, "mean": pm})
-    return EvalResult(threshold, source, results, mean, pert_out)
+            pscores = score_models(detectors, [p for s in psets for p in s.paths], precision, settings, progress)
+            for out, sc, t in zip(perturbed, pscores, thresholds):
+                rows = [evaluate_set(s, sc, t).row for s in psets]
+                out.append({"perturbation": perturbation_name(kind, value), "rows": rows, "mean": _mean(rows)})
+    results = []
+    for det, t, res, pert in zip(detectors, thresholds, clean, perturbed):
+        source = "--threshold" if settings.threshold is not None else (
+            f"model ({det.meta.get('threshold_rule')})" if det.meta.get("threshold_rule") else "model")
+        results.append(EvalResult(t, source, res, _mean([r.row for r in res]), pert))
+    return results
+
+
+def _mean(rows: list[dict]) -> dict:
+    mean = M.mean_row(rows)
+    mean["unreadable"] = sum(r["unreadable"] for r in rows)
+    return mean

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from ganscan import __version__
@@ -19,7 +20,7 @@ from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
 from ganscan.data.provenance import assess, dhash, phash, provenance
 from ganscan.detectors.preprocess import aggregate_logits, normalize, views_uint8
-from ganscan.detectors.load import LoadedDetector
+from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
 from ganscan.core.device import Precision, worker_init
 from ganscan.reports.schema import iso_from_us
@@ -56,8 +57,25 @@ def base_row(path: str) -> dict:
             **{k: None for k in PROVENANCE_KEYS}}
 
 
-def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanSettings):
-    """Everything a worker does for one file: (row, views tensor or None). Never raises for a file."""
+def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ...]:
+    """The normalised views of one decoded image for each detector's preprocessing: the pixel views are cut
+    once per crop, tile or full-image rule, and detectors that also normalise alike share one tensor."""
+    views: dict[tuple, np.ndarray] = {}
+    made: dict[tuple, torch.Tensor] = {}
+    out = []
+    for cfg in cfgs:
+        cut = (cfg.policy, cfg.input_size, cfg.max_tiles)
+        if cut not in views:
+            views[cut] = views_uint8(img, cfg)
+        if (cut, cfg.mean, cfg.std) not in made:
+            made[cut, cfg.mean, cfg.std] = normalize(views[cut], cfg)
+        out.append(made[cut, cfg.mean, cfg.std])
+    return tuple(out)
+
+
+def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], settings: ScanSettings):
+    """Everything a worker does for one file: (row, one views tensor per detector, or None). The file is
+    read and decoded once, whatever the number of detectors. Never raises for a file."""
     row = base_row(path)
     try:
         if settings.skip:
@@ -83,8 +101,7 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
         row.update(read_exif(data))
     try:
         img = decode_image(data, info, settings.max_pixels, settings.max_decode_bytes)
-        views = views_uint8(img, cfg)
-        tensor = normalize(views, cfg)
+        tensors = model_views(img, cfgs)
     except DecodeError as exc:
         row.update(verdict="error", error=str(exc), format=info.format)
         return row, None
@@ -95,12 +112,12 @@ def process_file(path: str, explicit: bool, cfg: DetectorConfig, settings: ScanS
     row.update(format=info.format, width=info.width, height=info.height,
                note="; ".join(info.notes) or None)
     if not settings.evidence:
-        return row, tensor
+        return row, tensors
     try:
         row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img))
     except Exception as exc:  # evidence is extra: never lose the row over it
         row["note"] = "; ".join(x for x in (row["note"], f"provenance failed: {type(exc).__name__}") if x)
-    return row, tensor
+    return row, tensors
 
 
 def _jobs(settings: ScanSettings) -> Iterator[tuple[str, bool]]:
@@ -123,9 +140,9 @@ def failed_row(path: str, reason: str) -> dict:
     return row
 
 
-def file_items(settings: ScanSettings, cfg: DetectorConfig,
-               on_failure=None) -> Iterator[list[tuple[dict, torch.Tensor | None]]]:
-    """Batches of (row, views tensor or None) in discovery order. With workers, every file is read and
+def file_items(settings: ScanSettings, cfgs: tuple[DetectorConfig, ...],
+               on_failure=None) -> Iterator[list[tuple[dict, tuple[torch.Tensor, ...] | None]]]:
+    """Batches of (row, views tensors or None) in discovery order. With workers, every file is read and
     decoded in a supervised worker process (ganscan.data.supervise): a crash or a time-out costs that
     file an error row, handed to ``on_failure`` as soon as it happens; with ``workers == 0`` everything
     runs in this process (no such protection)."""
@@ -133,14 +150,14 @@ def file_items(settings: ScanSettings, cfg: DetectorConfig,
         from ganscan.data.supervise import supervised_items
 
         def process(path, explicit):
-            return process_file(path, explicit, cfg, settings)
+            return process_file(path, explicit, cfgs, settings)
 
         yield from supervised_items(_jobs(settings), process, failed_row, settings.workers, settings.batch_size,
                                     settings.file_timeout, init=worker_init, on_failure=on_failure)
         return
     batch = []
     for path, explicit in _jobs(settings):
-        batch.append(process_file(path, explicit, cfg, settings))
+        batch.append(process_file(path, explicit, cfgs, settings))
         if len(batch) >= settings.batch_size:
             yield batch
             batch = []
@@ -183,24 +200,34 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
 
 
-def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Precision,
+def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[LoadedDetector], precision: Precision,
                  on_failure=None) -> Iterator[list[dict]]:
     """Yield finished rows, one list per batch, one row for every file: scored, an ``error`` row (a file
     that cannot be read or decoded keeps its row, with the reason), or ``skipped`` (already in the report
     being resumed, or a non-image found in a folder), which the caller counts but does not report.
     ``on_failure(row)`` receives, at once, a finished copy of the row of a file that crashed or stalled
-    its worker (the scan journals it before going on); the row also comes again in its batch."""
-    model = prepare_model(detector.model, precision)
-    threshold = detector.threshold if settings.threshold is None else settings.threshold
-    run = detector.run_info()
-    stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
+    its worker (the scan journals it before going on); the row also comes again in its batch.
+
+    With several detectors every file is decoded once and scored by each: the first gives ``score`` and
+    ``verdict`` (and the evidence), and each one ``score_<name>`` and ``verdict_<name>`` (``column_names``).
+    """
+    dets = [detectors] if isinstance(detectors, LoadedDetector) else list(detectors)
+    models = [prepare_model(d.model, precision) for d in dets]
+    thresholds = [d.threshold if settings.threshold is None else settings.threshold for d in dets]
+    names = column_names(dets) if len(dets) > 1 else []
+    main = dets[0]
+    run = main.run_info()
+    stamp = {"threshold": thresholds[0], "model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
 
     def finish(row: dict, now: str) -> dict:
         row.update(stamp)
         row["scanned_at"] = now
+        for name in names:   # a file that cannot be read is an error for every model
+            row.setdefault(f"score_{name}", None)
+            row.setdefault(f"verdict_{name}", row["verdict"] if row["verdict"] == "error" else None)
         if settings.evidence and row["verdict"] != SKIPPED:
-            row.update(assess(row, threshold, detector.config.input_size, detector.placeholder))
+            row.update(assess(row, thresholds[0], main.config.input_size, main.placeholder))
         return row
 
     failed = None
@@ -208,14 +235,17 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
         def failed(row):
             on_failure(finish(dict(row), datetime.now(timezone.utc).isoformat()))
 
-    for items in file_items(settings, detector.config, failed):
+    for items in file_items(settings, tuple(d.config for d in dets), failed):
         ready = [(row, t) for row, t in items if t is not None]
-        if ready:
-            logits = forward_logits(model, [t for _, t in ready], precision, max_batch=max(settings.batch_size, 1))
+        for k, model in enumerate(models if ready else ()):
+            logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1))
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
-                row["score"] = round(score, 6)
-                row["verdict"] = "fake" if score >= threshold else "real"
+                verdict = "fake" if score >= thresholds[k] else "real"
+                if k == 0:
+                    row["score"], row["verdict"] = round(score, 6), verdict
+                if names:
+                    row[f"score_{names[k]}"], row[f"verdict_{names[k]}"] = round(score, 6), verdict
         now = datetime.now(timezone.utc).isoformat()
         for row, _ in items:
             finish(row, now)

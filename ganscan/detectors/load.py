@@ -10,7 +10,7 @@ from torch import nn
 from ganscan.core.checkpoint import load_checkpoint, load_strict, sha256_file
 from ganscan.core.weights import resolve_weights, shipped_weights
 from ganscan.detectors.registry import DetectorConfig, build_detector, get_config
-from ganscan.errors import CheckpointError
+from ganscan.errors import CheckpointError, GanscanError
 
 
 def default_detector_name() -> str:
@@ -73,16 +73,46 @@ def load_detector(model: str | None = None) -> LoadedDetector:
                           threshold=float(meta.get("threshold", 0.5)))
 
 
-def open_detector(model: str | None, device: str, precision: str, what: str = "scores"):
-    """(device, precision, detector) chosen the same way for scan, evaluate and explain; warns (on stderr)
-    when the detector is the untrained placeholder."""
+def open_detectors(models, device: str, precision: str, what: str = "scores"):
+    """(device, precision, detectors) chosen the same way for scan, evaluate and explain; no model (or
+    None) is the shipped default. Warns (on stderr) about an untrained placeholder; the same weights
+    given twice are refused."""
     from ganscan.console import warn
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
 
     dev = resolve_device(device)
     prec = choose_precision(dev, precision)
     configure_threads()
-    detector = load_detector(model)
-    if detector.placeholder:
-        warn(f"model {detector.label!r} is an UNTRAINED PLACEHOLDER: its {what} mean nothing yet")
-    return dev, prec, detector
+    detectors = []
+    for model in models or [None]:
+        det = load_detector(model)
+        twin = next((d for d in detectors if d.sha256 == det.sha256), None)
+        if twin is not None:
+            raise GanscanError(f"model {det.label!r} is given twice" + (f" (as {twin.label!r})" if twin.label != det.label
+                                                                         else ""), hint="give each --model once")
+        if det.placeholder:
+            warn(f"model {det.label!r} is an UNTRAINED PLACEHOLDER: its {what} mean nothing yet")
+        detectors.append(det)
+    return dev, prec, detectors
+
+
+def open_detector(model: str | None, device: str, precision: str, what: str = "scores"):
+    """``open_detectors`` for one model: (device, precision, detector)."""
+    dev, prec, detectors = open_detectors([model], device, precision, what)
+    return dev, prec, detectors[0]
+
+
+def column_names(detectors: list[LoadedDetector]) -> list[str]:
+    """The names in the per-model columns of a scan with several detectors (``score_<name>``): each label,
+    characters other than letters, digits, ``.``, ``-`` and ``_`` replaced by ``_``, made unique (``-2``)."""
+    import re
+
+    names: list[str] = []
+    for d in detectors:
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", d.label) or "model"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}-{n}"
+        names.append(name)
+    return names

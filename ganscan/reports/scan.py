@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ganscan import __version__
 from ganscan.errors import GanscanError
+from ganscan.reports.schema import scan_schema
 from ganscan.reports.sink import ReportFile
 from ganscan.reports.writers import WRITERS, Writer, stdout_format
 
@@ -24,22 +25,42 @@ def check_request(paths, output: str | None, resume: bool) -> None:
         raise GanscanError("--resume needs the report to continue", hint="pass -o REPORT")
 
 
-def run_metadata(detector, device_text: str, precision, paths, rank: int, world: int) -> dict:
-    """What a report records about its run: command, model and its card, host, start time."""
+def run_metadata(detectors: list, device_text: str, precision, paths, rank: int, world: int) -> dict:
+    """What a report records about its run: command, the (first) model and its card, host, start time; with
+    several models, ``models`` lists each one's run information and its column name."""
+    from ganscan.detectors.load import column_names
+
+    main = detectors[0]
     command = (" ".join(["ganscan", *sys.argv[1:]]) if sys.argv and "ganscan" in sys.argv[0]
                else "ganscan scan " + " ".join(paths))
-    return {
+    meta = {
         "command": command,
         "ganscan_version": __version__,
-        "model": detector.run_info(),
-        "model_card": {k: v for k, v in detector.meta.items() if k not in ("metrics_table",)},
+        "model": main.run_info(),
+        "model_card": {k: v for k, v in main.meta.items() if k not in ("metrics_table",)},
         "host": {"device": device_text, "precision": precision.name, "platform": platform.platform(),
                  "python": platform.python_version(), "rank": rank, "world_size": world},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if len(detectors) > 1:
+        meta["models"] = [{**d.run_info(), "column": name} for d, name in zip(detectors, column_names(detectors))]
+    return meta
 
 
-def open_report(output: str | None, force: bool, resume: bool, run_meta: dict, rank: int,
+def report_schema(detectors: list):
+    """The report's schema: per-model columns when there are several models."""
+    from ganscan.detectors.load import column_names
+
+    return scan_schema(column_names(detectors) if len(detectors) > 1 else ())
+
+
+def models_text(detectors: list, placeholder_mark: str) -> str:
+    """``model A`` or ``models A, B``, each placeholder followed by ``placeholder_mark``."""
+    labels = [d.label + (placeholder_mark if d.placeholder else "") for d in detectors]
+    return ("model " if len(labels) == 1 else "models ") + ", ".join(labels)
+
+
+def open_report(output: str | None, force: bool, resume: bool, run_meta: dict, schema, rank: int,
                 world: int) -> ReportFile | None:
     """The report of ``-o`` (under torchrun: OUTPUT/part-RANK.EXT, one file per rank), or None."""
     if not output:
@@ -49,31 +70,36 @@ def open_report(output: str | None, force: bool, resume: bool, run_meta: dict, r
         if Path(output).parent.exists():
             Path(output).mkdir(exist_ok=True)
         path = str(Path(output) / f"part-{rank:05d}{Path(output).suffix or '.parquet'}")
-    return ReportFile(path, force, resume, run_meta)
+    return ReportFile(path, force, resume, run_meta, schema)
 
 
-def open_stdout(fmt: str | None, output: str | None, run_meta: dict, title: str) -> Writer | None:
+def open_stdout(fmt: str | None, output: str | None, run_meta: dict, schema, title: str) -> Writer | None:
     """The stdout writer: ``--format``, else a table on a terminal and JSON Lines when piped; none with -o."""
     fmt = fmt or (None if output else stdout_format(None))
     if fmt is None:
         return None
     if WRITERS[fmt].binary:
         raise GanscanError(f"{fmt} cannot be written to stdout", hint=f"use -o report.{fmt}")
-    return WRITERS[fmt](sys.stdout, {**run_meta, "table_title": title})
+    return WRITERS[fmt](sys.stdout, {**run_meta, "table_title": title}, schema)
 
 
-def run_scan(settings, detector, precision, report: ReportFile | None = None, stdout: Writer | None = None,
+def run_scan(settings, detectors: list, precision, report: ReportFile | None = None, stdout: Writer | None = None,
              progress=None):
     """Scan, journaling every batch to ``report`` and writing it to ``stdout``; returns (counts, Throughput).
+    With several models, ``counts["fake_by_model"]`` counts each model's fakes (by column name).
 
     A reader of stdout that goes away (``| head``) ends the scan quietly; the report keeps what was scanned.
     """
     from ganscan.detectors.inference import SKIPPED, Throughput, scan_batches
+    from ganscan.detectors.load import column_names
 
     counts = {"files": 0, "fake": 0, "real": 0, "error": 0, "not_image": 0, "resumed": 0}
+    names = column_names(detectors) if len(detectors) > 1 else []
+    if names:
+        counts["fake_by_model"] = dict.fromkeys(names, 0)
     rate = Throughput()
     on_failure = (lambda row: report.append([row])) if report is not None else None
-    for rows in scan_batches(settings, detector, precision, on_failure):
+    for rows in scan_batches(settings, detectors, precision, on_failure):
         kept = []
         for r in rows:
             if r["verdict"] == SKIPPED:
@@ -81,6 +107,8 @@ def run_scan(settings, detector, precision, report: ReportFile | None = None, st
                 continue
             counts[r["verdict"]] += 1
             counts["files"] += 1
+            for name in names:
+                counts["fake_by_model"][name] += r[f"verdict_{name}"] == "fake"
             kept.append(r)
         rate.add(sum(1 for r in kept if r["verdict"] != "error"))
         if report is not None and kept:

@@ -52,6 +52,22 @@ SCAN_SCHEMA = pa.schema([
 ])
 
 COLUMNS = [f.name for f in SCAN_SCHEMA]
+
+
+def scan_schema(models: list[str] | tuple[str, ...] = ()) -> pa.Schema:
+    """The report's schema. A scan with several models has ``score_<name>`` and ``verdict_<name>`` for each
+    (``models``: their names), after ``verdict``; one model keeps SCAN_SCHEMA."""
+    if not models:
+        return SCAN_SCHEMA
+    at = SCAN_SCHEMA.get_field_index("verdict") + 1
+    extra = [pa.field(f"{kind}_{name}", typ) for name in models
+             for kind, typ in (("score", pa.float64()), ("verdict", pa.string()))]
+    return pa.schema([*SCAN_SCHEMA][:at] + extra + [*SCAN_SCHEMA][at:])
+
+
+def model_names(columns) -> list[str]:
+    """The model names of a report's per-model columns (``score_<name>``), in column order."""
+    return [c[len("score_"):] for c in columns if c.startswith("score_")]
 TIMESTAMP_COLUMNS = ("modified", "changed", "scanned_at")
 MAP_COLUMNS = tuple(f.name for f in SCAN_SCHEMA if pa.types.is_map(f.type))
 

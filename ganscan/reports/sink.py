@@ -4,6 +4,7 @@ Rows are appended to a journal (``REPORT.partial.jsonl``, flushed and fsynced af
 the scan runs; at the end the report is written to a temporary file and renamed over ``REPORT`` in
 one step. A killed scan leaves the journal behind; ``--resume`` reads it (and any finished report),
 skips files already reported with the same size and mtime, and folds everything into one row per file.
+A report scored by other models than the resuming scan's is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pyarrow as pa
+
 from ganscan.errors import GanscanError
-from ganscan.reports.schema import us_from_iso
+from ganscan.reports.schema import SCAN_SCHEMA, model_names, us_from_iso
 from ganscan.reports.writers import WRITERS, dumps, format_for_path, open_text
 
 
@@ -60,7 +63,7 @@ def _read_jsonl(path: Path):
 
 
 class ReportFile:
-    def __init__(self, path: str, force: bool, resume: bool, run_meta: dict):
+    def __init__(self, path: str, force: bool, resume: bool, run_meta: dict, schema: pa.Schema = SCAN_SCHEMA):
         self.path = Path(path)
         self.fmt = format_for_path(path)
         if self.fmt is None or self.fmt == "table":
@@ -80,6 +83,7 @@ class ReportFile:
                 raise GanscanError(f"an interrupted scan left {self.journal}",
                                    hint="use --resume to continue it, or --force to start over")
         self.run_meta = run_meta
+        self.schema = schema
         self.report_rows: list[dict] = []
         self._fh = None
         self._lock = threading.Lock()   # rows of crashed files arrive from the supervisor thread
@@ -93,11 +97,24 @@ class ReportFile:
         latest: dict[str, dict] = {r["path"]: r for r in self.report_rows}
         if self.journal.exists():
             latest.update((r["path"], r) for r in _read_jsonl(self.journal))
+        self._check_models(latest.values())
         from ganscan.data.supervise import is_worker_failure
 
         # a file that crashed or stalled a decoder would do so again: it counts as reported
         return {p: (r.get("bytes"), us_from_iso(r.get("modified"))) for p, r in latest.items()
                 if r.get("verdict") in ("real", "fake") or is_worker_failure(r.get("error"))}
+
+    def _check_models(self, rows) -> None:
+        """Refuse to resume a report whose rows were scored by other models than this scan's: the main model
+        (name and weights) and the names of the per-model columns must be the same."""
+        main = self.run_meta.get("model") or {}
+        want = (main.get("model"), main.get("weights_sha256"), sorted(model_names(self.schema.names)))
+        for r in rows:
+            have = (r.get("model"), r.get("weights_sha256"), sorted(model_names(r)))
+            if have != want:
+                raise GanscanError(f"cannot resume {self.path}: it was scanned with {_models_text(*have)}, this "
+                                   f"scan uses {_models_text(*want)}",
+                                   hint="resume with the same --model options, or start over with --force instead of --resume")
 
     def append(self, rows: list[dict]) -> None:
         with self._lock:
@@ -131,7 +148,7 @@ class ReportFile:
         count = 0
         try:
             out = tmp if writer_cls.binary else open_text(tmp)
-            writer = writer_cls(out, self.run_meta)
+            writer = writer_cls(out, self.run_meta, self.schema)
             # one row per path: the journal's last word wins over the finished report it continues
             last: dict[str, int] = {}
             if self.journal.exists():
@@ -165,6 +182,11 @@ class ReportFile:
             self.journal.unlink()
         write_sidecar(self.path)
         return count
+
+
+def _models_text(main: str | None, sha256: str | None, names: list[str]) -> str:
+    weights = f"model {main} (weights {(sha256 or '?')[:12]})"
+    return weights + (f" and the model columns {', '.join(names)}" if names else "")
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -10,7 +10,7 @@ from typing import IO
 
 import pyarrow as pa
 
-from ganscan.reports.schema import COLUMNS, SCAN_SCHEMA, to_arrow_rows
+from ganscan.reports.schema import SCAN_SCHEMA, model_names, to_arrow_rows
 
 
 def _json_default(o):
@@ -29,10 +29,11 @@ class Writer:
     extensions: tuple[str, ...] = ()
     binary = False
 
-    def __init__(self, out: IO | str, run_meta: dict | None = None, columns: list[str] | None = None):
+    def __init__(self, out: IO | str, run_meta: dict | None = None, schema: pa.Schema = SCAN_SCHEMA):
         self.out = out
         self.run_meta = run_meta or {}
-        self.columns = columns or COLUMNS
+        self.schema = schema
+        self.columns = schema.names
 
     def write(self, rows: list[dict]) -> None:
         raise NotImplementedError
@@ -53,8 +54,8 @@ class JsonlWriter(Writer):
 class JsonWriter(Writer):
     extensions = (".json",)
 
-    def __init__(self, out, run_meta=None, columns=None):
-        super().__init__(out, run_meta, columns)
+    def __init__(self, out, run_meta=None, schema=SCAN_SCHEMA):
+        super().__init__(out, run_meta, schema)
         self.first = True
         self.out.write('{"run": ' + json.dumps(self.run_meta, default=_json_default) + ', "rows": [')
 
@@ -71,8 +72,8 @@ class JsonWriter(Writer):
 class CsvWriter(Writer):
     extensions = (".csv",)
 
-    def __init__(self, out, run_meta=None, columns=None):
-        super().__init__(out, run_meta, columns)
+    def __init__(self, out, run_meta=None, schema=SCAN_SCHEMA):
+        super().__init__(out, run_meta, schema)
         self.writer = csv.writer(self.out)
         self.writer.writerow(self.columns)
 
@@ -96,8 +97,8 @@ class ParquetWriter(Writer):
     extensions = (".parquet", ".pq")
     binary = True
 
-    def __init__(self, out, run_meta=None, columns=None, schema: pa.Schema = SCAN_SCHEMA):
-        super().__init__(out, run_meta, columns)
+    def __init__(self, out, run_meta=None, schema=SCAN_SCHEMA):
+        super().__init__(out, run_meta, schema)
         import pyarrow.parquet as pq
 
         meta = {k: (v if isinstance(v, str) else json.dumps(v, default=_json_default))
@@ -124,8 +125,8 @@ class ParquetWriter(Writer):
 class TableWriter(Writer):
     """A rich table on the terminal, rendered at the end."""
 
-    def __init__(self, out, run_meta=None, columns=None):
-        super().__init__(out, run_meta, columns)
+    def __init__(self, out, run_meta=None, schema=SCAN_SCHEMA):
+        super().__init__(out, run_meta, schema)
         self.rows: list[dict] = []
 
     def write(self, rows):
@@ -136,10 +137,14 @@ class TableWriter(Writer):
 
         from ganscan.console import stdout_console
 
+        names = model_names(self.columns)   # several models: one score column each, side by side
         title = self.run_meta.get("table_title")
         table = Table(title=title, show_lines=False, header_style="bold")
-        for col, kw in (("path", {"overflow": "fold", "ratio": 3}), ("verdict", {}), ("score", {"justify": "right"}),
-                        ("size", {"justify": "right"}), ("camera", {"overflow": "fold"}),
+        table.add_column("path", overflow="fold", ratio=3)
+        table.add_column("verdict")
+        for name in names or ["score"]:
+            table.add_column(name, justify="right")
+        for col, kw in (("size", {"justify": "right"}), ("camera", {"overflow": "fold"}),
                         ("error", {"overflow": "fold", "ratio": 2})):
             table.add_column(col, **kw)
         styles = {"fake": "bold red", "real": "green", "error": "yellow"}
@@ -147,10 +152,17 @@ class TableWriter(Writer):
             v = r.get("verdict") or ""
             size = f"{r['width']}x{r['height']}" if r.get("width") else ""
             cam = " ".join(x for x in (r.get("exif_make"), r.get("exif_model")) if x)
-            score = f"{r['score']:.3f}" if r.get("score") is not None else ""
-            table.add_row(r["path"], f"[{styles.get(v, '')}]{v}[/]" if v in styles else v, score, size, cam,
+            scores = [_score_cell(r.get(f"score_{n}"), r.get(f"verdict_{n}")) for n in names] if names else \
+                [_score_cell(r.get("score"))]
+            table.add_row(r["path"], f"[{styles.get(v, '')}]{v}[/]" if v in styles else v, *scores, size, cam,
                           r.get("error") or "")
         stdout_console().print(table)
+
+
+def _score_cell(score, verdict=None) -> str:
+    """A score for the table; in red where its model (of several) calls the file fake."""
+    text = "" if score is None else f"{score:.3f}"
+    return f"[bold red]{text}[/]" if verdict == "fake" else text
 
 
 WRITERS: dict[str, type[Writer]] = {

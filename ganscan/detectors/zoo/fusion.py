@@ -136,17 +136,19 @@ def _logit(p: float) -> float:
 def member_logits(detectors: list, paths: list[str], precision, settings, progress=None):
     """(N, K) mean tile logits of each member for each path (NaN where a file does not decode).
 
-    Scored through evaluate's pipeline (scan's decoding and preprocessing); logit(score) is the member's
-    mean tile logit, which is what the fused model combines (up to the 6-decimal rounding of scores, so
-    logits beyond about +-14 read as +-14 here).
+    Scored through evaluate's pipeline (scan's decoding and preprocessing, each file decoded once for all
+    members; ``progress`` advances by K per file); logit(score) is the member's mean tile logit, which is
+    what the fused model combines (up to the 6-decimal rounding of scores, so logits beyond about +-14 read
+    as +-14 here).
     """
     import numpy as np
 
-    from ganscan.detectors.evaluate import score_files
+    from ganscan.detectors.evaluate import score_models
 
     out = np.full((len(paths), len(detectors)), np.nan)
-    for k, det in enumerate(detectors):
-        scores = score_files(det, paths, precision, settings, progress=progress)
+    each = score_models(detectors, paths, precision, settings,
+                        progress=progress and (lambda n: progress(n * len(detectors))))
+    for k, scores in enumerate(each):
         for i, p in enumerate(paths):
             s = scores.get(p, (None, None))[0]
             if s is not None:
