@@ -51,16 +51,23 @@ def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality
 
     if untrained and weights:
         raise click.UsageError("--untrained and --weights exclude each other")
-    family = get_gan_config(model).family
-    if family == "autogan":
+    autoencoder = get_gan_config(model).family == "autogan"
+    if autoencoder:
         if input_dir is None:
             raise click.UsageError(f"{model} reconstructs images: pass --input DIR (a folder of real images)")
         if n is not None or grid_path is not None:
             raise click.UsageError("-n and --grid are for GANs; an autoencoder writes one image per input")
+    elif input_dir is not None:
+        raise click.UsageError(f"--input is for autoencoders (autogan); {model} samples from noise")
+    elif n is None:
+        raise click.UsageError("pass -n/--count: how many images to generate")
+    elif fmt == "same":
+        raise click.UsageError("--format same is for --input reconstructions; use png or jpg")
+    configure_threads(threads)
+    gen = load_generator(model, weights, untrained=untrained, seed=seed)
+    if autoencoder:
         from ganscan.gans.reconstruct import reconstruct_folder
 
-        configure_threads(threads)
-        gen = load_generator(model, weights, untrained=untrained, seed=seed)
         with Progress(f"reconstructing with {gen.label}", total=None) as bar:
             res = reconstruct_folder(gen, input_dir, out_dir, fmt=fmt or "same", quality=quality, force=force,
                                      progress=bar, on_error=warn, file_timeout=file_timeout,
@@ -69,18 +76,9 @@ def command(model, n, input_dir, out_dir, seed, weights, untrained, fmt, quality
         info(f"{res.written} reconstructions in {res.out_dir}/ ({res.seconds:.1f} s){extra}; "
              f"{res.errors} errors; manifest: {res.manifest}")
         return
-    if input_dir is not None:
-        raise click.UsageError(f"--input is for autoencoders (autogan); {model} samples from noise")
-    if n is None:
-        raise click.UsageError("pass -n/--count: how many images to generate")
-    if fmt == "same":
-        raise click.UsageError("--format same is for --input reconstructions; use png or jpg")
-    fmt = fmt or "png"
-    configure_threads(threads)
-    gen = load_generator(model, weights, untrained=untrained, seed=seed)
     with Progress(f"generating with {gen.label}", total=n) as bar:
-        result = generate_images(gen, n, out_dir, seed=seed, fmt=fmt, quality=quality, batch_size=batch_size,
-                                 grid_path=grid_path, force=force, progress=bar)
+        result = generate_images(gen, n, out_dir, seed=seed, fmt=fmt or "png", quality=quality,
+                                 batch_size=batch_size, grid_path=grid_path, force=force, progress=bar)
     rate = n / result.seconds if result.seconds > 0 else float("inf")
     info(f"{n} images {gen.resolution}x{gen.resolution} from {gen.label} in {result.out_dir}/ "
          f"({result.seconds:.1f} s, {rate:.0f} images/s)" + (f"; grid: {result.grid}" if result.grid else ""))

@@ -80,13 +80,9 @@ def read_metadata(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON") from None
 
 
-def card_path(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    return p.with_suffix(".json")
-
-
 def read_card(path: str | os.PathLike) -> dict | None:
-    cp = card_path(path)
+    """The model card next to a checkpoint (NAME.json beside NAME.safetensors), or None."""
+    cp = Path(path).with_suffix(".json")
     if not cp.exists():
         return None
     try:

@@ -8,7 +8,7 @@ import torch
 from ganscan.errors import GanscanError
 from ganscan.gans.generate import sample
 from ganscan.gans.images import load_image_folder
-from ganscan.gans.registry import LoadedGenerator, load_generator
+from ganscan.gans.registry import LoadedGenerator, get_gan_config, load_generator
 from ganscan.gans.swd import swd
 
 
@@ -51,7 +51,7 @@ def evaluate_swd(real: str, model: str | None = None, weights: str | None = None
         images = images[:n * 2 if baselines else n]
     result = {"resolution": resolution, "real": real, "split": split, "holdout": holdout, "seed": seed,
               "notes": reals.notes, "rows": []}
-    if model is not None and _is_autoencoder(model):
+    if model is not None and get_gan_config(model).family == "autogan":
         return _evaluate_autoencoder(gen, model, images, result, batch_size, baselines, seed)
     if baselines:
         if gen is None:
@@ -80,12 +80,6 @@ def evaluate_swd(real: str, model: str | None = None, weights: str | None = None
     result["images"] = m
     result["rows"].append({"name": label, **swd(images[:m], fakes[:m], seed=seed)})
     return result
-
-
-def _is_autoencoder(model: str) -> bool:
-    from ganscan.gans.registry import get_gan_config
-
-    return get_gan_config(model).family == "autogan"
 
 
 def _reconstruct(gen, images: torch.Tensor, batch_size: int) -> torch.Tensor:
