@@ -92,9 +92,11 @@ def import_command(source, published, arch, clip, output, threshold, name, force
 
     out, sha, meta = import_checkpoint(source, published, output, arch=arch, clip=clip, name=name,
                                        threshold=threshold, force=force)
+    pre = meta["preprocessing"]
     files = ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in meta["source"]["files"])
+    view = "whole image" if pre["policy"] == "full" else f"{pre['policy']} {pre['input_size']}"
     click.echo(f"wrote {out} ({meta['arch']}{f', from {published}' if published else ''}: {files}; "
-               f"{meta['preprocessing']['policy']}{meta['preprocessing']['input_size']}; sha256 {sha})")
+               f"{view}; sha256 {sha})")
 
 
 FUSE_EXAMPLES = """

@@ -16,7 +16,7 @@ import torch
 
 from ganscan.core.checkpoint import load_foreign_state_dict, load_strict, save_checkpoint, sha256_file
 from ganscan.detectors.registry import build_detector, get_config
-from ganscan.errors import CheckpointError, GanscanError
+from ganscan.errors import CheckpointError, GanscanError, UnknownNameError, suggest
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,9 @@ def import_checkpoint(path, source: str | None = None, out=None, *, arch: str | 
     if (source is None) == (arch is None):
         raise GanscanError("give --from NAME (a published detector) or --arch NAME (a plain state dict)")
     if source is not None and source not in SOURCES:
-        raise GanscanError(f"unknown source {source!r}", hint=f"one of {', '.join(SOURCES)}")
+        close = suggest(source, SOURCES)
+        raise UnknownNameError(f"unknown published detector {source!r}",
+                               hint=f"did you mean {close!r}?" if close else f"one of {', '.join(SOURCES)}")
     if clip is not None and source != "ufd":
         raise GanscanError("--clip is for --from ufd only")
     out = Path(out) if out else default_output(path, source or arch)
