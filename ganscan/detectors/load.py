@@ -64,7 +64,7 @@ def load_detector(model: str | None = None) -> LoadedDetector:
         raise CheckpointError(f"{path}: checkpoint metadata names no architecture",
                               hint="import foreign checkpoints with `ganscan models import`")
     cfg = get_config(arch).with_preprocessing(meta.get("preprocessing"))
-    net = build_detector(arch)
+    net = build_detector(arch, **meta.get("arch_args", {}))
     load_strict(net, state, str(path), f"weights do not fit architecture {arch}")
     net.eval()
     card_name = meta.get("name") or path.stem
