@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, replace
 
 import torch
+import torch.distributed as dist
 
 from ganscan.errors import GanscanError
 
@@ -137,8 +138,6 @@ def distributed_env() -> tuple[int, int]:
 
 def init_distributed(device: torch.device, local_rank: int) -> None:
     """Join torchrun's process group: NCCL between GPUs, gloo otherwise."""
-    import torch.distributed as dist
-
     if not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(local_rank)
@@ -146,27 +145,20 @@ def init_distributed(device: torch.device, local_rank: int) -> None:
 
 
 def leave_distributed() -> None:
-    import torch.distributed as dist
-
     if dist.is_initialized():
         dist.destroy_process_group()
 
 
 def gather(obj, world: int) -> list:
     """``obj`` of every process (rank order), or ``[obj]`` when not distributed."""
-    if world <= 1:
-        return [obj]
-    import torch.distributed as dist
-
-    out = [None] * world
-    dist.all_gather_object(out, obj)
+    out = [obj] if world <= 1 else [None] * world
+    if world > 1:
+        dist.all_gather_object(out, obj)
     return out
 
 
 def barrier(world: int) -> None:
     if world > 1:
-        import torch.distributed as dist
-
         dist.barrier()
 
 

@@ -111,13 +111,9 @@ class CsvLog:
 
     def __init__(self, path: Path, fields):
         self.path, self.fields = Path(path), list(fields)
-        self._fh = self._writer = None
 
-    def _dict_writer(self, fh) -> csv.DictWriter:
+    def _writer(self, fh) -> csv.DictWriter:
         return csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
-
-    def _row(self, row: dict) -> dict:
-        return {k: "" if row.get(k) is None else row[k] for k in self.fields}
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -127,18 +123,17 @@ class CsvLog:
 
     def write(self, rows) -> None:
         buf = io.StringIO()
-        w = self._dict_writer(buf)
-        w.writeheader()
-        w.writerows(map(self._row, rows))
+        self._writer(buf).writeheader()
+        self._writer(buf).writerows(rows)
         atomic_write_bytes(self.path, buf.getvalue().encode())
 
     def __enter__(self) -> CsvLog:
         self._fh = open(self.path, "a", newline="")
-        self._writer = self._dict_writer(self._fh)
+        self._appender = self._writer(self._fh)
         return self
 
     def add(self, row: dict) -> None:
-        self._writer.writerow(self._row(row))
+        self._appender.writerow(row)
 
     def flush(self) -> None:
         self._fh.flush()

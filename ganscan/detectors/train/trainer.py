@@ -437,9 +437,7 @@ class Trainer:
                              int((pred & fake).sum()), int(fake.sum()), float(self.stop.requested)],
                             dtype=torch.float64, device=self.device if self.ddp else None)
         if self.ddp:
-            import torch.distributed as dist
-
-            dist.all_reduce(vals)
+            torch.distributed.all_reduce(vals)
         vals = vals.tolist()
         a = self.state["accum"]
         a["loss_sum"] += vals[0]
