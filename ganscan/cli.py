@@ -118,16 +118,16 @@ class TableChoice(click.Choice):
 
 
 class TableOption(click.Option):
-    """An option whose shown default is read from a library table when help is shown (``default_of``; None:
-    none shown). The option's own default stays None: the library fills in what was not given."""
+    """An option whose shown default is read from a library table when help is shown: ``shown(name)`` (None:
+    none shown). Its own default stays None: the library fills in what was not given."""
 
-    def __init__(self, *decls, default_of: Callable[[], object], **kwargs):
+    def __init__(self, *decls, shown: Callable[[str], object], **kwargs):
         super().__init__(*decls, **kwargs)
-        self._default_of = default_of
+        self._shown = shown
 
     def get_help_record(self, ctx):
         saved = self.default, self.show_default
-        self.default = self._default_of()
+        self.default = self._shown(self.name)
         self.show_default = self.default is not None
         try:
             return super().get_help_record(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -87,24 +88,22 @@ def _phases(ctx, param, value):
     return out[0] if len(out) == 1 else out
 
 
-def _setting(*decls, **kwargs):
-    """A training setting: unset unless given (TrainSettings fills it in); its help shows the default, per
-    family where it depends on the model."""
-    key = next(d for d in decls if d.startswith("--"))[2:].replace("-", "_")
+def _shown_setting(key: str):
+    """A training setting's default for --help: TrainSettings', or one per family."""
+    from ganscan.gans.trainer import FAMILY_DEFAULTS, TrainSettings
 
-    def default():
-        from ganscan.gans.trainer import FAMILY_DEFAULTS, TrainSettings
+    if key not in FAMILY_DEFAULTS["dcgan"]:
+        return TrainSettings.__dataclass_fields__[key].default
 
-        if key not in FAMILY_DEFAULTS["dcgan"]:
-            return TrainSettings.__dataclass_fields__[key].default
+    def text(v) -> str:  # ProGAN's batch: each size from the side it starts at
+        return ", ".join(f"{b} from {side}px" for side, b in v.items() if v.get(side // 2) != b) \
+            if isinstance(v, dict) else f"{v:g}"
 
-        def text(v) -> str:  # ProGAN's batch: each size from the side it starts at
-            return ", ".join(f"{b} from {side}px" for side, b in v.items() if v.get(side // 2) != b) \
-                if isinstance(v, dict) else f"{v:g}"
+    return "; ".join(f"{family} {text(d[key])}" for family, d in FAMILY_DEFAULTS.items())
 
-        return "; ".join(f"{family} {text(d[key])}" for family, d in FAMILY_DEFAULTS.items())
 
-    return click.option(*decls, cls=TableOption, default=None, default_of=default, **kwargs)
+#: A training setting: unset unless given (TrainSettings fills it in); its help shows the default.
+_setting = functools.partial(click.option, cls=TableOption, default=None, shown=_shown_setting)
 
 
 @command.command("train", epilog=TRAIN_EXAMPLES)

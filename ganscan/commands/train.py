@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from ganscan.cli import TableChoice, TableOption, device_options, quiet_option
@@ -44,12 +46,9 @@ def _choices(key):
     return TableChoice(lambda: _options().CHOICES[key])
 
 
-def option(*decls, **kwargs):
-    """A training option: unset unless given (the recipe and the options table fill it in); its help shows
-    the table's default where no recipe sets one."""
-    key = next(d for d in decls if d.startswith("--"))[2:].replace("-", "_")
-    return click.option(*decls, cls=TableOption, default=None, default_of=lambda: _options().shown_default(key),
-                        **kwargs)
+#: A training option: unset unless given (the recipe and the options table fill it in); its help shows the
+#: table's default where no recipe sets one.
+option = functools.partial(click.option, cls=TableOption, default=None, shown=lambda key: _options().shown_default(key))
 
 
 @click.command("train", epilog=EXAMPLES)
@@ -57,7 +56,7 @@ def option(*decls, **kwargs):
 @click.option("-o", "--output", "out_dir", required=True, metavar="RUN_DIR",
               help="Run folder: best/last checkpoints, resume state, log.csv/json, curve PNGs.")
 @click.option("-r", "--recipe", type=TableChoice(lambda: _options().RECIPES), default=None, cls=TableOption,
-              default_of=lambda: _options().DEFAULT_RECIPE, help="Preset; every option below overrides it.")
+              shown=lambda _: _options().DEFAULT_RECIPE, help="Preset; every option below overrides it.")
 @click.option("--real", multiple=True, metavar="DIR", help="A folder of real images (repeatable).")
 @click.option("--fake", multiple=True, metavar="DIR", help="A folder of generated images (repeatable).")
 @click.option("--val", multiple=True, metavar="DIR", help="Validation set folder(s) (default: --val-split of DATA).")
@@ -121,6 +120,7 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
     rule used; `ganscan scan --model` applies it.
     """
     from ganscan.console import info, warn
+    from ganscan.core.device import distributed_env
     from ganscan.detectors.train import options as O, trainer as T
     from ganscan.detectors.train.data import DataSpec
 
@@ -139,9 +139,7 @@ def command(data, out_dir, recipe, real, fake, val, name, resume, force, checkpo
         result = None
     if result is None or result.interrupted:
         raise GanscanError("interrupted", hint=f"continue with: ganscan train -o {out_dir} --resume")
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:
+    if distributed_env()[0] != 0:
         return
     b = result.best
 

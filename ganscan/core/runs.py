@@ -45,11 +45,7 @@ def pack(obj, prefix: str, tensors: dict):
     if isinstance(obj, (list, tuple)):
         return {"__l" if isinstance(obj, list) else "__tu": [pack(v, f"{prefix}.{i}", tensors)
                                                              for i, v in enumerate(obj)]}
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
+    return obj.item() if isinstance(obj, np.generic) else obj
 
 
 def unpack(obj, tensors: dict):
@@ -105,6 +101,14 @@ def set_rng_state(rng: dict) -> None:
 
 # --- logs and signals --------------------------------------------------------------------------------
 
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a CSV log (none when there is no file)."""
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 class CsvLog:
     """A CSV log of dict rows (absent and None values left empty): rewritten whole and atomically with
     ``write``, or, inside ``with``, appended row by row (``add``) and flushed when asked."""
@@ -114,12 +118,6 @@ class CsvLog:
 
     def _writer(self, fh) -> csv.DictWriter:
         return csv.DictWriter(fh, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, newline="") as fh:
-            return list(csv.DictReader(fh))
 
     def write(self, rows) -> None:
         buf = io.StringIO()

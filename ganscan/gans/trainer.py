@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from ganscan.core.checkpoint import atomic_write_bytes, load_strict, save_checkpoint
 from ganscan.core.plots import gan_losses
-from ganscan.core.runs import CsvLog, StopFlag, guard_run, load_state, rng_state, save_state, set_rng_state
+from ganscan.core.runs import (CsvLog, StopFlag, guard_run, load_state, read_csv, rng_state, save_state,
+                               set_rng_state)
 from ganscan.errors import CheckpointError, GanscanError
 from ganscan.gans import registry
 from ganscan.gans.images import ImageSet, load_image_folder, save_grid, to_float
@@ -128,7 +129,7 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
         record["commands"] = saved.get("commands", []) + ([invocation] if invocation else [])
         record["history"] = saved.get("history", []) + [{"resumed_at_step": resumed_from,
                                                           "settings": saved["settings"]}]
-        rows = [r for r in log.read() if int(r["step"]) <= resumed_from]
+        rows = [r for r in read_csv(log.path) if int(r["step"]) <= resumed_from]
     (run / "run.json").write_text(json.dumps(record, indent=2))
     log.write(rows)
     finished, interrupted = _steps(loop, settings, run, log, rows, progress)

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ganscan.core.checkpoint import read_metadata
 from ganscan.data.augment import AugmentConfig
 from ganscan.data.decode import DEFAULT_MAX_PIXELS
 from ganscan.detectors.train.data import DataSpec
@@ -133,11 +134,12 @@ def new_run_options(recipe: str | None, given: dict, info: Callable[[str], None]
                     warn: Callable[[str], None]) -> tuple[dict, str]:
     """(options, recipe) of a new run: the recipe (default wang2020) under the options given; --init
     without --arch takes the checkpoint's; a recipe's crop larger than the architecture's input shrinks."""
+    from ganscan.detectors.load import resolve_detector
     from ganscan.detectors.registry import get_config
 
     given = dict(given)
     if given.get("init") and not given.get("arch"):
-        given["arch"] = checkpoint_arch(given["init"])
+        given["arch"] = read_metadata(resolve_detector(given["init"])).get("arch")
     recipe = recipe or DEFAULT_RECIPE
     options = resolve_options(recipe, given)
     arch = get_config(options["arch"])
@@ -155,33 +157,19 @@ def new_run_options(recipe: str | None, given: dict, info: Callable[[str], None]
 
 def resumed_run_options(out_dir: str | os.PathLike, spec: DataSpec, recipe: str | None,
                         given: dict) -> tuple[DataSpec, dict, str | None]:
-    """(data, options, recipe) to continue the run in ``out_dir``: the stored ones; only epochs may change."""
+    """(data, options, recipe) to continue the run in ``out_dir``: the ones its resume state records; only
+    the epochs may change."""
     named = sorted(k for k, v in given.items() if v not in (None, False) and k != "epochs")
     if named or recipe:
         raise GanscanError("--resume continues a run with the options it started with",
                            hint=f"only --epochs may change; drop {', '.join('--' + g.replace('_', '-') for g in named) or '--recipe'}")
-    stored_spec, stored, recipe = stored_options(out_dir)
-    if any(spec.as_dict().values()) and spec.as_dict() != stored_spec.as_dict():
-        raise GanscanError("--resume: the data given differs from the run's", hint="leave DATA out with --resume")
-    return stored_spec, resolve_options(None, {**stored, "epochs": given.get("epochs") or stored.get("epochs")}), recipe
-
-
-def stored_options(out_dir: str | os.PathLike) -> tuple[DataSpec, dict, str | None]:
-    """(data, options, recipe) of an existing run, read from its resume state."""
-    from ganscan.core.checkpoint import read_metadata
-
     path = Path(out_dir) / "resume.safetensors"
     if not path.exists():
         raise GanscanError(f"nothing to resume in {out_dir}", hint="start the run without --resume")
     t = read_metadata(path).get("training") or {}
-    d = t.get("data") or {}
-    return DataSpec(**{k: list(d.get(k, [])) for k in ("data", "real", "fake", "val")}), dict(t.get("options") or {}), \
+    stored_spec = DataSpec(**{k: list((t.get("data") or {}).get(k, [])) for k in ("data", "real", "fake", "val")})
+    if any(spec.as_dict().values()) and spec.as_dict() != stored_spec.as_dict():
+        raise GanscanError("--resume: the data given differs from the run's", hint="leave DATA out with --resume")
+    stored = dict(t.get("options") or {})
+    return stored_spec, resolve_options(None, {**stored, "epochs": given.get("epochs") or stored.get("epochs")}), \
         t.get("recipe")
-
-
-def checkpoint_arch(spec: str) -> str | None:
-    """The architecture recorded in a detector checkpoint (for --init without --arch)."""
-    from ganscan.core.checkpoint import read_metadata
-    from ganscan.detectors.load import resolve_detector
-
-    return read_metadata(resolve_detector(spec)).get("arch")
