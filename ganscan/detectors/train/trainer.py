@@ -313,7 +313,7 @@ class Trainer:
                "skipped_unreadable": sorted(self.state["skipped"]), "best": self.state["best"],
                "stop_reason": self.state["stop_reason"], "rows": rows}
         atomic_write_bytes(self.out / "log.json", json.dumps(doc, indent=1, default=str).encode())
-        if plots:
+        if plots and rows:
             from ganscan.core.plots import training_curves
 
             training_curves(rows, self.out)
@@ -322,8 +322,7 @@ class Trainer:
     def run(self) -> TrainResult:
         self._setup_process()
         try:
-            with self.stop:
-                return self._run()
+            return self._run()
         finally:
             if self.ddp:
                 leave_distributed()
@@ -346,10 +345,11 @@ class Trainer:
         self._start()
         sampler = EpochSampler(self.train_set.labels, int(o["seed"]), self.rank, self.world, o["balance"])
         dataset = TrainImages(self.train_set, self.aug, int(o["seed"]), int(o["max_pixels"]))
-        while st["epoch"] < int(o["epochs"]) and not self.schedule.stopped:
-            if not self._train_epoch(sampler, dataset):
-                return self._finish("interrupted")
-            self._end_epoch()
+        with self.stop:  # from here Ctrl-C stops after the step in flight
+            while st["epoch"] < int(o["epochs"]) and not self.schedule.stopped:
+                if not self._train_epoch(sampler, dataset):
+                    return self._finish("interrupted")
+                self._end_epoch()
         return self._finish(self.schedule.reason if self.schedule.stopped else f"reached {o['epochs']} epochs")
 
     def _start(self) -> None:
