@@ -116,7 +116,7 @@ def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: s
         d = Path(folder) / f"{si:03d}"
         d.mkdir(parents=True, exist_ok=True)
         items = [(p, str(d / f"{i:07d}")) for i, p in enumerate(s.paths)]
-        loader = data_loader(_PerturbFiles(items, kind, value, max_pixels), 16, workers, collate=lambda b: b)
+        loader = data_loader(_PerturbFiles(items, kind, value, max_pixels), 16, workers, collate=list)
         new_of: dict[str, str] = {}
         for batch in loader:
             for src, dst, _err in batch:

@@ -1,4 +1,5 @@
-"""Training loops for DCGAN (BCE) and ProGAN (WGAN-GP, progressive growing) with exact resume.
+"""Training loops for DCGAN (BCE), AutoGAN (L1 + least squares) and ProGAN (WGAN-GP, progressive growing)
+with exact resume; Ctrl-C or SIGTERM stops after the step in flight, with a checkpoint.
 
 A run directory holds:
 
@@ -315,8 +316,6 @@ class _DCGANLoop(_Loop):
         lr, b1 = self.setting("lr"), self.setting("beta1")
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.999))
-        self.G.train()
-        self.D.train()
 
     def arch_options(self):
         return {"width": self.s.width} if self.s.width else {}

@@ -114,10 +114,6 @@ class ValImages(Dataset):
         return i, views_uint8(img, self.cfg), None
 
 
-def collate_list(items):
-    return items
-
-
 class EpochSampler(Sampler):
     """Yields (index, epoch) for one rank: a permutation seeded by (seed, epoch) split across ranks as
     DistributedSampler does (or class-balanced draws with replacement), minus the first ``skip``."""

@@ -53,7 +53,7 @@ def set_train_mode(model: nn.Module, arch: str, frozen_backbone: bool) -> None:
                 m.eval()
 
 
-def load_init(model: nn.Module, spec: str, arch: str) -> dict:
+def load_init(model: nn.Module, spec: str, arch: str) -> None:
     """Initialise from a detector checkpoint (shipped name or file) of the same architecture."""
     from ganscan.detectors.load import resolve_detector
 
@@ -65,4 +65,3 @@ def load_init(model: nn.Module, spec: str, arch: str) -> dict:
                               hint=f"pass --arch {ck_arch}, or leave --arch out when using --init")
     load_strict(model, state, str(path), f"weights do not fit architecture {arch}",
                 hint="is it a checkpoint of another architecture?")
-    return meta

@@ -25,14 +25,11 @@ class Schedule:
         self.stopped = False
         self.reason = ""
 
-    def improved(self, value: float) -> bool:
-        return improved(value, self.best, self.mode, self.min_delta)
-
     def step(self, value: float | None, max_base_lr: float) -> str | None:
         """Feed one epoch's metric; returns an event message (LR drop or stop) or None."""
         if self.kind == "none" or value is None:
             return None
-        if self.improved(value):
+        if improved(value, self.best, self.mode, self.min_delta):
             self.best, self.bad_epochs = value, 0
             return None
         self.bad_epochs += 1

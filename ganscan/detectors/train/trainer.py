@@ -40,8 +40,8 @@ from ganscan.detectors import metrics as M
 from ganscan.detectors.inference import forward_logits, sigmoid
 from ganscan.detectors.preprocess import normalize
 from ganscan.detectors.registry import build_detector, get_config
-from ganscan.detectors.train.data import (DataSpec, EpochSampler, TrainImages, ValImages, check_format,
-                                          collate_list, collate_train, train_and_val_sets)
+from ganscan.detectors.train.data import (DataSpec, EpochSampler, TrainImages, ValImages, check_format, collate_train,
+                                          train_and_val_sets)
 from ganscan.detectors.train.model import load_init, make_optimizer, set_train_mode
 from ganscan.detectors.train.options import MONITORS, augment_config
 from ganscan.detectors.train.schedule import Schedule, improved
@@ -50,6 +50,8 @@ from ganscan.errors import DataError, GanscanError
 LOG_FIELDS = ("kind", "epoch", "step", "progress", "lr", "train_loss", "train_acc", "train_real_acc", "train_fake_acc",
               "val_loss", "val_acc", "val_bacc", "val_real_acc", "val_fake_acc", "val_ap", "val_auc", "seconds",
               "train_images_per_s")
+#: The training metrics of an epoch so far (summed over the processes).
+ZERO_ACCUM = {"loss_sum": 0.0, "n": 0, "correct_real": 0, "n_real": 0, "correct_fake": 0, "n_fake": 0}
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Trainer:
         # validation, scan and evaluate: the arch's policy at the training crop
         self.cfg = replace(get_config(options["arch"]), input_size=self.aug.crop)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "rows": [], "best": None,
-                      "best_value": None, "accum": self._zero_accum(), "skipped": [], "stop_reason": ""}
+                      "best_value": None, "accum": dict(ZERO_ACCUM), "skipped": [], "stop_reason": ""}
         self.stop = StopFlag()
         self._val_cache, self._val_unreadable = None, set()
         self._t0 = self._t_epoch = time.perf_counter()
@@ -163,10 +165,6 @@ class Trainer:
             self.net = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
     # -- state
-    @staticmethod
-    def _zero_accum() -> dict:
-        return {"loss_sum": 0.0, "n": 0, "correct_real": 0, "n_real": 0, "correct_fake": 0, "n_fake": 0}
-
     def _train_meta(self) -> dict:
         return {"data": self.spec.as_dict(), "recipe": self.recipe, "options": self.o,
                 "data_fingerprint": self.train_set.fingerprint(), "val_fingerprint": self.val_set.fingerprint()}
@@ -236,7 +234,7 @@ class Trainer:
         mine = list(range(self.rank, len(self.val_set), self.world))
         ds = ValImages(self.val_set, self.aug, self.cfg, int(self.o["seed"]), int(self.o["max_pixels"]))
         out, size = [], 0
-        for items in self._loader(torch.utils.data.Subset(ds, mine), batch_size=16, collate=collate_list):
+        for items in self._loader(torch.utils.data.Subset(ds, mine), batch_size=16, collate=list):
             for i, views, err in items:
                 if views is None:
                     self._val_unreadable.add(self.val_set.paths[i])
@@ -458,7 +456,7 @@ class Trainer:
                      f"(e.g. {st['skipped'][0]})")
         st["epoch"] += 1
         st["step_in_epoch"] = 0
-        st["accum"] = self._zero_accum()
+        st["accum"] = dict(ZERO_ACCUM)
         if self.schedule.stopped:
             st["stop_reason"] = self.schedule.reason
         self._save_resume()
