@@ -142,8 +142,7 @@ class EpochSampler(Sampler):
         return idx[self.rank::self.world]
 
     def __iter__(self):
-        for i in self.indices()[self.skip:]:
-            yield (i, self.epoch)
+        return ((i, self.epoch) for i in self.indices()[self.skip:])
 
     def __len__(self) -> int:
         return self.per_rank - self.skip

@@ -212,8 +212,7 @@ class Trainer:
                          "n_val": {"real": self.val_set.n_real, "fake": self.val_set.n_fake},
                          "init": self.o["init"], "skipped_unreadable": len(self.state["skipped"]),
                          "pretrained_weights": getattr(self.model, "ganscan_pretrained", None)},
-            "metrics": {k: row.get(k) for k in ("val_loss", "val_acc", "val_bacc", "val_real_acc", "val_fake_acc", "val_ap",
-                                                  "val_auc", "train_loss", "train_acc")},
+            "metrics": {k: row.get(k) for k in LOG_FIELDS if k.startswith("val_") or k in ("train_loss", "train_acc")},
         }
 
     def _save_detector(self, kind: str, row: dict, calib: M.Calibration) -> None:
