@@ -46,11 +46,6 @@ def warn(message: str) -> None:
     stderr_console().print(f"warning: {message}", style="yellow", markup=False)
 
 
-class _NullTask:
-    def update(self, advance: int = 0, **fields) -> None:  # noqa: D401 - trivial
-        pass
-
-
 class Progress:
     """A rich progress bar on stderr, silent when quiet or when stderr is not a terminal.
 

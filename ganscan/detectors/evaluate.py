@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from ganscan.data.augment import apply_perturbation, perturbation_name
 from ganscan.data.datasets import LabelledSet
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
 from ganscan.detectors.load import LoadedDetector
 from ganscan.detectors import metrics as M
-from ganscan.core.device import Precision, worker_init
+from ganscan.core.device import Precision, data_loader
 from ganscan.detectors.inference import ScanSettings, scan_batches
 
 METRIC_KEYS = ("accuracy", "real_acc", "fake_acc", "ap", "auc")
@@ -116,11 +116,7 @@ def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: s
         d = Path(folder) / f"{si:03d}"
         d.mkdir(parents=True, exist_ok=True)
         items = [(p, str(d / f"{i:07d}")) for i, p in enumerate(s.paths)]
-        kwargs = {}
-        if workers > 0:
-            kwargs.update(worker_init_fn=worker_init, multiprocessing_context="fork" if os.name == "posix" else None)
-        loader = DataLoader(_PerturbFiles(items, kind, value, max_pixels), batch_size=16, num_workers=workers,
-                            collate_fn=lambda b: b, **kwargs)
+        loader = data_loader(_PerturbFiles(items, kind, value, max_pixels), 16, workers, collate=list)
         new_of: dict[str, str] = {}
         for batch in loader:
             for src, dst, _err in batch:

@@ -54,7 +54,7 @@ class AutoEncoder(nn.Module):
             ch = nxt
         dec += [nn.Conv2d(ch, 3, 7, 1, 3, padding_mode="reflect"), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
-        _init(self)
+        init_weights(self)
 
     @property
     def multiple(self) -> int:
@@ -76,13 +76,14 @@ class PatchDiscriminator(nn.Module):
             ch = nxt
         layers += [nn.Conv2d(ch, 1, 4, 1, 1)]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (N, 1, h, w): one logit per patch
 
 
-def _init(module: nn.Module) -> None:
+def init_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation (DCGAN uses it too): convolutions N(0, 0.02), BatchNorm scales N(1, 0.02)."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)

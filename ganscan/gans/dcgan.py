@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from ganscan.gans.autogan import init_weights
 from ganscan.gans.registry import register_gan
 
 
@@ -31,7 +32,7 @@ class DCGANGenerator(nn.Module):
             ch //= 2
         layers += [nn.ConvTranspose2d(ch, 3, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.view(z.shape[0], -1, 1, 1))
@@ -49,21 +50,10 @@ class DCGANDiscriminator(nn.Module):
             ch *= 2
         layers += [nn.Conv2d(ch, 1, 4, 1, 0)]
         self.net = nn.Sequential(*layers)
-        _init(self)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1)  # one logit per image
-
-
-def _init(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def _build(resolution: int, latent_size: int, width: int = 64, dropout: float = 0.3):
