@@ -12,18 +12,8 @@ import click
 from ganscan import __version__
 from ganscan.errors import GanscanError
 
-# command name -> module in ganscan.commands (imported only when the command runs: fast --help)
-COMMANDS = {
-    "scan": "scan",
-    "models": "models",
-    "train": "train",
-    "evaluate": "evaluate",
-    "generate": "generate",
-    "gan": "gan",
-    "report": "report",
-    "explain": "explain",
-    "twins": "twins",
-}
+# each command is the module of its name in ganscan.commands, imported only when it runs (a fast --help)
+COMMANDS = ("scan", "models", "train", "evaluate", "generate", "gan", "report", "explain", "twins")
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_USAGE, EXIT_FAKE_FOUND = 0, 1, 2, 3
 
@@ -39,13 +29,12 @@ TCMALLOC_CANDIDATES = (
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
-        return [name for name in COMMANDS if _module_exists(COMMANDS[name])]
+        return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS or not _module_exists(COMMANDS[name]):
+        if name not in COMMANDS:
             return None
-        module = importlib.import_module(f"ganscan.commands.{COMMANDS[name]}")
-        return module.command
+        return importlib.import_module(f"ganscan.commands.{name}").command
 
     def resolve_command(self, ctx, args):
         try:
@@ -73,12 +62,6 @@ class LazyGroup(click.Group):
             raise click.ClickException(
                 f"internal error: {type(exc).__name__}{': ' + first if first else ''} "
                 "(this is a bug in ganscan; rerun with --debug for the traceback)") from None
-
-
-def _module_exists(mod: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(f"ganscan.commands.{mod}") is not None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

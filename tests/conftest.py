@@ -60,3 +60,14 @@ def run_ok(runner, cli, args, code=0):
 
 
 os.environ.setdefault("GANSCAN_ALLOCATOR", "system")
+
+
+def slow_scan_argv(seconds: float) -> list[str]:
+    """The command line of a `ganscan` run whose every forward pass takes ``seconds`` longer (a monkeypatch
+    made in the child process), so that a kill from outside lands mid-scan."""
+    import sys
+
+    code = ("import sys, time; import ganscan.detectors.inference as inf; forward = inf.forward_logits; "
+            f"inf.forward_logits = lambda *a, **k: (time.sleep({seconds}), forward(*a, **k))[1]; "
+            "from ganscan.cli import cli; cli.main(args=sys.argv[1:], prog_name='ganscan')")
+    return [sys.executable, "-c", code]

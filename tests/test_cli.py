@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_ok, write_images
+from conftest import ROOT, run_ok, slow_scan_argv, write_images
 from ganscan import __version__
 
 
@@ -86,11 +86,9 @@ def test_sigkill_loses_at_most_the_batch_in_flight(tmp_path):
     files = write_images(tmp_path / "d", 60, size=(64, 64))
     out = tmp_path / "r.jsonl"
     journal = out.with_name(out.name + ".partial.jsonl")
-    args = [sys.executable, "-m", "ganscan", "scan", str(tmp_path / "d"), "-o", str(out), "--workers", "0",
-            "--batch-size", "4", "-q"]
-    env = _env()
-    env["GANSCAN_SLOW_BATCH_S"] = "0.2"  # a test hook: each batch takes a while, so the kill lands mid-scan
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    args = ["scan", str(tmp_path / "d"), "-o", str(out), "--workers", "0", "--batch-size", "4", "-q"]
+    # each batch takes a while, so the kill lands mid-scan
+    proc = subprocess.Popen(slow_scan_argv(0.2) + args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait (on a condition) until some batches are on disk
         if journal.exists() and journal.read_text().count("\n") >= 8:
@@ -100,7 +98,8 @@ def test_sigkill_loses_at_most_the_batch_in_flight(tmp_path):
     proc.wait()
     done = journal.read_text().count("\n")
     assert 8 <= done < 60 and not out.exists()
-    res = subprocess.run(args[:-1] + ["--resume"], env=_env(), capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "ganscan", *args[:-1], "--resume"], env=_env(), capture_output=True,
+                         text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert re.search(rf"{done} already reported", res.stderr)
     rows = [json.loads(l) for l in out.read_text().splitlines()]

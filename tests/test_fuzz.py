@@ -114,16 +114,15 @@ def test_crashing_hanging_and_killed_workers_cost_one_row_each(runner, cli, tmp_
 def test_worker_killed_from_outside_mid_scan(tmp_path):
     """kill -9 of a decoding worker while ganscan scan runs: its file gets an error row, the scan exits 0."""
     import subprocess
-    import sys
     import time
 
-    from conftest import write_images
+    from conftest import slow_scan_argv, write_images
 
     write_images(tmp_path / "many", 300, size=(64, 64))
-    env = {**__import__("os").environ, "GANSCAN_SLOW_BATCH_S": "0.1"}   # slow batches: the kill lands mid-scan
-    proc = subprocess.Popen([sys.executable, "-m", "ganscan", "scan", str(tmp_path / "many"), "--model", "placeholder",
-                             "--workers", "2", "--batch-size", "8", "--format", "jsonl", "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # slow batches: the kill lands mid-scan
+    proc = subprocess.Popen(slow_scan_argv(0.1) + ["scan", str(tmp_path / "many"), "--model", "placeholder",
+                                                   "--workers", "2", "--batch-size", "8", "--format", "jsonl", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     deadline = time.monotonic() + 60
     while killed is None and time.monotonic() < deadline and proc.poll() is None:
@@ -140,3 +139,34 @@ def test_worker_killed_from_outside_mid_scan(tmp_path):
     assert len(rows) == 300 and len({r["path"] for r in rows}) == 300
     crashed = [r for r in rows if (r.get("error") or "").startswith("decoder crashed")]
     assert len(crashed) <= 1   # the file it held, if it held one at that moment
+
+
+def test_a_worker_killed_while_idle_does_not_end_the_stream():
+    """A worker killed between two files (nothing in hand) is replaced when the next file is handed out: every
+    item still comes back, none as an error (the broken pipe of the dead worker is not the caller's)."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    from ganscan.data.supervise import supervised_items
+
+    def jobs():
+        for i in range(6):
+            if i == 3:   # kill every worker while it waits for work, and wait until it is gone
+                for child in mp.active_children():
+                    os.kill(child.pid, signal.SIGKILL)
+                    child.join(timeout=10)
+                time.sleep(0.1)
+            yield f"item{i}", False
+
+    def process(path, _explicit):
+        return {"path": path, "error": None}, None
+
+    def failed(path, reason):
+        return {"path": path, "error": reason}
+
+    rows = [row for batch in supervised_items(jobs(), process, failed, workers=1, batch_size=2, file_timeout=30)
+            for row, _ in batch]
+    assert [r["path"] for r in rows] == [f"item{i}" for i in range(6)]
+    assert all(r["error"] is None for r in rows)

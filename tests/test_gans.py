@@ -301,9 +301,9 @@ def test_help_has_examples(args):
 
 
 def test_registry_lists_models():
-    from ganscan.gans.registry import gan_names, get_gan_config
+    from ganscan.gans.registry import get_gan_config, list_gans
 
-    assert {"dcgan", "progan", "test-gan", "test-progan"} <= set(gan_names())
+    assert {"dcgan", "progan", "test-gan", "test-progan"} <= {c.name for c in list_gans()}
     assert get_gan_config("dcgan").latent_size == 100 and get_gan_config("dcgan").resolution == 32
     assert get_gan_config("progan").resolutions == (8, 16, 32, 64, 128)
 
@@ -323,7 +323,9 @@ def test_export_card_lists_in_models_and_is_the_default_weights(trained, tmp_pat
     assert card["file_bytes"] == (wdir / "test-gan-tiny.safetensors").stat().st_size
     assert card["recipe"]["steps_done"] == 6 and "loss_d" in card["final_losses"]
     assert set(card["metrics"]) >= {"swd_x1e3", "swd_untrained_x1e3", "swd_floor_x1e3", "swd"}
-    monkeypatch.setenv("GANSCAN_WEIGHTS_DIR", str(wdir))
+    from ganscan.core import weights
+
+    monkeypatch.setattr(weights, "weights_dir", lambda: wdir)
     listed = json.loads(run("models", "--json").stdout)["weights"]
     assert [(w["name"], w["kind"]) for w in listed] == [("test-gan-tiny", "gan")]
     run("generate", "--model", "test-gan", "-n", 2, "-o", tmp_path / "out", "--threads", 1)

@@ -10,9 +10,7 @@ import threading
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import run_ok, write_images
 
@@ -123,7 +121,7 @@ def test_a_crashed_file_is_journaled_at_once_and_resume_does_not_decode_it_again
     assert len(list(marks.iterdir())) == 1
 
     monkeypatch.setattr(ReportFile, "append", real_append)
-    res = run_ok(runner, cli, [*args, "--resume"])
+    run_ok(runner, cli, [*args, "--resume"])
     assert len(list(marks.iterdir())) == 1                       # not decoded again: no crash loop
     rows = [json.loads(x) for x in report.read_text().splitlines()]
     assert sorted(Path(r["path"]).name for r in rows) == sorted(p.name for p in folder.iterdir())

@@ -82,14 +82,13 @@ def test_default_detector_is_trained_and_ranks_shipped_fakes_above_camera_photos
 def test_shipped_weights_verified(tmp_path, monkeypatch):
     import shutil
 
-    from ganscan.core.weights import weights_dir
-
+    from ganscan.core import weights
     from ganscan.detectors.load import default_detector_name
 
     name = default_detector_name()
-    for f in weights_dir().glob(f"{name}.*"):
+    for f in weights.weights_dir().glob(f"{name}.*"):
         shutil.copy(f, tmp_path / f.name)
-    monkeypatch.setenv("GANSCAN_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(weights, "weights_dir", lambda: tmp_path)
     assert load_detector(None).path.stem == name
     blob = bytearray((tmp_path / f"{name}.safetensors").read_bytes())
     blob[-1] ^= 0xFF

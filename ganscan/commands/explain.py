@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -33,29 +32,16 @@ def command(images, output, model, max_patches, file_timeout, max_decode_mb, dev
     power spectrum, and its azimuthal profile against the average real photo; PNGs plus a JSON
     summary per image and summary.json for the run."""
     from ganscan.console import Progress, info, warn
+    from ganscan.detectors.explain import explain_images
     from ganscan.detectors.load import open_detector
-    from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.detectors.explain import explain_image
-    from ganscan.data.supervise import decoded_images
 
     out = Path(output)
     if not out.parent.exists():
         raise GanscanError(f"folder does not exist: {out.parent}")
     out.mkdir(exist_ok=True)
     _, prec, det = open_detector(model, device, precision, what="heatmaps")
-    results = []
     with Progress("explaining", total=len(images)) as bar:
-        # decoding runs in a supervised worker: a file that crashes or hangs the decoder gets its error
-        for path, img, _info, error in decoded_images(images, DEFAULT_MAX_PIXELS, file_timeout,
-                                                      max_decode_mb * 2 ** 20):
-            if error is not None:
-                summary = {"path": path, "error": error}
-                warn(f"{path}: {error}")
-            else:
-                summary = explain_image(det, path, out, prec, max_patches, img=img)
-                (out / f"{Path(path).stem}.json").write_text(json.dumps(summary, indent=2))
-            results.append(summary)
-            bar.update(1)
-    (out / "summary.json").write_text(json.dumps(results, indent=2))
+        results = explain_images(det, images, out, prec, max_patches, file_timeout, max_decode_mb * 2 ** 20,
+                                 on_error=lambda path, error: warn(f"{path}: {error}"), progress=bar)
     ok = sum("error" not in r for r in results)
     info(f"explained {ok} of {len(results)} images into {out}/")

@@ -11,7 +11,6 @@ import sys
 import click
 
 from ganscan.cli import TableOption, quiet_option
-from ganscan.errors import GanscanError
 
 GROUP_EXAMPLES = """
 \b
@@ -193,7 +192,7 @@ def evaluate_command(model, weights, fake_dir, real, resolution, n, holdout, spl
     """
     from ganscan.console import status, stdout_console, warn
     from ganscan.core.device import configure_threads
-    from ganscan.gans.evaluate import evaluate_swd
+    from ganscan.gans.evaluate import evaluate_swd, swd_table
 
     if model is None and fake_dir is None:
         raise click.UsageError("pass --model (optionally --weights) or --fake DIR")
@@ -206,36 +205,7 @@ def evaluate_command(model, weights, fake_dir, real, resolution, n, holdout, spl
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    from rich.table import Table
-
-    levels = list(result["rows"][0]["levels"])
-    t = Table(title=f"SWD x1e3 vs {result['real']} ({result['split']} reals, {result['images']} images per set, "
-                    f"{result['resolution']}x{result['resolution']})", header_style="bold")
-    t.add_column("images")
-    for lv in levels:
-        t.add_column(f"{lv}px", justify="right")
-    t.add_column("avg", justify="right")
-    recon = "psnr_db" in result["rows"][0]
-    if recon:  # an autoencoder: how close its reconstructions are
-        t.add_column("L1 (0-255)", justify="right")
-        t.add_column("PSNR dB", justify="right")
-    for row in result["rows"]:
-        t.add_row(row["name"], *(f"{row['levels'][lv]:.2f}" for lv in levels), f"{row['avg']:.2f}",
-                  *((f"{row['l1']:.2f}", f"{row['psnr_db']:.2f}") if recon else ()))
-    stdout_console().print(t)
-
-
-def swd_metrics(result: dict) -> dict:
-    """`gan evaluate --json` output -> card metrics: flat averages first (shown by `ganscan models`)."""
-    flat = {}
-    keys = ["swd_x1e3", "swd_untrained_x1e3", "swd_floor_x1e3"]
-    for key, row in zip(keys if len(result["rows"]) == 3 else keys[:1], result["rows"]):
-        flat[key] = round(row["avg"], 3)
-    flat["swd"] = {"reals": result["real"], "split": result["split"], "holdout": result["holdout"],
-                   "images_per_set": result["images"], "seed": result["seed"],
-                   "rows": [{"name": r["name"], "avg": round(r["avg"], 3),
-                             "levels": {k: round(v, 3) for k, v in r["levels"].items()}} for r in result["rows"]]}
-    return flat
+    stdout_console().print(swd_table(result))
 
 
 @command.command("export", epilog=EXPORT_EXAMPLES)
@@ -249,20 +219,8 @@ def swd_metrics(result: dict) -> dict:
 @click.option("--force", is_flag=True, help="Replace existing weights and card.")
 def export_command(run_dir, output, name, card_json, raw, force):
     """Ship a run's generator: OUTPUT.safetensors and a model card OUTPUT.json (data, recipe, time, losses, sha256)."""
-    from pathlib import Path
+    from ganscan.gans.export import card_extra_from_json, export_generator
 
-    from ganscan.gans.export import export_generator
-
-    extra = {}
-    for path in card_json:
-        try:
-            obj = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise GanscanError(f"{path}: not readable JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise GanscanError(f"{path}: expected a JSON object")
-        if "rows" in obj and obj["rows"] and "levels" in obj["rows"][0]:
-            obj = {"metrics": {**extra.get("metrics", {}), **swd_metrics(obj)}}
-        extra.update(obj)
-    card = export_generator(run_dir, output, name=name, card_extra=extra, force=force, raw=raw)
+    card = export_generator(run_dir, output, name=name, card_extra=card_extra_from_json(card_json), force=force,
+                            raw=raw)
     click.echo(f"{output}: {card['file_bytes']} bytes, sha256 {card['sha256']}")

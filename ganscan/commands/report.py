@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from ganscan.cli import guard_options, quiet_option
-from ganscan.errors import GanscanError
 
 EXAMPLES = """
 \b
@@ -33,21 +31,10 @@ def command(report, output, force, workers, file_timeout, max_decode_mb):
     shows whether the report still matches its sha256 sidecar.
     """
     from ganscan.console import Progress, info, warn
-    from ganscan.core.checkpoint import atomic_write_bytes
-    from ganscan.reports.html import build_html, load_report
-    from ganscan.reports.sink import verify_sidecar
+    from ganscan.reports.html import write_page
 
-    out = Path(output)
-    if out.exists() and not force:
-        raise GanscanError(f"{out} exists", hint="use --force to overwrite")
-    if not out.parent.exists():
-        raise GanscanError(f"folder does not exist: {out.parent}")
-    rows, run = load_report(report)
-    integrity = verify_sidecar(Path(report))
-    with Progress("thumbnails", total=len(rows)) as bar:
-        page = build_html(rows, run, Path(report).name, integrity,
-                          workers=workers or min(os.cpu_count() or 1, 8), on_progress=lambda n: bar.update(n),
-                          file_timeout=file_timeout, max_bytes=max_decode_mb * 2 ** 20,
+    with Progress("thumbnails") as bar:
+        rows = write_page(report, output, force, workers, bar, file_timeout, max_decode_mb * 2 ** 20,
                           on_skip=lambda path, reason: warn(f"{path}: no thumbnail: {reason}"))
-    atomic_write_bytes(out, page.encode("utf-8"))
-    info(f"wrote {out} ({len(rows)} rows, {out.stat().st_size / 1e6:.1f} MB)")
+    out = Path(output)
+    info(f"wrote {out} ({rows} rows, {out.stat().st_size / 1e6:.1f} MB)")

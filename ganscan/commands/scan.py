@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
-import time
-from pathlib import Path
 
 import click
 
 from ganscan.cli import EXIT_FAKE_FOUND, device_options, guard_options, loader_options, quiet_option
-from ganscan.errors import GanscanError
 from ganscan.reports.writers import FORMATS
 
 EXAMPLES = """
@@ -58,104 +52,37 @@ def command(paths, model, recursive, include, exclude, fmt, output, force, resum
     BMP, TIFF, HEIC/HEIF/AVIF, ICO, TGA). Files that cannot be read become error rows; the scan still
     exits 0. Progress and the summary go to stderr.
     """
-    from ganscan.core.device import default_workers
-    from ganscan.detectors.load import open_detector
     from ganscan.console import Progress, info
+    from ganscan.core.device import default_workers, describe_device, distributed_env
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
-    from ganscan.core.device import describe_device, distributed_env
-    from ganscan.detectors.inference import SKIPPED, ScanSettings, Throughput, scan_batches
-    from ganscan.reports.sink import ReportFile
-    from ganscan.reports.writers import WRITERS, stdout_format
+    from ganscan.detectors.inference import ScanSettings
+    from ganscan.detectors.load import open_detector
+    from ganscan.reports.scan import check_request, open_report, open_stdout, run_metadata, run_scan
 
-    for p in paths:
-        if not os.path.lexists(p):
-            raise GanscanError(f"path not found: {p}")
-    if resume and not output:
-        raise GanscanError("--resume needs the report to continue", hint="pass -o REPORT")
+    check_request(paths, output, resume)
     dev, prec, detector = open_detector(model, device, precision)
     rank, world = distributed_env()
-    if workers is None:
-        workers = default_workers()
     settings = ScanSettings(paths=tuple(paths), recursive=recursive, include=include, exclude=exclude,
-                            batch_size=batch_size, workers=workers,
+                            batch_size=batch_size, workers=default_workers() if workers is None else workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,
                             read_exif=not no_exif, rank=rank, world_size=world, file_timeout=file_timeout,
                             max_decode_bytes=max_decode_mb * 2 ** 20)
-    run_meta = {
-        "command": " ".join(["ganscan", *sys.argv[1:]]) if sys.argv and "ganscan" in sys.argv[0] else
-                   "ganscan scan " + " ".join(paths),
-        "ganscan_version": detector.meta.get("ganscan_version"),
-        "model": detector.run_info(),
-        "model_card": {k: v for k, v in detector.meta.items() if k not in ("metrics_table",)},
-        "host": {"device": describe_device(dev), "precision": prec.name, "platform": platform.platform(),
-                 "python": platform.python_version(), "rank": rank, "world_size": world},
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    from ganscan import __version__
-
-    run_meta["ganscan_version"] = __version__
-
-    report = None
-    if output:
-        out_path = output
-        if world > 1:
-            Path(output).mkdir(parents=False, exist_ok=True) if Path(output).parent.exists() else None
-            out_path = str(Path(output) / f"part-{rank:05d}{Path(output).suffix or '.parquet'}")
-        report = ReportFile(out_path, None, force, resume, run_meta)
+    run_meta = run_metadata(detector, describe_device(dev), prec, paths, rank, world)
+    report = open_report(output, force, resume, run_meta, rank, world)
+    if report is not None:
         settings.skip = report.previous()
-    out_fmt = fmt if (fmt or not output) else None
-    if out_fmt is None and not output:
-        out_fmt = stdout_format(None)
-    sink = None
-    if out_fmt:
-        out_fmt = stdout_format(out_fmt)
-        if WRITERS[out_fmt].binary:
-            raise GanscanError(f"{out_fmt} cannot be written to stdout", hint=f"use -o report.{out_fmt}")
-        title = f"ganscan {__version__} - model {detector.label}" + (" (UNTRAINED PLACEHOLDER)" if detector.placeholder else "")
-        sink = WRITERS[out_fmt](sys.stdout, {**run_meta, "table_title": title})
-
-    counts = {"files": 0, "fake": 0, "real": 0, "error": 0, "not_image": 0, "resumed": 0}
-    rate = Throughput()
-    try:
-        with Progress("scanning", total=None, fields=("img/s",)) as bar:
-            on_failure = (lambda row: report.append([row])) if report is not None else None
-            for rows in scan_batches(settings, detector, prec, on_failure):
-                kept = []
-                for r in rows:
-                    if r["verdict"] == SKIPPED:
-                        counts["resumed" if r.get("note") == "already in report" else "not_image"] += 1
-                        continue
-                    counts[r["verdict"]] += 1
-                    counts["files"] += 1
-                    kept.append(r)
-                rate.add(sum(1 for r in kept if r["verdict"] != "error"))
-                if report is not None and kept:
-                    report.append(kept)
-                if sink is not None and kept:
-                    sink.write(kept)
-                bar.update(advance=len(rows), **{"img/s": rate.rate})
-        if sink is not None:
-            sink.close()
-    except BrokenPipeError:
-        _silence_broken_pipe()
+    title = (f"ganscan {run_meta['ganscan_version']} - model {detector.label}"
+             + (" (UNTRAINED PLACEHOLDER)" if detector.placeholder else ""))
+    stdout = open_stdout(fmt, output, run_meta, title)
+    with Progress("scanning", total=None, fields=("img/s",)) as bar:
+        counts, rate = run_scan(settings, detector, prec, report, stdout, progress=bar)
     total_rows = report.finalize() if report is not None else None
-    summary = (f"{counts['files']} files: {counts['fake']} fake, {counts['real']} real, {counts['error']} errors"
-               + (f", {counts['not_image']} non-image file(s) skipped" if counts["not_image"] else "")
-               + (f", {counts['resumed']} already reported" if counts["resumed"] else "")
-               + f" | {rate.rate:.1f} images/s on {describe_device(dev)} ({prec.name})"
-               + f" | model {detector.label}" + (" [PLACEHOLDER]" if detector.placeholder else ""))
-    info(summary)
+    info(f"{counts['files']} files: {counts['fake']} fake, {counts['real']} real, {counts['error']} errors"
+         + (f", {counts['not_image']} non-image file(s) skipped" if counts["not_image"] else "")
+         + (f", {counts['resumed']} already reported" if counts["resumed"] else "")
+         + f" | {rate.rate:.1f} images/s on {describe_device(dev)} ({prec.name})"
+         + f" | model {detector.label}" + (" [PLACEHOLDER]" if detector.placeholder else ""))
     if report is not None:
         info(f"report: {report.path} ({total_rows} rows)")
-    if os.environ.get("GANSCAN_SUMMARY_JSON"):
-        Path(os.environ["GANSCAN_SUMMARY_JSON"]).write_text(json.dumps({**counts, "images_per_s": rate.rate}))
     if fail_on_fake and counts["fake"]:
         sys.exit(EXIT_FAKE_FOUND)
-
-
-def _silence_broken_pipe() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass

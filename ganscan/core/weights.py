@@ -10,11 +10,8 @@ from ganscan.errors import CheckpointError, UnknownNameError, suggest
 
 
 def weights_dir() -> Path:
-    """Where the shipped weights are: $GANSCAN_WEIGHTS_DIR, else weights/ of the repository (a clone or an
-    editable install), else the ``ganscan/weights`` folder a wheel or sdist install carries."""
-    env = os.environ.get("GANSCAN_WEIGHTS_DIR")
-    if env:
-        return Path(env)
+    """Where the shipped weights are: weights/ of the repository (a clone or an editable install), else the
+    ``ganscan/weights`` folder a wheel or sdist install carries."""
     package = Path(__file__).resolve().parent.parent
     repo = package.parent / "weights"
     if repo.is_dir() and (package.parent / "pyproject.toml").is_file():

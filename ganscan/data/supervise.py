@@ -59,9 +59,14 @@ class _Worker:
         self.job: tuple[int, str, bool] | None = None
         self.started = 0.0
 
-    def give(self, job: tuple[int, str, bool]) -> None:
+    def give(self, job: tuple[int, str, bool]) -> bool:
+        """Hand over a file; False when the worker is already dead (killed while it waited for work)."""
         self.job, self.started = job, time.monotonic()
-        self.conn.send(job)
+        try:
+            self.conn.send(job)
+        except (BrokenPipeError, OSError):
+            return False
+        return True
 
     def stop(self, kill: bool = False) -> None:
         try:
@@ -148,13 +153,15 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
     exhausted, next_out, batch = False, 0, []
     try:
         while not stop.is_set():
-            for w in pool:
+            for k, w in enumerate(pool):
                 if w.job is None and not exhausted:
                     job = next(source, None)
                     if job is None:
                         exhausted = True
-                    else:
-                        w.give(job)
+                    elif not w.give(job):   # it never saw the file: a fresh worker takes it
+                        w.stop(kill=True)
+                        pool[k] = _Worker(ctx, process, init)
+                        pool[k].give(job)
             busy = [w for w in pool if w.job is not None]
             if not busy:
                 break

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from ganscan.data.augment import apply_perturbation, perturbation_name
 from ganscan.data.datasets import LabelledSet
 from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError, load_image
 from ganscan.detectors.load import LoadedDetector
 from ganscan.detectors import metrics as M
-from ganscan.core.device import Precision, data_loader
+from ganscan.core.device import Precision, worker_init
+from ganscan.data.supervise import supervised_map
 from ganscan.detectors.inference import ScanSettings, scan_batches
 
 METRIC_KEYS = ("accuracy", "real_acc", "fake_acc", "ap", "auc")
@@ -85,46 +85,35 @@ def evaluate_set(s: LabelledSet, scores: dict, threshold: float) -> SetResult:
     return res
 
 
-class _PerturbFiles(Dataset):
-    def __init__(self, items: list[tuple[str, str]], kind: str, value: float, max_pixels: int):
-        self.items, self.kind, self.value, self.max_pixels = items, kind, value, max_pixels
-
-    def __len__(self):
-        return len(self.items)
-
-    def __getitem__(self, i):
-        src, dst_stem = self.items[i]
-        try:
-            img, _ = load_image(src, self.max_pixels)
-        except DecodeError as exc:
-            return src, None, str(exc)
-        img, how = apply_perturbation(img, self.kind, self.value)
-        if how.startswith("jpeg:"):
-            dst = dst_stem + ".jpg"
-            img.save(dst, format="JPEG", quality=int(how.split(":")[1]))
-        else:
-            dst = dst_stem + ".png"
-            img.save(dst, format="PNG", compress_level=1)
-        return src, dst, None
+def _perturb_file(src: str, dst_stem: str, kind: str, value: float, max_pixels: int) -> str | None:
+    """Write the perturbed copy of ``src`` (JPEG at the given quality, PNG otherwise); its path, or None when
+    ``src`` does not decode."""
+    try:
+        img, _ = load_image(src, max_pixels)
+    except DecodeError:
+        return None
+    img, how = apply_perturbation(img, kind, value)
+    if how.startswith("jpeg:"):
+        img.save(dst_stem + ".jpg", format="JPEG", quality=int(how.split(":")[1]))
+        return dst_stem + ".jpg"
+    img.save(dst_stem + ".png", format="PNG", compress_level=1)
+    return dst_stem + ".png"
 
 
 def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: str, workers: int,
                      max_pixels: int = DEFAULT_MAX_PIXELS) -> list[LabelledSet]:
-    """Write perturbed copies of every image of every set under ``folder``; the same sets, new paths."""
+    """Write perturbed copies of every image of every set under ``folder`` (in supervised workers); the same
+    sets, new paths. An image that does not decode gets a path that does not exist: scored, it is an error."""
     out = []
     for si, s in enumerate(sets):
         d = Path(folder) / f"{si:03d}"
         d.mkdir(parents=True, exist_ok=True)
         items = [(p, str(d / f"{i:07d}")) for i, p in enumerate(s.paths)]
-        loader = data_loader(_PerturbFiles(items, kind, value, max_pixels), 16, workers, collate=list)
-        new_of: dict[str, str] = {}
-        for batch in loader:
-            for src, dst, _err in batch:
-                if dst is not None:
-                    new_of[src] = dst
+        copies = supervised_map(lambda item: _perturb_file(*item, kind, value, max_pixels), items,
+                                lambda _item, _reason: None, workers, init=worker_init)
         ns = LabelledSet(s.name)
-        for p, y in zip(s.paths, s.labels):
-            ns.paths.append(new_of.get(p, str(d / "missing" / os.path.basename(p))))  # unreadable -> error row
+        for (p, _), y, dst in zip(items, s.labels, copies):
+            ns.paths.append(dst or str(d / "missing" / os.path.basename(p)))
             ns.labels.append(y)
         out.append(ns)
     return out
@@ -168,15 +157,12 @@ class EvalResult:
 
 
 def evaluate(detector: LoadedDetector, sets: list[LabelledSet], precision: Precision, settings: EvalSettings,
-             perturbations: list[tuple[str, float]] = (), progress: Callable[[int], None] | None = None,
-             on_stage: Callable[[str, int], None] | None = None) -> EvalResult:
+             perturbations: list[tuple[str, float]] = (), progress: Callable[[int], None] | None = None) -> EvalResult:
     """Score every set (and its perturbed copies) and compute the per-set rows and the mean row."""
     threshold = detector.threshold if settings.threshold is None else float(settings.threshold)
     source = "--threshold" if settings.threshold is not None else (
         f"model ({detector.meta.get('threshold_rule')})" if detector.meta.get("threshold_rule") else "model")
     all_paths = [p for s in sets for p in s.paths]
-    if on_stage:
-        on_stage("scoring", len(all_paths))
     scores = score_files(detector, list(dict.fromkeys(all_paths)), precision, settings, progress)
     results = [evaluate_set(s, scores, threshold) for s in sets]
     mean = M.mean_row([r.row for r in results])
@@ -185,12 +171,8 @@ def evaluate(detector: LoadedDetector, sets: list[LabelledSet], precision: Preci
     for kind, value in perturbations:
         name = perturbation_name(kind, value)
         with tempfile.TemporaryDirectory(prefix="ganscan-perturb-") as tmp:
-            if on_stage:
-                on_stage(f"perturbing {name}", len(all_paths))
             psets = perturbed_copies(sets, kind, value, tmp, settings.workers, settings.max_pixels)
             ppaths = [p for s in psets for p in s.paths]
-            if on_stage:
-                on_stage(f"scoring {name}", len(ppaths))
             pscores = score_files(detector, ppaths, precision, settings, progress)
             prs = [evaluate_set(s, pscores, threshold) for s in psets]
         prow = [r.row for r in prs]

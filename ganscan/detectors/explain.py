@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ganscan.data.decode import load_image
+from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
 from ganscan.detectors.preprocess import normalize
 from ganscan.detectors.load import LoadedDetector
 from ganscan.core.device import Precision
@@ -44,16 +45,47 @@ def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max
     return np.asarray(scores), coords, stride
 
 
-def explain_image(det: LoadedDetector, path: str, out_dir: Path, precision: Precision,
-                  max_patches: int = 256, img=None) -> dict:
-    """Heatmap, spectrum and profile PNGs plus the summary of one image (``img``: already decoded)."""
+def explain_images(det: LoadedDetector, paths, out_dir: Path, precision: Precision, max_patches: int = 256,
+                   file_timeout: float | None = DEFAULT_FILE_TIMEOUT, max_bytes: int = DEFAULT_MAX_DECODE_BYTES,
+                   on_error=None, progress=None) -> list[dict]:
+    """Explain every image into ``out_dir``: its PNGs and ``<stem>.json``, then ``summary.json`` for all.
+
+    Decoding runs in a supervised worker: a file that crashes or hangs the decoder gets its error (told to
+    ``on_error(path, error)``) in the summary instead of stopping the run."""
+    from ganscan.data.supervise import decoded_images
+
+    results = []
+    for path, img, _info, error in decoded_images(paths, DEFAULT_MAX_PIXELS, file_timeout, max_bytes):
+        if error is not None:
+            summary = {"path": path, "error": error}
+            if on_error is not None:
+                on_error(path, error)
+        else:
+            summary = explain_image(det, path, img, out_dir, precision, max_patches)
+            (out_dir / f"{Path(path).stem}.json").write_text(json.dumps(summary, indent=2))
+        results.append(summary)
+        if progress is not None:
+            progress.update(advance=1)
+    (out_dir / "summary.json").write_text(json.dumps(results, indent=2))
+    return results
+
+
+def explain_image(det: LoadedDetector, path: str, img, out_dir: Path, precision: Precision,
+                  max_patches: int = 256) -> dict:
+    """Heatmap, spectrum and profile PNGs plus the summary of one decoded image."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if img is None:
-        img, _ = load_image(path)
+    stem = Path(path).stem
+    files = {}
+
+    def save(fig, kind):
+        files[kind] = str(out_dir / f"{stem}.{kind}.png")
+        fig.savefig(files[kind], dpi=100, bbox_inches="tight")
+        plt.close(fig)
+
     arr = np.array(img)
     h, w = arr.shape[:2]
     scores, coords, stride = patch_scores(det, arr, precision, max_patches)
@@ -69,26 +101,20 @@ def explain_image(det: LoadedDetector, path: str, out_dir: Path, precision: Prec
         cover[y // f:(y + cell) // f, x // f:(x + cell) // f] += 1
     heat = np.where(cover > 0, heat / np.maximum(cover, 1), np.nan)
 
-    stem = Path(path).stem
-    files = {}
     fig, ax = plt.subplots(figsize=(8, 8 * h / w if w else 8))
     ax.imshow(shown)
     im = ax.imshow(heat, cmap="inferno", alpha=0.45, vmin=0, vmax=1)
     fig.colorbar(im, ax=ax, fraction=0.046, label="P(fake) of the patch")
     ax.set_title(f"{Path(path).name}: patch scores ({det.label}{', PLACEHOLDER' if det.placeholder else ''})")
     ax.axis("off")
-    files["heatmap"] = str(out_dir / f"{stem}.heatmap.png")
-    fig.savefig(files["heatmap"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, "heatmap")
 
     spec = log_power_spectrum(img)
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(spec, cmap="magma")
     ax.set_title("log power spectrum (centre crop, Hann window)")
     ax.axis("off")
-    files["spectrum"] = str(out_dir / f"{stem}.spectrum.png")
-    fig.savefig(files["spectrum"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, "spectrum")
 
     prof = azimuthal_profile(img)
     ref = load_reference()
@@ -101,9 +127,7 @@ def explain_image(det: LoadedDetector, path: str, out_dir: Path, precision: Prec
     ax.set_ylabel("mean log power (normalised)")
     ax.set_title("azimuthally averaged spectrum")
     ax.legend()
-    files["profile"] = str(out_dir / f"{stem}.profile.png")
-    fig.savefig(files["profile"], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, "profile")
 
     hi = slice(len(prof) * 3 // 4, None)
     summary = {

@@ -6,7 +6,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Iterator
 
 import torch
@@ -21,7 +21,8 @@ from ganscan.data.provenance import assess, dhash, phash, provenance
 from ganscan.detectors.preprocess import aggregate_logits, normalize, views_uint8
 from ganscan.detectors.load import LoadedDetector
 from ganscan.detectors.registry import DetectorConfig
-from ganscan.core.device import Precision, distributed_env, worker_init
+from ganscan.core.device import Precision, worker_init
+from ganscan.reports.schema import iso_from_us
 
 SKIPPED = "skipped"
 
@@ -43,28 +44,6 @@ class ScanSettings:
     rank: int = 0
     world_size: int = 1
     file_timeout: float | None = DEFAULT_FILE_TIMEOUT  # seconds a decoding worker may spend on one file (None: no limit)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def iso_from_us(us: int | None) -> str | None:
-    """Exact ISO 8601 (UTC) for integer microseconds; round-trips with ``us_from_iso``."""
-    if us is None:
-        return None
-    return (_EPOCH + timedelta(microseconds=us)).isoformat()
-
-
-def us_from_iso(iso: str | None) -> int | None:
-    if not iso:
-        return None
-    try:
-        dt = datetime.fromisoformat(iso)
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 PROVENANCE_KEYS = ("phash", "dhash", "changed", "xmp", "xmp_creator_tool", "digital_source_type", "c2pa",
@@ -206,8 +185,9 @@ def sigmoid(x: float) -> float:
 
 def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Precision,
                  on_failure=None) -> Iterator[list[dict]]:
-    """Yield finished rows, one list per batch. Rows with verdict ``skipped`` are dropped here but counted
-    by the caller through ``row['verdict']`` of the yielded SKIPPED rows (kept so progress advances).
+    """Yield finished rows, one list per batch, one row for every file: scored, an ``error`` row (a file
+    that cannot be read or decoded keeps its row, with the reason), or ``skipped`` (already in the report
+    being resumed, or a non-image found in a folder), which the caller counts but does not report.
     ``on_failure(row)`` receives, at once, a finished copy of the row of a file that crashed or stalled
     its worker (the scan journals it before going on); the row also comes again in its batch."""
     model = prepare_model(detector.model, precision)
@@ -215,7 +195,6 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
     run = detector.run_info()
     stamp = {"threshold": threshold, "model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
-    slow = float(os.environ.get("GANSCAN_SLOW_BATCH_S", "0") or 0)  # test hook: interrupt tests
 
     def finish(row: dict, now: str) -> dict:
         row.update(stamp)
@@ -230,8 +209,6 @@ def scan_batches(settings: ScanSettings, detector: LoadedDetector, precision: Pr
             on_failure(finish(dict(row), datetime.now(timezone.utc).isoformat()))
 
     for items in file_items(settings, detector.config, failed):
-        if slow:
-            time.sleep(slow)
         ready = [(row, t) for row, t in items if t is not None]
         if ready:
             logits = forward_logits(model, [t for _, t in ready], precision, max_batch=max(settings.batch_size, 1))
@@ -258,8 +235,3 @@ class Throughput:
         dt = time.perf_counter() - self.start
         return self.images / dt if dt > 0 else 0.0
 
-
-def settings_for_rank(settings: ScanSettings) -> ScanSettings:
-    rank, world = distributed_env()
-    settings.rank, settings.world_size = rank, world
-    return settings

@@ -19,8 +19,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
 
-POLICIES = ("crop", "full", "tiles")
-
 
 @dataclass(frozen=True)
 class DetectorConfig:

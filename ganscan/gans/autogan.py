@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ganscan.gans.dcgan import init_weights
 from ganscan.gans.registry import register_gan
 
 
@@ -80,18 +81,6 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (N, 1, h, w): one logit per patch
-
-
-def init_weights(module: nn.Module) -> None:
-    """DCGAN's initialisation (DCGAN uses it too): convolutions N(0, 0.02), BatchNorm scales N(1, 0.02)."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 def _build(resolution: int, latent_size: int = 0, layers: int = 1, width: int = 32, blocks: int = 2):

@@ -8,7 +8,6 @@ import math
 import torch
 from torch import nn
 
-from ganscan.gans.autogan import init_weights
 from ganscan.gans.registry import register_gan
 
 
@@ -54,6 +53,18 @@ class DCGANDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten(1)  # one logit per image
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation: N(0, 0.02) convolutions, N(1, 0.02) BatchNorm scales, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
 
 
 def _build(resolution: int, latent_size: int, width: int = 64, dropout: float = 0.3):

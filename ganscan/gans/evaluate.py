@@ -121,3 +121,25 @@ def _evaluate_autoencoder(gen, model, images, result, batch_size, baselines, see
         result["rows"].append({"name": name, **swd(images, rec, seed=seed), "l1": diff.abs().mean().item(),
                                "psnr_db": psnr})
     return result
+
+
+def swd_table(result: dict):
+    """`gan evaluate`'s result as a rich table: SWD per level and their mean (and, for an autoencoder, how
+    close its reconstructions are)."""
+    from rich.table import Table
+
+    levels = list(result["rows"][0]["levels"])
+    t = Table(title=f"SWD x1e3 vs {result['real']} ({result['split']} reals, {result['images']} images per set, "
+                    f"{result['resolution']}x{result['resolution']})", header_style="bold")
+    t.add_column("images")
+    for lv in levels:
+        t.add_column(f"{lv}px", justify="right")
+    t.add_column("avg", justify="right")
+    recon = "psnr_db" in result["rows"][0]
+    if recon:
+        t.add_column("L1 (0-255)", justify="right")
+        t.add_column("PSNR dB", justify="right")
+    for row in result["rows"]:
+        t.add_row(row["name"], *(f"{row['levels'][lv]:.2f}" for lv in levels), f"{row['avg']:.2f}",
+                  *((f"{row['l1']:.2f}", f"{row['psnr_db']:.2f}") if recon else ()))
+    return t

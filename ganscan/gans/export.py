@@ -68,3 +68,33 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
     }
     atomic_write_bytes(card_file, (json.dumps(card, indent=2) + "\n").encode())
     return card
+
+
+def swd_metrics(result: dict) -> dict:
+    """`gan evaluate --json` output -> card metrics: flat averages first (shown by `ganscan models`)."""
+    flat = {}
+    keys = ["swd_x1e3", "swd_untrained_x1e3", "swd_floor_x1e3"]
+    for key, row in zip(keys if len(result["rows"]) == 3 else keys[:1], result["rows"]):
+        flat[key] = round(row["avg"], 3)
+    flat["swd"] = {"reals": result["real"], "split": result["split"], "holdout": result["holdout"],
+                   "images_per_set": result["images"], "seed": result["seed"],
+                   "rows": [{"name": r["name"], "avg": round(r["avg"], 3),
+                             "levels": {k: round(v, 3) for k, v in r["levels"].items()}} for r in result["rows"]]}
+    return flat
+
+
+def card_extra_from_json(paths) -> dict:
+    """Fields merged into a card from JSON files, in order: each an object of fields, or `gan evaluate --json`
+    output (which becomes ``metrics``)."""
+    extra = {}
+    for path in paths:
+        try:
+            obj = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GanscanError(f"{path}: not readable JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise GanscanError(f"{path}: expected a JSON object")
+        if "rows" in obj and obj["rows"] and "levels" in obj["rows"][0]:
+            obj = {"metrics": {**extra.get("metrics", {}), **swd_metrics(obj)}}
+        extra.update(obj)
+    return extra

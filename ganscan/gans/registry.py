@@ -64,10 +64,6 @@ def list_gans() -> list[GanConfig]:
     return [e.config for e in _REGISTRY.values()]
 
 
-def gan_names() -> list[str]:
-    return [c.name for c in list_gans()]
-
-
 def get_gan_config(name: str) -> GanConfig:
     return _entry(name).config
 
@@ -119,13 +115,9 @@ class LoadedGenerator:
         return name if name.startswith(self.name) else f"{self.name}-{name}"
 
 
-def shipped_gan_weights() -> list[dict]:
-    return shipped_weights("gan")
-
-
 def default_weights_for(name: str) -> Path | None:
     """The shipped weights of ``name``: the card marked ``"default": true`` first, else the first found."""
-    cards = [c for c in shipped_gan_weights() if c.get("model") == name]
+    cards = [c for c in shipped_weights("gan") if c.get("model") == name]
     cards.sort(key=lambda c: not c.get("default"))
     return Path(cards[0]["file"]) if cards else None
 

@@ -117,6 +117,29 @@ def build_html(rows: list[dict], run: dict, report_name: str, integrity: bool | 
     return _TEMPLATE.replace("__TITLE__", title).replace("__DATA__", payload)
 
 
+def write_page(report: str | os.PathLike, output: str | os.PathLike, force: bool = False, workers: int | None = None,
+               progress=None, file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
+               max_bytes: int = DEFAULT_MAX_DECODE_BYTES, on_skip=None) -> int:
+    """The HTML page of a scan report, written atomically to ``output``; returns the report's row count."""
+    from ganscan.core.checkpoint import atomic_write_bytes
+    from ganscan.reports.sink import verify_sidecar
+
+    out = Path(output)
+    if out.exists() and not force:
+        raise GanscanError(f"{out} exists", hint="use --force to overwrite")
+    if not out.parent.exists():
+        raise GanscanError(f"folder does not exist: {out.parent}")
+    rows, run = load_report(report)
+    integrity = verify_sidecar(Path(report))
+    if progress is not None:
+        progress.update(total=len(rows))
+    page = build_html(rows, run, Path(report).name, integrity, workers=workers or min(os.cpu_count() or 1, 8),
+                      on_progress=progress and (lambda n: progress.update(advance=n)), file_timeout=file_timeout,
+                      max_bytes=max_bytes, on_skip=on_skip)
+    atomic_write_bytes(out, page.encode("utf-8"))
+    return len(rows)
+
+
 _TEMPLATE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">

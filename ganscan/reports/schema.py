@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 
@@ -54,6 +54,28 @@ SCAN_SCHEMA = pa.schema([
 COLUMNS = [f.name for f in SCAN_SCHEMA]
 TIMESTAMP_COLUMNS = ("modified", "changed", "scanned_at")
 MAP_COLUMNS = tuple(f.name for f in SCAN_SCHEMA if pa.types.is_map(f.type))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def iso_from_us(us: int | None) -> str | None:
+    """Exact ISO 8601 (UTC) for integer microseconds; round-trips with ``us_from_iso``."""
+    if us is None:
+        return None
+    return (_EPOCH + timedelta(microseconds=us)).isoformat()
+
+
+def us_from_iso(iso: str | None) -> int | None:
+    if not iso:
+        return None
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def to_arrow_rows(rows: list[dict], schema: pa.Schema = SCAN_SCHEMA) -> pa.Table:

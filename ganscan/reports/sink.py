@@ -12,19 +12,11 @@ import json
 import os
 import tempfile
 import threading
-from datetime import datetime
 from pathlib import Path
 
 from ganscan.errors import GanscanError
+from ganscan.reports.schema import us_from_iso
 from ganscan.reports.writers import WRITERS, dumps, format_for_path, open_text
-
-
-def _mtime_key(iso) -> int | None:
-    from ganscan.detectors.inference import us_from_iso
-
-    if isinstance(iso, datetime):
-        iso = iso.isoformat()
-    return us_from_iso(iso)
 
 
 def read_report_rows(path: Path) -> list[dict]:
@@ -68,9 +60,9 @@ def _read_jsonl(path: Path):
 
 
 class ReportFile:
-    def __init__(self, path: str, fmt: str | None, force: bool, resume: bool, run_meta: dict):
+    def __init__(self, path: str, force: bool, resume: bool, run_meta: dict):
         self.path = Path(path)
-        self.fmt = fmt or format_for_path(path)
+        self.fmt = format_for_path(path)
         if self.fmt is None or self.fmt == "table":
             exts = ", ".join(sorted(e for w in WRITERS.values() for e in w.extensions))
             raise GanscanError(f"cannot tell the report format from {path!r}", hint=f"use one of {exts}")
@@ -104,7 +96,7 @@ class ReportFile:
         from ganscan.data.supervise import is_worker_failure
 
         # a file that crashed or stalled a decoder would do so again: it counts as reported
-        return {p: (r.get("bytes"), _mtime_key(r.get("modified"))) for p, r in latest.items()
+        return {p: (r.get("bytes"), us_from_iso(r.get("modified"))) for p, r in latest.items()
                 if r.get("verdict") in ("real", "fake") or is_worker_failure(r.get("error"))}
 
     def append(self, rows: list[dict]) -> None:

@@ -28,7 +28,6 @@ class Writer:
 
     extensions: tuple[str, ...] = ()
     binary = False
-    streams = True  # rows go out as they arrive
 
     def __init__(self, out: IO | str, run_meta: dict | None = None, columns: list[str] | None = None):
         self.out = out
@@ -112,10 +111,6 @@ class ParquetWriter(Writer):
         if len(self.buffer) >= 4096:
             self._flush()
 
-    def write_table(self, table: pa.Table) -> None:
-        self._flush()
-        self.pq.write_table(table.cast(self.schema))
-
     def _flush(self):
         if self.buffer:
             self.pq.write_table(to_arrow_rows(self.buffer, self.schema))
@@ -128,8 +123,6 @@ class ParquetWriter(Writer):
 
 class TableWriter(Writer):
     """A rich table on the terminal, rendered at the end."""
-
-    streams = False
 
     def __init__(self, out, run_meta=None, columns=None):
         super().__init__(out, run_meta, columns)

@@ -1,7 +1,7 @@
 """Scan throughput on CPU: ganscan scan vs a serial loop and vs the decode+model bound.
 
 Run with `make bench` (uses tcmalloc when installed). Prints ratios measured in one run.
-Targets (issue 2): scan >= 2x the serial loop; scan time within 15% of the bound
+Targets: scan >= 2x the serial loop; scan time within 15% of the bound
 (decode with all cores + model alone on pre-made tensors).
 """
 

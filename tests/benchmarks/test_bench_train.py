@@ -4,7 +4,7 @@ ResNet-18 at 128 px on the same 160 px JPEGs. The reference decodes every image 
 then only steps the model (forward, backward, Adam), one process, the same threads and memory
 format: its images/s is the model-only step rate, an upper bound for any loader. ganscan's rate is
 the second epoch of a real run (decode + blur/JPEG augmentation + crop + flip in loader workers,
-metrics, progress), timed by the trainer itself without validation. Target (issue 3): >= 0.9x.
+metrics, progress), timed by the trainer itself without validation. Target: >= 0.9x.
 
 Run with `make bench`, or: BENCH_TRAIN_IMAGES=512 .venv/bin/python -m pytest tests/benchmarks/test_bench_train.py -s -q -p no:cacheprovider --override-ini addopts=
 """

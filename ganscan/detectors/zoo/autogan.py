@@ -97,10 +97,11 @@ def shipped_autoencoder(layers: int) -> nn.Module:
     """The shipped ``autogan-{layers}layer`` autoencoder; a random one (with a warning) when it is absent,
     which is only right when a detector checkpoint's weights are loaded over it."""
     from ganscan.gans.autogan import AutoEncoder
-    from ganscan.gans.registry import load_generator, shipped_gan_weights
+    from ganscan.core.weights import shipped_weights
+    from ganscan.gans.registry import load_generator
 
     name = f"autogan-{layers}layer"
-    if any(c.get("name") == name for c in shipped_gan_weights()):
+    if any(c.get("name") == name for c in shipped_weights("gan")):
         return load_generator("autogan", name).model
     warnings.warn(f"shipped autoencoder {name} not found: built untrained (fine when loading a detector "
                   f"checkpoint, wrong for training)", stacklevel=2)

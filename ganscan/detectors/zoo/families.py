@@ -1,4 +1,4 @@
-"""Detector families beyond the ImageNet zoo (issue: the shipped detector).
+"""Detector families beyond the ImageNet zoo.
 
 - ``npr``: Neighbouring Pixel Relationships (Tan et al. 2024): the input minus its nearest-neighbour
   up-sampled, down-sampled copy, fed to a ResNet cut after its second stage, trained from scratch.
