@@ -16,6 +16,7 @@ Examples:
   ganscan models import blur_jpg_prob0.5.pth --from cnndetection -o cnndetection.safetensors
   ganscan models import NPR.pth --from npr -o npr.safetensors
   ganscan models import fc_weights.pth --from ufd --clip ViT-L-14.pt -o ufd.safetensors
+  ganscan models show cnndetection.safetensors npr.safetensors   # what was imported, from which files
   ganscan scan photos/ --model cnndetection.safetensors
 """
 
@@ -69,6 +70,31 @@ def command(ctx, as_json):
     for d in published:
         p.add_row(d["from"], d["arch"], d["paper"], d["repository"], d["files"])
     con.print(p)
+
+
+@command.command("show")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(checkpoints, as_json):
+    """What detector checkpoints are (e.g. the ones `ganscan models import` wrote): name, architecture,
+    threshold, preprocessing, origin (source files and their sha256), and the file's sha256."""
+    from ganscan.detectors.load import describe_checkpoint
+
+    rows = [describe_checkpoint(c) for c in checkpoints]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    from ganscan.console import stdout_console
+
+    t = Table(title="Detector checkpoints", header_style="bold")
+    for col in ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
+                  r["sha256"][:16] + "...")
+    stdout_console().print(t)
 
 
 @command.command("import", epilog=EXAMPLES)
