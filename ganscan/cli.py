@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable, Iterable
 
 import click
 
@@ -87,10 +88,42 @@ def cli(ctx, debug):
 
 # --- shared option decorators -----------------------------------------------------------------------
 
-def device_options(fn):
+class TableChoice(click.Choice):
+    """click.Choice over a library table, read when first needed (help, parsing, completion), so that
+    listing the commands imports no model code."""
+
+    def __init__(self, table: Callable[[], Iterable[str]]):
+        self._table, self.case_sensitive = table, True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return tuple(self._table())
+
+
+class TableOption(click.Option):
+    """An option whose shown default is read from a library table when help is shown: ``shown(name)`` (None:
+    none shown). Its own default stays None: the library fills in what was not given."""
+
+    def __init__(self, *decls, shown: Callable[[str], object], **kwargs):
+        super().__init__(*decls, **kwargs)
+        self._shown = shown
+
+    def get_help_record(self, ctx):
+        saved = self.default, self.show_default
+        self.default = self._shown(self.name)
+        self.show_default = self.default is not None
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.default, self.show_default = saved
+
+
+def device_options(fn=None, *, auto: str = "auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32."):
+    """--device and --precision; ``auto`` says what --precision auto means for the command."""
+    if fn is None:
+        return lambda f: device_options(f, auto=auto)
     fn = click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-                      show_default=True,
-                      help="auto: AMP on CUDA, bf16 on CPUs with native bf16, else fp32.")(fn)
+                      show_default=True, help=auto)(fn)
     fn = click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
                       help="Where the model runs.")(fn)
     return fn

@@ -86,6 +86,33 @@ def test_resume_is_exact_dcgan(tmp_path):
     assert straight == split  # same losses step by step (wall time aside)
 
 
+def test_a_run_folder_of_the_old_format_still_resumes_exactly(tmp_path):
+    """Before the one resume format a checkpoint was weights-only ckpt-STEP.safetensors plus ckpt-STEP.state.pt
+    (torch.save of step, images, elapsed, the torch RNG state and both optimisers)."""
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.core.runs import unpack
+
+    data = make_folder(tmp_path / "data")
+    run(*train_args(data, tmp_path / "straight", 6))
+    old = tmp_path / "old"
+    run(*train_args(data, old, 3))
+    ptr = json.loads((old / "checkpoint.json").read_text())
+    tensors, meta = load_checkpoint(old / ptr["weights"], verify=False)
+    state = unpack(meta.pop("skeleton"), tensors)
+    stem = ptr["weights"].removesuffix(".safetensors")
+    torch.save({"step": state["step"], "images": state["images"], "elapsed": state["elapsed"],
+                "rng": state["rng"]["torch"], "opt_g": state["opt_g"], "opt_d": state["opt_d"]}, old / f"{stem}.state.pt")
+    save_checkpoint(old / ptr["weights"], {k: v for k, v in tensors.items() if not k.startswith("state.")}, meta)
+    (old / "checkpoint.json").write_text(json.dumps({**ptr, "state": f"{stem}.state.pt"}))
+    run(*train_args(data, old, 6, "--resume"))
+    a, b = weights_tensors(tmp_path / "straight"), weights_tensors(old)
+    assert a.keys() == b.keys() and any(k.startswith("state.opt_d.") for k in a)  # the new format from then on
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    straight, resumed = ([r.split(",")[:7] for r in (d / "losses.csv").read_text().splitlines()] for d in (tmp_path / "straight", old))
+    assert straight == resumed
+
+
 def test_resume_is_exact_progan_across_a_fade(tmp_path):
     data = make_folder(tmp_path / "data")
     common = ["--model", "test-progan", "--phase-kimg", "0.012", "--batch-size", 4, "--threads", 1,

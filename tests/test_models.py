@@ -121,6 +121,11 @@ def test_import_foreign_checkpoint_and_refuse_code(runner, cli, tmp_path):
     assert res.exit_code == 1 and "refused" in res.output and "this would have run" not in res.output
     res = runner.invoke(cli, ["models", "import", str(src), "--arch", "resnet18", "-o", str(tmp_path / "x.safetensors")])
     assert res.exit_code == 1 and "does not fit resnet18" in res.output
+    shown = json.loads(run_ok(runner, cli, ["models", "show", str(out), "--json"]).stdout)
+    assert [(r["arch"], r["sha256"]) for r in shown] == [("test-cnn", sha256_file(out))]
+    assert shown[0]["source"]["files"] == [{"file": src.name, "sha256": sha256_file(src)}]
+    res = runner.invoke(cli, ["models", "show", str(src)])
+    assert res.exit_code == 1 and "not a readable safetensors checkpoint" in res.output
 
 
 def test_pretrained_backbone_from_local_file(tmp_path):

@@ -209,7 +209,7 @@ def test_parse_perturbations():
 # --- recipes ---------------------------------------------------------------------------------------
 
 def test_recipes_and_overrides():
-    from ganscan.detectors.train.trainer import RECIPES, resolve_options
+    from ganscan.detectors.train.options import RECIPES, resolve_options
     from ganscan.errors import GanscanError
 
     w = resolve_options("wang2020")
@@ -228,7 +228,7 @@ def test_recipes_and_overrides():
 
 
 def test_schedule_plateau_then_stop():
-    from ganscan.detectors.train.trainer import Schedule
+    from ganscan.detectors.train.schedule import Schedule
 
     s = Schedule("plateau", "max", patience=2, factor=0.1, min_lr=1e-6, min_delta=0.001)
     events = [s.step(v, 1e-4) for v in (0.5, 0.6, 0.6, 0.6005)]
@@ -236,10 +236,16 @@ def test_schedule_plateau_then_stop():
     for v in (0.6, 0.6, 0.6, 0.6):
         s.step(v, 1e-4)
     assert s.stopped and "below" in s.reason
+    # one rule of "improved" for the schedule and the best checkpoint: better by more than min_delta
+    from ganscan.detectors.train.schedule import improved
+
+    assert improved(0.6011, 0.6, "max", 0.001) and not improved(0.6005, 0.6, "max", 0.001)
+    assert improved(0.39, 0.4, "min", 0.001) and not improved(0.3995, 0.4, "min", 0.001)
+    assert improved(0.1, None, "min", 0.001) and not improved(None, 0.5, "max", 0.001)
 
 
 def test_balanced_sampler_draws_both_classes_equally():
-    from ganscan.detectors.train.trainer import EpochSampler
+    from ganscan.detectors.train.data import EpochSampler
 
     labels = [0] * 90 + [1] * 10
     smp = EpochSampler(labels, seed=0, rank=0, world=1, balance="sample")
@@ -268,6 +274,11 @@ def test_training_learns_and_writes_everything(trained):
     epoch_rows = [x for x in r.rows if x["kind"] == "epoch"]
     assert len(epoch_rows) == 4 and len(r.rows) > 4  # per-epoch and every-2-steps validation
     assert r.best["val_acc"] == 1.0 and r.best["val_ap"] == 1.0 and r.best["val_auc"] == 1.0
+    best = None  # the best checkpoint: the first validation that beat every earlier one by more than min_delta
+    for row in r.rows:
+        if best is None or row["val_bacc"] > best["val_bacc"] + 0.001:
+            best = row
+    assert (r.best["kind"], r.best["step"]) == (best["kind"], best["step"])
     for name in ("best.safetensors", "last.safetensors", "resume.safetensors", "log.csv", "log.json",
                  "loss.png", "accuracy.png"):
         assert (r.out_dir / name).stat().st_size > 0, name
@@ -307,26 +318,85 @@ def test_checkpoint_loads_and_scan_uses_threshold(trained, tmp_path):
     assert [row["verdict"] for row in rows] == ["fake"] * 3 + ["real"] * 3
 
 
-def test_resume_after_kill_matches_uninterrupted(tmp_path):
+def _same_run(a, b, out_a, out_b):
+    """Two runs logged the same rows (wall time aside) and wrote bit-identical checkpoints."""
     from ganscan.core.checkpoint import load_checkpoint
-    from ganscan.detectors.train.trainer import SimulatedKill
+
+    strip = lambda rows: [{k: v for k, v in x.items() if k not in ("seconds", "train_images_per_s")} for x in rows]  # noqa: E731
+    assert strip(a.rows) == strip(b.rows)
+    for name in ("best.safetensors", "last.safetensors"):
+        ta, _ = load_checkpoint(out_a / name)
+        tb, _ = load_checkpoint(out_b / name)
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), (name, k)
+
+
+def _resume(data, out, **options):
+    from ganscan.detectors.train.data import DataSpec
+    from ganscan.detectors.train.trainer import Runtime, train
+
+    return train(DataSpec(data=[str(data)]), tiny_options(**options), out, Runtime(workers=0, threads=1),
+                 recipe="trieste", resume=True)
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
+    from ganscan.detectors.train.trainer import Trainer
 
     data = make_folder(tmp_path / "data", 24, 20, seed=5, size=32)  # 33 training images: 4 steps per epoch
     full = train_tiny(data, tmp_path / "full", epochs=3, val_every=3)
-    with pytest.raises(SimulatedKill):  # killed mid-epoch 2, one step after the state saved at step 6
-        train_tiny(data, tmp_path / "cut", epochs=3, val_every=3, stop_after_steps=7)
-    from ganscan.detectors.train.trainer import DataSpec, Runtime, train
 
-    resumed = train(DataSpec(data=[str(data)]), tiny_options(epochs=3, val_every=3), tmp_path / "cut",
-                    Runtime(workers=0, threads=1), recipe="trieste", resume=True)
-    strip = lambda rows: [{k: v for k, v in x.items() if k not in ("seconds", "train_images_per_s")} for x in rows]  # noqa: E731
-    assert strip(resumed.rows) == strip(full.rows)
-    for name in ("best.safetensors", "last.safetensors"):
-        a, _ = load_checkpoint(tmp_path / "full" / name)
-        b, _ = load_checkpoint(tmp_path / "cut" / name)
-        assert a.keys() == b.keys()
-        for k in a:
-            assert torch.equal(a[k], b[k]), (name, k)
+    class Killed(Exception):
+        pass
+
+    step = Trainer._train_step
+
+    def killed_in_step_7(self, x, y):  # the 7th step runs, then the process dies: nothing after it is saved
+        out = step(self, x, y)
+        if self.state["global_step"] == 6:
+            raise Killed
+        return out
+
+    with monkeypatch.context() as m, pytest.raises(Killed):  # mid-epoch 2, one step after the state saved at step 6
+        m.setattr(Trainer, "_train_step", killed_in_step_7)
+        train_tiny(data, tmp_path / "cut", epochs=3, val_every=3)
+    _same_run(_resume(data, tmp_path / "cut", epochs=3, val_every=3), full, tmp_path / "cut", tmp_path / "full")
+
+
+def test_ctrl_c_saves_the_step_in_flight_and_resumes_exactly(tmp_path, monkeypatch):
+    import shutil
+    import signal
+
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.core.runs import pack
+    from ganscan.detectors.train.trainer import Trainer
+
+    data = make_folder(tmp_path / "data", 24, 20, seed=5, size=32)  # 4 steps per epoch
+    full = train_tiny(data, tmp_path / "full", epochs=2)
+    step = Trainer._train_step
+
+    def ctrl_c_in_step_6(self, x, y):
+        if self.state["global_step"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return step(self, x, y)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", ctrl_c_in_step_6)
+        cut = train_tiny(data, tmp_path / "cut", epochs=2)
+    assert cut.interrupted and cut.stop_reason == "interrupted" and cut.epochs_run == 1
+    tensors, meta = load_checkpoint(tmp_path / "cut" / "resume.safetensors", verify=False)
+    assert (meta["state"]["global_step"], meta["state"]["step_in_epoch"]) == (6, 2)  # after the step in flight
+    # the same state in the first resume format (a plain skeleton object, opt./scaler./rng. tensor names)
+    shutil.copytree(tmp_path / "cut", tmp_path / "old")
+    from ganscan.core.runs import unpack
+
+    saved = unpack(meta.pop("skeleton"), tensors)
+    old = {k: v for k, v in tensors.items() if k.startswith("model.")}
+    meta["skeleton"] = {"optimizer": pack(saved["optimizer"], "opt", old), "scaler": pack(saved["scaler"], "scaler", old),
+                        "rng": {k: pack(v, f"rng.{k}", old) for k, v in saved["rng"].items()}}
+    save_checkpoint(tmp_path / "old" / "resume.safetensors", old, meta)
+    for run in ("cut", "old"):
+        _same_run(_resume(data, tmp_path / run, epochs=2), full, tmp_path / run, tmp_path / "full")
 
 
 def test_unreadable_training_image_is_skipped_and_counted(tmp_path):
@@ -343,7 +413,8 @@ def test_unreadable_training_image_is_skipped_and_counted(tmp_path):
 def test_freeze_backbone_and_backbone_lr(tmp_path):
     from ganscan.detectors.registry import build_detector
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
-    from ganscan.detectors.train.trainer import DataSpec, Runtime, Trainer
+    from ganscan.detectors.train.data import DataSpec
+    from ganscan.detectors.train.trainer import Runtime, Trainer
 
     data = make_folder(tmp_path / "data", 12, 12, seed=8, size=32)
     torch.manual_seed(1)
@@ -354,21 +425,16 @@ def test_freeze_backbone_and_backbone_lr(tmp_path):
     before = init.state_dict()
     assert all(torch.equal(after[k], before[k]) for k in before if not k.startswith("fc."))  # BN stats too
     assert not torch.equal(after["fc.weight"], before["fc.weight"])
-    t = Trainer(DataSpec(data=[str(data)]), tiny_options(lr=1e-3, backbone_lr=1e-5), tmp_path / "x", Runtime(workers=0))
-    t.device = torch.device("cpu")
+    t = Trainer(DataSpec(data=[str(data)]), tiny_options(lr=1e-3, backbone_lr=1e-5), tmp_path / "x",
+                Runtime(workers=0, device="cpu"))
     t._prepare_data()
-    from ganscan.core.device import choose_precision
-
-    t.precision = choose_precision(t.device, "fp32")
-    t.channels_last = True
     t._build_model()
     assert [(g["name"], g["lr"]) for g in t.opt.param_groups] == [("backbone", 1e-5), ("head", 1e-3)]
     # khan: SGD, body lr 1e-3 / L2 1e-3, last layer lr 5e-5 / L2 1e-5
-    from ganscan.detectors.train.trainer import resolve_options
+    from ganscan.detectors.train.options import resolve_options
 
     k = Trainer(DataSpec(data=[str(data)]), resolve_options("khan", {"arch": "test-cnn", "batch_size": 4}),
-                tmp_path / "k", Runtime(workers=0))
-    k.device, k.precision, k.channels_last = t.device, t.precision, True
+                tmp_path / "k", Runtime(workers=0, device="cpu"))
     k._prepare_data()
     k._build_model()
     assert isinstance(k.opt, torch.optim.SGD) and k.opt.defaults["momentum"] == 0.9

@@ -37,7 +37,7 @@ def make_folder(folder: Path, n_real: int, n_fake: int, seed: int = 0, size: int
 
 def tiny_options(**overrides) -> dict:
     """The trieste recipe shrunk to the test CNN: 32 px crops, no blur/JPEG (they would erase the trace)."""
-    from ganscan.detectors.train.trainer import resolve_options
+    from ganscan.detectors.train.options import resolve_options
 
     opts = dict(arch="test-cnn", crop=32, epochs=2, batch_size=8, lr=3e-3, blur_prob=0.0, jpeg_prob=0.0,
                 val_split=0.25, schedule="none")
@@ -47,9 +47,10 @@ def tiny_options(**overrides) -> dict:
 
 def train_tiny(data: Path, out: Path, **overrides):
     """Train the test CNN on ``data`` in-process (no loader workers); returns the TrainResult."""
-    from ganscan.detectors.train.trainer import DataSpec, Runtime, train
+    from ganscan.detectors.train.data import DataSpec
+    from ganscan.detectors.train.trainer import Runtime, train
 
-    runtime_keys = {"workers", "threads", "stop_after_steps", "checkpoint_every", "name"}
+    runtime_keys = {"workers", "threads", "checkpoint_every", "name"}
     rt = {k: overrides.pop(k) for k in list(overrides) if k in runtime_keys}
     rt.setdefault("workers", 0)
     rt.setdefault("threads", 1)  # tiny model: one thread is faster than two fighting over a busy CPU

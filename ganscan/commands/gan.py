@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -9,7 +10,7 @@ import sys
 
 import click
 
-from ganscan.cli import quiet_option
+from ganscan.cli import TableOption, quiet_option
 
 GROUP_EXAMPLES = """
 \b
@@ -75,6 +76,8 @@ def _widths(ctx, param, value):
 
 
 def _phases(ctx, param, value):
+    if value is None:
+        return None
     try:
         out = [float(v) for v in str(value).split(",") if v.strip()]
     except ValueError:
@@ -84,6 +87,24 @@ def _phases(ctx, param, value):
     return out[0] if len(out) == 1 else out
 
 
+def _shown_setting(key: str):
+    """A training setting's default for --help: TrainSettings', or one per family."""
+    from ganscan.gans.trainer import FAMILY_DEFAULTS, TrainSettings
+
+    if key not in FAMILY_DEFAULTS["dcgan"]:
+        return TrainSettings.__dataclass_fields__[key].default
+
+    def text(v) -> str:  # ProGAN's batch: each size from the side it starts at
+        return ", ".join(f"{b} from {side}px" for side, b in v.items() if v.get(side // 2) != b) \
+            if isinstance(v, dict) else f"{v:g}"
+
+    return "; ".join(f"{family} {text(d[key])}" for family, d in FAMILY_DEFAULTS.items())
+
+
+#: A training setting: unset unless given (TrainSettings fills it in); its help shows the default.
+_setting = functools.partial(click.option, cls=TableOption, default=None, shown=_shown_setting)
+
+
 @command.command("train", epilog=TRAIN_EXAMPLES)
 @click.argument("data", type=click.Path(path_type=str))
 @click.option("-m", "--model", required=True, metavar="NAME",
@@ -91,37 +112,35 @@ def _phases(ctx, param, value):
 @click.option("-o", "--output", "run_dir", required=True, metavar="RUN_DIR",
               help="Run folder: checkpoints, losses.csv, loss.png, samples/, generator.safetensors.")
 @click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR exactly where its last checkpoint left off.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@_setting("--seed", type=int)
 @click.option("--resolution", type=int, default=None, help="Image side (dcgan: 32 or 64; progan: 8-128). Default: the model's.")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Optimiser steps in all.")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), default=None, help="Passes over the data (instead of --steps).")
 @click.option("--kimg", type=click.FloatRange(0, min_open=True), default=None,
               help="Thousands of real images to show in all (instead of --steps).")
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=None,
-              help="dcgan: 32; progan: 32 up to 16x16, 16 at 32-64, 8 at 128.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Adam lr (dcgan 2e-4, progan 1e-3).")
-@click.option("--beta1", type=click.FloatRange(0, 1), default=None, help="Adam beta1 (dcgan 0.5, progan 0).")
+@_setting("--batch-size", type=click.IntRange(1, 4096), help="Images per step.")
+@_setting("--lr", type=click.FloatRange(0, min_open=True), help="Adam learning rate.")
+@_setting("--beta1", type=click.FloatRange(0, 1), help="Adam beta1.")
 @click.option("--width", type=click.IntRange(1), default=None, help="dcgan: channels of the first discriminator layer / last generator layer (64).")
 @click.option("--widths", callback=_widths, default=None, metavar="C4,C8,...",
               help="progan: channels per resolution, 4x4 first (default 128,128,128,64,32).")
 @click.option("--layers", type=click.IntRange(1, 6), default=None,
               help="autogan: stride-2 stages down and transposed-convolution stages up (1 or 4 in the seed; default 1).")
-@click.option("--rec-weight", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="autogan: weight of the L1 reconstruction loss (the adversarial loss has weight 1).")
-@click.option("--phase-kimg", callback=_phases, default="20", show_default=True, metavar="K|K4,K8,...",
-              help="progan: thousands of images per fade-in and per stabilisation phase; or one value per "
-                   "resolution, 4x4 first (the last repeats).")
-@click.option("--holdout", type=click.FloatRange(0, 0.9), default=0.0, show_default=True,
-              help="Fraction of DATA (chosen by file-name hash) kept out of training, for `gan evaluate --holdout`.")
+@_setting("--rec-weight", type=click.FloatRange(0),
+          help="autogan: weight of the L1 reconstruction loss (the adversarial loss has weight 1).")
+@_setting("--phase-kimg", callback=_phases, metavar="K|K4,K8,...",
+          help="progan: thousands of images per fade-in and per stabilisation phase; or one value per "
+               "resolution, 4x4 first (the last repeats).")
+@_setting("--holdout", type=click.FloatRange(0, 0.9),
+          help="Fraction of DATA (chosen by file-name hash) kept out of training, for `gan evaluate --holdout`.")
 @click.option("--no-mirror", is_flag=True, help="No random horizontal flips.")
-@click.option("--sample-every", type=click.IntRange(1), default=500, show_default=True, help="Steps between sample grids.")
-@click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True, help="Steps between checkpoints.")
+@_setting("--sample-every", type=click.IntRange(1), help="Steps between sample grids.")
+@_setting("--checkpoint-every", type=click.IntRange(1), help="Steps between checkpoints.")
 @click.option("--max-minutes", type=click.FloatRange(0, min_open=True), default=None,
               help="Stop after this much wall time (with a checkpoint; --resume continues).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
 @quiet_option
-def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs, kimg, batch_size, lr, beta1, width,
-                  widths, layers, rec_weight, phase_kimg, holdout, no_mirror, sample_every, checkpoint_every, max_minutes, threads):
+def train_command(data, model, run_dir, resume, no_mirror, threads, **given):
     """Train a GAN on the images in DATA (a folder; sub-folders included).
 
     Images of other sizes are centre-cropped and resized, other modes converted (a note says how many);
@@ -132,13 +151,11 @@ def train_command(data, model, run_dir, resume, seed, resolution, steps, epochs,
     from ganscan.core.device import configure_threads
     from ganscan.gans.trainer import TrainSettings, train
 
-    if sum(x is not None for x in (steps, epochs, kimg)) > 1:
+    if sum(given[k] is not None for k in ("steps", "epochs", "kimg")) > 1:
         raise click.UsageError("give at most one of --steps, --epochs, --kimg")
     configure_threads(threads)
-    settings = TrainSettings(model=model, data=data, run_dir=run_dir, seed=seed, resolution=resolution, steps=steps,
-                             kimg=kimg, batch_size=batch_size, lr=lr, beta1=beta1, width=width, widths=widths,
-                             layers=layers, rec_weight=rec_weight, phase_kimg=phase_kimg, holdout=holdout, mirror=not no_mirror, sample_every=sample_every,
-                             checkpoint_every=checkpoint_every, max_minutes=max_minutes, epochs=epochs)
+    settings = TrainSettings(model=model, data=data, run_dir=run_dir, **{k: v for k, v in given.items() if v is not None},
+                             **({"mirror": False} if no_mirror else {}))
     with Progress(f"training {model}", total=None, fields=("loss_d", "loss_g")) as bar:
         result = train(settings, resume=resume, progress=bar, on_note=warn, invocation=_invocation())
     state = "finished" if result.finished else ("interrupted" if result.interrupted else "stopped (time limit)")

@@ -13,7 +13,10 @@ EXAMPLES = """
 Examples:
   ganscan models                      # architectures and shipped weights
   ganscan models --json | jq .weights
-  ganscan models import blur_jpg_prob0.5.pth --arch resnet50 -o cnndetection.safetensors
+  ganscan models import blur_jpg_prob0.5.pth --from cnndetection -o cnndetection.safetensors
+  ganscan models import NPR.pth --from npr -o npr.safetensors
+  ganscan models import fc_weights.pth --from ufd --clip ViT-L-14.pt -o ufd.safetensors
+  ganscan models show cnndetection.safetensors npr.safetensors   # what was imported, from which files
   ganscan scan photos/ --model cnndetection.safetensors
 """
 
@@ -22,18 +25,23 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def command(ctx, as_json):
-    """List detector architectures and shipped weights (with sha256 and their card's metrics)."""
+    """List detector architectures, shipped weights (with sha256 and their card's metrics) and the published
+    detectors whose released weights `ganscan models import --from` reads."""
     if ctx.invoked_subcommand is not None:
         return
+    from dataclasses import asdict
+
     from ganscan.core.weights import shipped_weights
+    from ganscan.detectors.importers import SOURCES
     from ganscan.detectors.registry import list_detectors
 
     archs = [{"name": c.name, "input_size": c.input_size, "policy": c.policy, "family": c.family,
               "description": c.description} for c in list_detectors()]
     weights = [{k: c.get(k) for k in ("name", "kind", "arch", "default", "placeholder", "sha256", "metrics",
                                        "file")} for c in shipped_weights()]
+    published = [{"from": k, **asdict(v)} for k, v in SOURCES.items()]
     if as_json:
-        click.echo(json.dumps({"architectures": archs, "weights": weights}, indent=2))
+        click.echo(json.dumps({"architectures": archs, "weights": weights, "published": published}, indent=2))
         return
     from rich.table import Table
 
@@ -56,50 +64,65 @@ def command(ctx, as_json):
                           for k, v in metrics.items() if not isinstance(v, (dict, list)))
         w.add_row(name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext)
     con.print(w)
+    p = Table(title="Published detectors (ganscan models import FILE --from NAME)", header_style="bold")
+    for col in ("from", "arch", "paper", "repository", "released files"):
+        p.add_column(col, overflow="fold")
+    for d in published:
+        p.add_row(d["from"], d["arch"], d["paper"], d["repository"], d["files"])
+    con.print(p)
+
+
+@command.command("show")
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def show(checkpoints, as_json):
+    """What detector checkpoints are (e.g. the ones `ganscan models import` wrote): name, architecture,
+    threshold, preprocessing, origin (source files and their sha256), and the file's sha256."""
+    from ganscan.detectors.load import describe_checkpoint
+
+    rows = [describe_checkpoint(c) for c in checkpoints]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+
+    from ganscan.console import stdout_console
+
+    t = Table(title="Detector checkpoints", header_style="bold")
+    for col in ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
+                  r["sha256"][:16] + "...")
+    stdout_console().print(t)
 
 
 @command.command("import", epilog=EXAMPLES)
 @click.argument("source", type=click.Path(dir_okay=False, path_type=str))
-@click.option("--arch", required=True, help="Registered architecture the weights belong to (e.g. resnet50).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str),
-              help="The .safetensors checkpoint to write.")
+@click.option("--from", "published", metavar="NAME", default=None,
+              help="The published detector the released file belongs to: cnndetection, npr, ufd or dmid "
+                   "(see `ganscan models`).")
+@click.option("--arch", default=None, help="Or: the registered architecture of a plain state dict.")
+@click.option("--clip", "clip", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="--from ufd: the CLIP ViT-L/14 weights (OpenAI's ViT-L-14.pt or OpenCLIP's state dict).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=str), default=None,
+              help="The .safetensors checkpoint to write (default: FROM-STEM.safetensors here).")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
 @click.option("--force", is_flag=True, help="Overwrite the output.")
-def import_command(source, arch, output, threshold, name, force):
-    """Convert a PyTorch checkpoint (.pth/.pt, read with weights_only=True) into a ganscan checkpoint.
+def import_command(source, published, arch, clip, output, threshold, name, force):
+    """Convert released weights (.pth/.pt/.safetensors, read without running pickled code) into a ganscan
+    checkpoint: --from a published detector (tensors mapped by name, every one accounted for; the source and
+    the files' sha256 go into the checkpoint), or --arch for a plain state dict of a registered arch."""
+    from ganscan.detectors.importers import import_checkpoint
 
-    CNNDetection's ``{'model': state_dict}`` ResNet-50 with a one-logit fc is the common case. Pickles
-    that would run code are refused.
-    """
-    from pathlib import Path
-
-    from ganscan.detectors.registry import build_detector, get_config
-    from ganscan.core.checkpoint import load_foreign_state_dict, save_checkpoint
-    from ganscan.errors import CheckpointError
-
-    out = Path(output)
-    if out.suffix != ".safetensors":
-        raise GanscanError(f"output must end in .safetensors: {output}")
-    if out.exists() and not force:
-        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
-    if not out.parent.exists():
-        raise GanscanError(f"folder does not exist: {out.parent}")
-    cfg = get_config(arch)
-    state = load_foreign_state_dict(source)
-    model = build_detector(arch)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        missing = len(set(model.state_dict()) - set(state))
-        raise CheckpointError(f"{source}: does not fit {arch} ({missing} tensors missing; "
-                              f"{str(exc).splitlines()[0][:120]})",
-                              hint="check --arch; the head must have one output logit") from None
-    sha = save_checkpoint(out, model.state_dict(), {
-        "kind": "detector", "arch": arch, "name": name or out.stem, "threshold": threshold,
-        "preprocessing": cfg.preprocessing(), "training": {"imported_from": Path(source).name},
-    })
-    click.echo(f"wrote {out} ({arch}, sha256 {sha})")
+    out, sha, meta = import_checkpoint(source, published, output, arch=arch, clip=clip, name=name,
+                                       threshold=threshold, force=force)
+    pre = meta["preprocessing"]
+    files = ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in meta["source"]["files"])
+    view = "whole image" if pre["policy"] == "full" else f"{pre['policy']} {pre['input_size']}"
+    click.echo(f"wrote {out} ({meta['arch']}{f', from {published}' if published else ''}: {files}; "
+               f"{view}; sha256 {sha})")
 
 
 FUSE_EXAMPLES = """

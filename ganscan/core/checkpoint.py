@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -141,8 +142,12 @@ def load_foreign_state_dict(path: str | os.PathLike) -> dict:
             return load_file(str(path))
         except Exception as exc:
             raise CheckpointError(f"{path}: corrupt safetensors file ({_short(exc)})") from None
+    if _is_torchscript(path):
+        return _torchscript_tensors(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's note on pickle protocols: the outcome is told below
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code, RuntimeError/EOFError for damage
         text = str(exc)
         if "Weights only load failed" in text or "Unsupported global" in text or "UnpicklingError" in type(exc).__name__:
@@ -162,6 +167,76 @@ def load_foreign_state_dict(path: str | os.PathLike) -> dict:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+_STORAGE_DTYPES = {f"{k}Storage": v for k, v in (
+    ("Float", torch.float32), ("Half", torch.float16), ("BFloat16", torch.bfloat16),
+    ("Double", torch.float64), ("Long", torch.int64), ("Int", torch.int32), ("Short", torch.int16),
+    ("Char", torch.int8), ("Byte", torch.uint8), ("Bool", torch.bool))}
+
+
+def _torchscript_tensors(path: Path) -> dict:
+    """The tensors of a TorchScript archive (e.g. OpenAI's CLIP ``ViT-L-14.pt``) by their module path, read
+    without loading its code: the unpickler knows tensors, ordered dicts and plain module objects only."""
+    import io
+    import pickle
+    import zipfile
+    from collections import OrderedDict
+
+    class Module(dict):
+        def __setstate__(self, state):
+            self.update(state)
+
+    def rebuild(flat, offset, size, stride, *_):
+        return flat.as_strided(size, stride, offset).clone()
+
+    with zipfile.ZipFile(path) as z:
+        pkl = next(n for n in z.namelist() if n.endswith("/data.pkl"))
+        root = pkl[: -len("data.pkl")]
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if module.startswith("__torch__"):
+                    return Module
+                if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+                    return rebuild
+                if (module, name) == ("collections", "OrderedDict"):
+                    return OrderedDict
+                if module == "torch" and name in _STORAGE_DTYPES:
+                    return _STORAGE_DTYPES[name]
+                raise pickle.UnpicklingError(f"{module}.{name}")
+
+            def persistent_load(self, pid):  # ('storage', storage type, key, location, numel)
+                return torch.frombuffer(bytearray(z.read(f"{root}data/{pid[2]}")), dtype=pid[1])
+
+        try:
+            tree = Unpickler(io.BytesIO(z.read(pkl))).load()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: refused: a TorchScript archive with objects other than tensors "
+                                  f"({_short(exc)})") from None
+    out = {}
+
+    def walk(obj, prefix):
+        for k, v in obj.items():
+            if torch.is_tensor(v):
+                out[prefix + k] = v
+            elif isinstance(v, Module):
+                walk(v, f"{prefix}{k}.")
+
+    walk(tree, "")
+    if not out:
+        raise CheckpointError(f"{path}: no tensors found in the TorchScript archive")
+    return out
 
 
 def _short(exc: BaseException) -> str:

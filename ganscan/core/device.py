@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+import torch.distributed as dist
 
 from ganscan.errors import GanscanError
 
@@ -86,6 +87,15 @@ def choose_precision(device: torch.device, precision: str = "auto") -> Precision
     return Precision(device=device, autocast_dtype=dtype, channels_last=True)
 
 
+def training_precision(device: torch.device, precision: str = "auto",
+                       channels_last: bool = True) -> tuple[Precision, str]:
+    """Training's rule, and how the training log names it: as choose_precision, except that ``auto`` trains
+    in fp32 on the CPU, native bf16 or not (bf16 there is for scoring)."""
+    cpu_auto = device.type == "cpu" and precision.lower() == "auto"
+    chosen = replace(choose_precision(device, "fp32" if cpu_auto else precision), channels_last=channels_last)
+    return chosen, chosen.name + ("; --precision auto trains in fp32 on the CPU" if cpu_auto else "")
+
+
 def cores() -> int:
     """The cores this process may run on (its CPU affinity, not the machine's count)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -109,12 +119,47 @@ def worker_init(_worker_id: int) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def data_loader(dataset, batch_size: int, workers: int, collate, **kwargs):
+    """A DataLoader whose ``workers`` decoding processes (forked on POSIX) run one thread each."""
+    from torch.utils.data import DataLoader
+
+    if workers > 0:
+        kwargs.update(worker_init_fn=worker_init, multiprocessing_context="fork" if os.name == "posix" else None)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, **kwargs)
+
+
 def distributed_env() -> tuple[int, int]:
     """(rank, world_size) from torchrun's environment; (0, 1) when not distributed."""
     try:
         return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         return 0, 1
+
+
+def init_distributed(device: torch.device, local_rank: int) -> None:
+    """Join torchrun's process group: NCCL between GPUs, gloo otherwise."""
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" and dist.is_nccl_available() else "gloo")
+
+
+def leave_distributed() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather(obj, world: int) -> list:
+    """``obj`` of every process (rank order), or ``[obj]`` when not distributed."""
+    out = [obj] if world <= 1 else [None] * world
+    if world > 1:
+        dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(world: int) -> None:
+    if world > 1:
+        dist.barrier()
 
 
 def describe_device(device: torch.device) -> str:

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 
-
 def _plt():
     import matplotlib
 
@@ -64,3 +63,24 @@ def training_curves(rows: list[dict], out_dir: str | os.PathLike) -> list[str]:
     ax.set_title("Accuracy")
     out.append(_save(fig, Path(out_dir) / "accuracy.png"))
     return out
+
+
+def gan_losses(rows: list[dict], path: str | os.PathLike, model: str) -> str | None:
+    """The discriminator and generator losses of a GAN run (losses.csv rows), as a moving average over
+    1/200 of the run so the trend shows through the noise."""
+    if not rows:
+        return None
+    import numpy as np
+
+    plt = _plt()
+    steps = np.array([int(r["step"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
+        y = np.array([float(r[key]) for r in rows])
+        k = max(1, len(y) // 200)
+        ax.plot(steps[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(f"{model} training losses")
+    ax.legend()
+    return _save(fig, path)

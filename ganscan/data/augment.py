@@ -36,7 +36,7 @@ Evaluation perturbations (``--perturb jpeg:90,blur:1,resize:0.5``) are ``parse_p
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -55,9 +55,6 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 100)
     rescale_prob: float = 0.0
     rescale_range: tuple[float, float] = (0.5, 1.0)
-    val_blur_sigma: float | None = None   # default: middle of blur_sigma
-    val_jpeg_quality: int | None = None   # default: middle of jpeg_quality
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.blur_sigma = (float(self.blur_sigma[0]), float(self.blur_sigma[1]))
@@ -81,20 +78,14 @@ class AugmentConfig:
         if self.resize is not None and int(self.resize) < int(self.crop):
             raise ValueError(f"resize ({self.resize}) must be at least the crop ({self.crop})")
 
+    # validation: the middle of each range
     @property
     def val_sigma(self) -> float:
-        return self.val_blur_sigma if self.val_blur_sigma is not None else sum(self.blur_sigma) / 2.0
+        return sum(self.blur_sigma) / 2.0
 
     @property
     def val_quality(self) -> int:
-        return self.val_jpeg_quality if self.val_jpeg_quality is not None else int(sum(self.jpeg_quality) / 2)
-
-    def as_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("extra", None)
-        d["blur_sigma"], d["jpeg_quality"] = list(self.blur_sigma), list(self.jpeg_quality)
-        d["rescale_range"] = list(self.rescale_range)
-        return d
+        return int(sum(self.jpeg_quality) / 2)
 
     @property
     def val_rescale(self) -> float:

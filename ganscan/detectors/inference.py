@@ -64,12 +64,14 @@ def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ..
     made: dict[tuple, torch.Tensor] = {}
     out = []
     for cfg in cfgs:
-        cut = (cfg.policy, cfg.input_size, cfg.max_tiles)
+        pre = cfg.preprocessing()
+        cut = tuple(sorted((k, v) for k, v in pre.items() if k not in ("mean", "std")))
+        key = (cut, tuple(pre["mean"]), tuple(pre["std"]))
         if cut not in views:
             views[cut] = views_uint8(img, cfg)
-        if (cut, cfg.mean, cfg.std) not in made:
-            made[cut, cfg.mean, cfg.std] = normalize(views[cut], cfg)
-        out.append(made[cut, cfg.mean, cfg.std])
+        if key not in made:
+            made[key] = normalize(views[cut], cfg)
+        out.append(made[key])
     return tuple(out)
 
 

@@ -64,7 +64,7 @@ def load_detector(model: str | None = None) -> LoadedDetector:
         raise CheckpointError(f"{path}: checkpoint metadata names no architecture",
                               hint="import foreign checkpoints with `ganscan models import`")
     cfg = get_config(arch).with_preprocessing(meta.get("preprocessing"))
-    net = build_detector(arch)
+    net = build_detector(arch, **meta.get("arch_args", {}))
     load_strict(net, state, str(path), f"weights do not fit architecture {arch}")
     net.eval()
     card_name = meta.get("name") or path.stem
@@ -116,3 +116,25 @@ def column_names(detectors: list[LoadedDetector]) -> list[str]:
             name = f"{base}-{n}"
         names.append(name)
     return names
+
+
+def describe_checkpoint(path) -> dict:
+    """What a detector checkpoint is, from its metadata alone (no tensors read): name, architecture,
+    threshold, preprocessing, where its weights came from (an import's source files and their sha256)."""
+    from ganscan.core.checkpoint import read_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    meta = read_metadata(path)
+    if meta.get("kind", "detector") != "detector" or not meta.get("arch"):
+        raise CheckpointError(f"{path}: not a ganscan detector checkpoint",
+                              hint="import released weights with `ganscan models import FILE --from NAME`")
+    src = meta.get("source") or {}
+    origin = (f"imported from {src.get('from') or 'a state dict'}: "
+              + ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in src.get("files", []))
+              if src else "trained with ganscan" if meta.get("training") else "")
+    return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
+            "threshold": meta.get("threshold", 0.5),
+            "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
+            .describe_preprocessing(), "origin": origin, "sha256": sha256_file(path), "source": src or None}

@@ -14,10 +14,11 @@ from ganscan.detectors.registry import DetectorConfig
 
 
 def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
-    """Centre crop to ``size``; sides shorter than ``size`` are padded symmetrically (mirror)."""
+    """Centre crop to ``size`` at torchvision's offsets (round half to even, as CNNDetection and UFD crop);
+    sides shorter than ``size`` are padded symmetrically (mirror)."""
     h, w = arr.shape[:2]
-    top = max(0, (h - size) // 2)
-    left = max(0, (w - size) // 2)
+    top = max(0, round((h - size) / 2))
+    left = max(0, round((w - size) / 2))
     arr = arr[top:top + size, left:left + size]
     h, w = arr.shape[:2]
     if h < size or w < size:

@@ -98,14 +98,15 @@ def classifier_prefixes(name: str) -> tuple[str, ...]:
     return _entry(name).classifier_prefixes
 
 
-def build_detector(name: str, pretrained: str | os.PathLike | None = None) -> nn.Module:
-    """A fresh detector; ``pretrained`` initialises the backbone from a local ImageNet weights file,
+def build_detector(name: str, pretrained: str | os.PathLike | None = None, **sizes) -> nn.Module:
+    """A fresh detector (``sizes``: builder arguments of a parameterised architecture, as a checkpoint's
+    ``arch_args`` records them); ``pretrained`` initialises the backbone from a local ImageNet weights file,
     or, given the keyword ``imagenet``, from the ImageNet weights an optional package bundles for ``name``.
 
     With ``pretrained``, the model carries ``ganscan_pretrained``: the file, its sha256 and the tensor counts.
     """
     entry = _entry(name)
-    model = entry.builder()
+    model = entry.builder(**sizes)
     if pretrained is not None:
         from ganscan.core.checkpoint import sha256_file
         from ganscan.detectors.pretrained import load_backbone, resolve_pretrained

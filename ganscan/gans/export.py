@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 
-from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
+from ganscan.core.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint, sha256_file
+from ganscan.core.runs import read_csv
 from ganscan.errors import CheckpointError, GanscanError
 
 
@@ -45,10 +45,7 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
     out.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(out, tensors, meta)
     record = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
-    rows = []
-    if (run / "losses.csv").exists():
-        with open(run / "losses.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
+    rows = read_csv(run / "losses.csv")
     last = rows[-100:]
     losses = {}
     if last:
@@ -69,8 +66,6 @@ def export_generator(run_dir: str | os.PathLike, out: str | os.PathLike, name: s
         **(card_extra or {}),
         "sha256": sha256_file(out), "file_bytes": out.stat().st_size,
     }
-    from ganscan.core.checkpoint import atomic_write_bytes
-
     atomic_write_bytes(card_file, (json.dumps(card, indent=2) + "\n").encode())
     return card
 

@@ -12,16 +12,18 @@ and chroma subsampling, anything else as PNG, so real and reconstruction never d
 
 from __future__ import annotations
 
-import csv
+import io
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ganscan.core.checkpoint import atomic_write_bytes
+from ganscan.core.runs import CsvLog
 from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES
 from ganscan.errors import GanscanError
 from ganscan.gans.registry import LoadedGenerator
@@ -39,7 +41,6 @@ class ReconstructResult:
     out_dir: Path | None = None
     manifest: Path | None = None
     seconds: float = 0.0
-    first_errors: list[str] = field(default_factory=list)
 
 
 def min_side(gen: LoadedGenerator) -> int:
@@ -94,7 +95,6 @@ def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_d
     Inputs are decoded in a supervised worker: one that crashes or hangs the decoder is an error row."""
     from ganscan.data.decode import DEFAULT_MAX_PIXELS, DecodeError
     from ganscan.data.discover import discover
-    from ganscan.core.checkpoint import atomic_write_bytes
     from ganscan.data.supervise import decoded_images
 
     if fmt not in FORMATS:
@@ -133,8 +133,6 @@ def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_d
             dest, kind = _out_path(out, rel, fmt, info.format)
             dest.parent.mkdir(parents=True, exist_ok=True)
             img = Image.fromarray(rec)
-            import io
-
             buf = io.BytesIO()
             if kind == "jpg" and fmt == "same" and info.quantization:
                 img.save(buf, "JPEG", qtables=[info.quantization[k] for k in sorted(info.quantization)],
@@ -159,12 +157,6 @@ def reconstruct_folder(gen: LoadedGenerator, input_dir: str | os.PathLike, out_d
         rows.append(row)
         if progress is not None:
             progress.update(advance=1)
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(manifest, buf.getvalue().encode())
+    CsvLog(manifest, FIELDS).write(rows)
     res.seconds = time.monotonic() - t0
     return res

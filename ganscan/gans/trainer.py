@@ -1,11 +1,13 @@
-"""Training loops for DCGAN (BCE) and ProGAN (WGAN-GP, progressive growing) with exact resume.
+"""Training loops for DCGAN (BCE), AutoGAN (L1 + least squares) and ProGAN (WGAN-GP, progressive growing)
+with exact resume; Ctrl-C or SIGTERM stops after the step in flight, with a checkpoint.
 
 A run directory holds:
 
 * ``run.json``: the settings (a resumed run must use the same model, data and seed);
-* ``ckpt-STEP.safetensors`` (generator, discriminator and, for ProGAN, the averaged generator) and
-  ``ckpt-STEP.state.pt`` (optimiser state, RNG state, counters; read back with ``weights_only=True``),
-  ``checkpoint.json`` pointing at the newest pair;
+* ``ckpt-STEP.safetensors``: generator, discriminator and, for ProGAN, the averaged generator, with the
+  optimiser states, RNG states and counters (ganscan.core.runs' resume format), and ``checkpoint.json``
+  pointing at the newest; a folder from before that format (``ckpt-STEP.state.pt`` beside the weights,
+  read with ``weights_only=True``) still resumes;
 * ``generator.safetensors``: the generator alone, with ``kind="gan"`` metadata, for ``ganscan generate``;
 * ``losses.csv`` (one row per step), ``loss.png``, and ``samples/step-STEP.png`` grids from one fixed
   latent batch.
@@ -17,12 +19,9 @@ computes exactly the same weights as one that ran straight through (same machine
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,12 +30,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ganscan.core.checkpoint import atomic_write_bytes, load_strict, save_checkpoint
+from ganscan.core.plots import gan_losses
+from ganscan.core.runs import (CsvLog, StopFlag, guard_run, load_state, read_csv, rng_state, save_state,
+                               set_rng_state)
 from ganscan.errors import CheckpointError, GanscanError
 from ganscan.gans import registry
 from ganscan.gans.images import ImageSet, load_image_folder, save_grid, to_float
 
 CSV_FIELDS = ("step", "images", "resolution", "alpha", "loss_d", "loss_g", "extra", "seconds")
 PROGAN_BATCH = {4: 32, 8: 32, 16: 32, 32: 16, 64: 16, 128: 8}
+#: What the settings left unset mean for each family (ProGAN's batch size depends on the resolution).
+FAMILY_DEFAULTS = {"dcgan": {"batch_size": 32, "lr": 2e-4, "beta1": 0.5},
+                   "autogan": {"batch_size": 16, "lr": 2e-4, "beta1": 0.5},
+                   "progan": {"batch_size": PROGAN_BATCH, "lr": 1e-3, "beta1": 0.0}}
 
 
 @dataclass
@@ -49,9 +56,9 @@ class TrainSettings:
     steps: int | None = None  # optimiser steps in all (DCGAN default: 20 epochs)
     kimg: float | None = None  # or thousands of real images shown
     epochs: float | None = None  # or passes over the training images
-    batch_size: int | None = None  # DCGAN 32; ProGAN per resolution (PROGAN_BATCH)
-    lr: float | None = None  # DCGAN 2e-4, ProGAN 1e-3
-    beta1: float | None = None  # DCGAN 0.5, ProGAN 0.0
+    batch_size: int | None = None  # these three: FAMILY_DEFAULTS
+    lr: float | None = None
+    beta1: float | None = None
     width: int | None = None  # DCGAN base width
     widths: list[int] | None = None  # ProGAN channels per resolution, 4x4 first
     layers: int | None = None  # AutoGAN: stride-2 stages in the encoder and the decoder (1 or 4 in the seed)
@@ -94,30 +101,10 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
           on_note: Callable[[str], None] | None = None, invocation: str | None = None) -> TrainResult:
     """Train (or continue training) a GAN; see the module docstring for what the run directory holds."""
     cfg = registry.get_gan_config(settings.model)
-    res = registry.check_resolution(settings.model, settings.resolution)
-    settings.resolution = res
+    settings.resolution = res = registry.check_resolution(settings.model, settings.resolution)
     run = Path(settings.run_dir)
-    if run.exists() and not run.is_dir():
-        raise GanscanError(f"{run} exists and is not a folder")
-    pointer = run / "checkpoint.json"
-    if not resume and pointer.exists():
-        raise GanscanError(f"{run} already holds a training run", hint="pass --resume to continue it, or another -o")
-    if resume and not pointer.exists():
-        raise GanscanError(f"nothing to resume in {run}: no checkpoint.json",
-                           hint="start the run without --resume first")
-    if resume:
-        saved = json.loads((run / "run.json").read_text())
-        mismatch = {k: (saved["key"].get(k), v) for k, v in settings.key().items() if saved["key"].get(k) != v
-                    and not (k in ("widths", "layers") and v is None)}
-        if mismatch:
-            what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mismatch.items())
-            raise GanscanError(f"cannot resume {run} with different settings: {what}",
-                               hint="resume with the settings the run started with")
-        if settings.widths is None:
-            settings.widths = saved["key"].get("widths")
-        if settings.layers is None:
-            settings.layers = saved["key"].get("layers")
-
+    guard_run(run, "checkpoint.json", resume)
+    saved = _resumable(run, settings) if resume else None
     data = load_image_folder(settings.data, res, holdout=settings.holdout, split="train",
                              min_images=settings.min_images)
     for note in data.notes:
@@ -132,83 +119,73 @@ def train(settings: TrainSettings, resume: bool = False, progress=None,
     loop = {"dcgan": _DCGANLoop, "progan": _ProGANLoop, "autogan": _AutoGANLoop}[cfg.family](settings, cfg, data)
     record = {"settings": asdict(settings), "key": settings.key(), "images": int(data.images.shape[0]),
               "held_out": data.held_out, "history": [], "commands": [invocation] if invocation else []}
-    resumed_from = None
-    rows: list[dict] = []
+    log = CsvLog(run / "losses.csv", CSV_FIELDS)
+    resumed_from, rows = None, []
     if resume:
         resumed_from = loop.load(run)
-        if cfg.family == "progan":
-            old = TrainSettings(**{**asdict(settings), "phase_kimg": saved["settings"]["phase_kimg"]})
-            if not _same_schedule(old, settings, loop.images, res):
-                raise GanscanError(f"cannot resume {run}: the new --phase-kimg changes phases already trained",
-                                   hint="only phases after the current one may change")
+        if cfg.family == "progan" and not loop.same_phases(saved["settings"]["phase_kimg"]):
+            raise GanscanError(f"cannot resume {run}: the new --phase-kimg changes phases already trained",
+                               hint="only phases after the current one may change")
         record.update({k: v for k, v in saved.items() if k not in record})
         record["commands"] = saved.get("commands", []) + ([invocation] if invocation else [])
         record["history"] = saved.get("history", []) + [{"resumed_at_step": resumed_from,
                                                           "settings": saved["settings"]}]
-        rows = _read_csv(run / "losses.csv", resumed_from)
+        rows = [r for r in read_csv(log.path) if int(r["step"]) <= resumed_from]
     (run / "run.json").write_text(json.dumps(record, indent=2))
-    _write_csv(run / "losses.csv", rows)
+    log.write(rows)
+    finished, interrupted = _steps(loop, settings, run, log, rows, progress)
+    loop.save(run)
+    loop.sample(run / "samples" / f"step-{loop.step:07d}.png")
+    gan_losses(rows, run / "loss.png", settings.model)
+    losses = {k: float(rows[-1][k]) for k in ("loss_d", "loss_g", "extra")} if rows else {}
+    return TrainResult(run, loop.step, loop.images, loop.elapsed, finished, losses, run / "generator.safetensors",
+                       data.notes, loop.trained_resolution(), resumed_from, interrupted)
+
+
+def _resumable(run: Path, settings: TrainSettings) -> dict:
+    """The run.json of the run to continue, once the settings that fix what the weights mean match it; the
+    architecture settings not given are taken from it."""
+    saved = json.loads((run / "run.json").read_text())
+    mismatch = {k: (saved["key"].get(k), v) for k, v in settings.key().items() if saved["key"].get(k) != v
+                and not (k in ("widths", "layers") and v is None)}
+    if mismatch:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mismatch.items())
+        raise GanscanError(f"cannot resume {run} with different settings: {what}",
+                           hint="resume with the settings the run started with")
+    for k in ("widths", "layers"):
+        if getattr(settings, k) is None:
+            setattr(settings, k, saved["key"].get(k))
+    return saved
+
+
+def _steps(loop: _Loop, settings: TrainSettings, run: Path, log: CsvLog, rows: list[dict],
+           progress) -> tuple[bool, bool]:
+    """Train until the last step, the time limit or Ctrl-C: a loss row per step, sample grids and checkpoints
+    on schedule. Returns (finished, interrupted)."""
     total = loop.total_steps()
-    t0 = time.monotonic()
-    elapsed0 = loop.elapsed
-    last_losses = rows[-1] if rows else {}
+    t0, elapsed0 = time.monotonic(), loop.elapsed
     deadline = None if settings.max_minutes is None else t0 + settings.max_minutes * 60
-    finished = False
-    stop = _StopFlag()
-    with stop, open(run / "losses.csv", "a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+    with StopFlag() as stop, log:
         if progress is not None:
             progress.update(advance=loop.step, total=total)
         while loop.step < total:
             row = loop.train_step()
             loop.elapsed = elapsed0 + time.monotonic() - t0
             row["seconds"] = round(loop.elapsed, 3)
-            writer.writerow(row)
+            log.add(row)
             rows.append(row)
-            last_losses = row
             if progress is not None:
                 progress.update(advance=1, loss_d=float(row["loss_d"]), loss_g=float(row["loss_g"]),
                                 res=int(row["resolution"]))
             if loop.step % settings.sample_every == 0:
                 loop.sample(run / "samples" / f"step-{loop.step:07d}.png")
             if loop.step % settings.checkpoint_every == 0:
-                fh.flush()
+                log.flush()
                 loop.save(run)
-                _plot(rows, run / "loss.png", settings.model)
+                gan_losses(rows, run / "loss.png", settings.model)
             if stop.requested or (deadline is not None and time.monotonic() > deadline):
                 break
-        finished = loop.step >= total
-        fh.flush()
-    loop.save(run)
-    loop.sample(run / "samples" / f"step-{loop.step:07d}.png")
-    _plot(rows, run / "loss.png", settings.model)
-    losses = {k: float(last_losses[k]) for k in ("loss_d", "loss_g", "extra") if k in last_losses}
-    return TrainResult(run, loop.step, loop.images, loop.elapsed, finished, losses, run / "generator.safetensors",
-                       data.notes, loop.trained_resolution(), resumed_from, stop.requested)
-
-
-class _StopFlag:
-    """Ctrl-C / SIGTERM during training: finish the step in flight, checkpoint, return (a second Ctrl-C
-    aborts at once). Only installed in the main thread."""
-
-    def __init__(self):
-        self.requested = False
-        self._old = {}
-
-    def _handler(self, signum, frame):
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+    return loop.step >= total, stop.requested
 
 
 # --- the loops -------------------------------------------------------------------------------------
@@ -217,13 +194,6 @@ class _Loop:
     """Shared: the sample stream, checkpoints, the generator export."""
 
     ema: torch.nn.Module | None = None
-
-    def optim_state(self):
-        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
-
-    def load_optim_state(self, state):
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
 
     def __init__(self, settings: TrainSettings, cfg: registry.GanConfig, data: ImageSet):
         self.s, self.cfg, self.data = settings, cfg, data
@@ -240,6 +210,11 @@ class _Loop:
 
     def arch_options(self) -> dict:
         return {}
+
+    def setting(self, key: str):
+        """A setting as given, or its family's default."""
+        value = getattr(self.s, key)
+        return FAMILY_DEFAULTS[self.cfg.family][key] if value is None else value
 
     def next_batch(self, n: int) -> torch.Tensor:
         """Real images [pos, pos + n) of an endless stream of per-epoch permutations (float [-1, 1])."""
@@ -270,60 +245,63 @@ class _Loop:
         return self.ema if self.ema is not None else self.G
 
     def save(self, run: Path) -> None:
-        from ganscan.core.checkpoint import atomic_write_bytes, save_checkpoint
-
-        tensors = {f"{p}.{k}": v for p, m in self.modules().items() for k, v in m.state_dict().items()}
         stem = f"ckpt-{self.step:08d}"
-        state = {"step": self.step, "images": self.images, "elapsed": self.elapsed,
-                 "rng": torch.get_rng_state(), **self.optim_state()}
-        import io
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(run / f"{stem}.state.pt", buf.getvalue())
-        save_checkpoint(run / f"{stem}.safetensors", tensors,
-                        {"kind": "gan-training", "model": self.s.model, "step": self.step, "images": self.images})
+        state = {"step": self.step, "images": self.images, "elapsed": self.elapsed, "rng": rng_state(),
+                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()}
+        save_state(run / f"{stem}.safetensors",
+                   {f"{p}.{k}": v for p, m in self.modules().items() for k, v in m.state_dict().items()}, state,
+                   {"kind": "gan-training", "model": self.s.model, "step": self.step, "images": self.images})
         meta = registry.generator_meta(self.s.model, self.res, self.arch_options(), step=self.step,
                                        images=self.images, trained_resolution=self.trained_resolution(),
                                        seed=self.s.seed, data=os.path.abspath(self.s.data),
                                        name=run.resolve().name, averaged=self.ema is not None)
         save_checkpoint(run / "generator.safetensors", self.export_module().state_dict(), meta)
-        atomic_write_bytes(run / "checkpoint.json", json.dumps(
-            {"step": self.step, "weights": f"{stem}.safetensors", "state": f"{stem}.state.pt"}).encode())
-        olds = sorted(run.glob("ckpt-*.safetensors"))[:-self.s.keep_checkpoints]
-        for old in olds:
-            for f in (old, old.with_name(old.name.replace(".safetensors", ".state.pt"))):
-                f.unlink(missing_ok=True)
+        atomic_write_bytes(run / "checkpoint.json", json.dumps({"step": self.step, "weights": f"{stem}.safetensors"}).encode())
+        for old in sorted(run.glob("ckpt-*.safetensors"))[:-self.s.keep_checkpoints]:
+            old.unlink()
+            old.with_suffix(".state.pt").unlink(missing_ok=True)  # the state beside it, in a folder of the old format
 
     def load(self, run: Path) -> int:
-        from ganscan.core.checkpoint import load_checkpoint
-
         ptr = json.loads((run / "checkpoint.json").read_text())
-        tensors, meta = load_checkpoint(run / ptr["weights"], verify=False)
+        tensors, state, meta = load_state(run / ptr["weights"], "gan-training")
         if meta.get("model") != self.s.model:
             raise CheckpointError(f"{run}: a {meta.get('model')} run, not {self.s.model}")
         for prefix, mod in self.modules().items():
-            sub = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+            load_strict(mod, {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")},
+                        str(run), "checkpoint does not fit the model")
+        if state is None:  # a folder of the old format: the state beside the weights, saved by torch
             try:
-                mod.load_state_dict(sub, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{run}: checkpoint does not fit the model ({str(exc).splitlines()[0][:160]})") from None
-        try:
-            state = torch.load(run / ptr["state"], map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - pickle, EOF and zip errors alike
-            raise CheckpointError(f"{run / ptr['state']}: unreadable training state ({exc})") from None
+                state = torch.load(run / ptr["state"], map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - pickle, EOF and zip errors alike
+                raise CheckpointError(f"{run / ptr['state']}: unreadable training state ({exc})") from None
         if state["step"] != meta.get("step"):
             raise CheckpointError(f"{run}: weights and training state are from different steps")
         self.step, self.images, self.elapsed = state["step"], state["images"], float(state["elapsed"])
-        self.load_optim_state(state)
-        torch.set_rng_state(state["rng"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        set_rng_state(state["rng"] if isinstance(state["rng"], dict) else {"torch": state["rng"]})
         return self.step
 
-    def _sample_images(self, module, **kw) -> torch.Tensor:
+    @staticmethod
+    def _update(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _row(self, b: int, resolution: int, alpha: float, loss_d, loss_g, extra) -> dict:
+        """Count a step of ``b`` images; its losses.csv row."""
+        self.step += 1
+        self.images += b
+        return {"step": self.step, "images": self.images, "resolution": resolution, "alpha": alpha,
+                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6), "extra": round(extra.item(), 6)}
+
+    @staticmethod
+    def _eval(module: torch.nn.Module, x: torch.Tensor, **kw) -> torch.Tensor:
+        """``module(x)`` in eval mode, without gradients (for the sample grids)."""
         was = module.training
         module.eval()
         with torch.no_grad():
-            out = module(self.fixed_z, **kw)
+            out = module(x, **kw)
         module.train(was)
         return out
 
@@ -334,13 +312,10 @@ class _Loop:
 class _DCGANLoop(_Loop):
     def __init__(self, settings, cfg, data):
         super().__init__(settings, cfg, data)
-        s = settings
-        self.batch = s.batch_size or 32
-        lr, b1 = s.lr or 2e-4, 0.5 if s.beta1 is None else s.beta1
+        self.batch = self.setting("batch_size")
+        lr, b1 = self.setting("lr"), self.setting("beta1")
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.999))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.999))
-        self.G.train()
-        self.D.train()
 
     def arch_options(self):
         return {"width": self.s.width} if self.s.width else {}
@@ -364,21 +339,13 @@ class _DCGANLoop(_Loop):
         d_real = self.D(real)
         d_fake = self.D(fake.detach())
         loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self._update(self.opt_d, loss_d)
         loss_g = F.binary_cross_entropy_with_logits(self.D(fake), ones)
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.step += 1
-        self.images += b
-        return {"step": self.step, "images": self.images, "resolution": self.res, "alpha": 1.0,
-                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
-                "extra": round(torch.sigmoid(d_real).mean().item(), 6)}
+        self._update(self.opt_g, loss_g)
+        return self._row(b, self.res, 1.0, loss_d, loss_g, torch.sigmoid(d_real).mean())
 
     def sample(self, path: Path) -> None:
-        save_grid(self._sample_images(self.G), path, nrow=8, upscale=max(1, 64 // self.res))
+        save_grid(self._eval(self.G, self.fixed_z), path, nrow=8, upscale=max(1, 64 // self.res))
 
 
 class _AutoGANLoop(_DCGANLoop):
@@ -386,7 +353,6 @@ class _AutoGANLoop(_DCGANLoop):
 
     def __init__(self, settings, cfg, data):
         super().__init__(settings, cfg, data)
-        self.batch = settings.batch_size or 16
         self.fixed = to_float(data.images[:32])
 
     def arch_options(self):
@@ -401,26 +367,15 @@ class _AutoGANLoop(_DCGANLoop):
         rec = self.G(real)
         d_real, d_rec = self.D(real), self.D(rec.detach())
         loss_d = 0.5 * ((d_real - 1).square().mean() + d_rec.square().mean())
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self._update(self.opt_d, loss_d)
         l1 = (rec - real).abs().mean()
         loss_g = (self.D(rec) - 1).square().mean() + self.s.rec_weight * l1
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
-        self.step += 1
-        self.images += b
-        return {"step": self.step, "images": self.images, "resolution": self.res, "alpha": 1.0,
-                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6), "extra": round(l1.item(), 6)}
+        self._update(self.opt_g, loss_g)
+        return self._row(b, self.res, 1.0, loss_d, loss_g, l1)
 
     def sample(self, path: Path) -> None:
         """Pairs: each real image above its reconstruction."""
-        was = self.G.training
-        self.G.eval()
-        with torch.no_grad():
-            rec = self.G(self.fixed)
-        self.G.train(was)
+        rec = self._eval(self.G, self.fixed)
         n = self.fixed.shape[0]
         rows = [t for i in range(0, n, 8) for t in (self.fixed[i:i + 8], rec[i:i + 8])]
         save_grid(torch.cat(rows), path, nrow=8, upscale=max(1, 64 // self.res))
@@ -433,12 +388,11 @@ class _ProGANLoop(_Loop):
 
         from ganscan.gans.progan import levels_for
 
-        s = settings
         self.max_level = levels_for(self.res)
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        lr, b1 = s.lr or 1e-3, 0.0 if s.beta1 is None else s.beta1
+        lr, b1 = self.setting("lr"), self.setting("beta1")
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
 
@@ -451,17 +405,32 @@ class _ProGANLoop(_Loop):
 
     def phase(self, images: int) -> tuple[int, float]:
         """(level, alpha) after ``images`` real images: stabilise 4x4, then fade in and stabilise each level."""
-        return progan_phase(self.s.phase_kimg, self.max_level, images)
+        start = 0
+        for k, length in enumerate(_phase_lengths(self.s.phase_kimg, self.max_level)):
+            if images < start + length:
+                return (k + 1) // 2, (images - start) / length if k % 2 == 1 else 1.0
+            start += length
+        return self.max_level, 1.0
 
-    def schedule_images(self) -> int:
-        return sum(_phase_lengths(self.s.phase_kimg, self.max_level))
+    def same_phases(self, phase_kimg) -> bool:
+        """True when every phase begun so far has the same length under ``phase_kimg`` as now."""
+        start = 0
+        for x, y in zip(_phase_lengths(phase_kimg, self.max_level), _phase_lengths(self.s.phase_kimg, self.max_level)):
+            if start >= self.images:
+                break
+            if x != y:
+                return False
+            start += x
+        return True
 
     def total_images(self) -> int:
+        """By default the schedule, then one more stabilisation phase at the full resolution."""
         if self.s.kimg is not None:
             return int(self.s.kimg * 1000)
         if self.s.epochs is not None:
             return int(self.s.epochs * self.data.images.shape[0])
-        return self.schedule_images() + int(self.s.phase_kimg * 1000)
+        lengths = _phase_lengths(self.s.phase_kimg, self.max_level)
+        return sum(lengths) + lengths[-1]
 
     def total_steps(self) -> int:
         if self.s.steps is not None:
@@ -497,14 +466,10 @@ class _ProGANLoop(_Loop):
         gp = (grad.flatten(1).norm(2, dim=1) - 1.0).square().mean()
         wdist = d_real.mean() - d_fake.mean()
         loss_d = -wdist + self.s.gp_weight * gp + self.s.drift * d_real.square().mean()
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        self._update(self.opt_d, loss_d)
         # generator
         loss_g = -self.D(fake, level, alpha).mean()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_g.step()
+        self._update(self.opt_g, loss_g)
         # generator average
         half_life = self.s.ema_kimg * 1000
         if self.s.ema_rampup is not None:
@@ -513,15 +478,11 @@ class _ProGANLoop(_Loop):
         with torch.no_grad():
             for pe, p in zip(self.ema.parameters(), self.G.parameters()):
                 pe.lerp_(p, 1.0 - beta)
-        self.step += 1
-        self.images += b
-        return {"step": self.step, "images": self.images, "resolution": r, "alpha": round(alpha, 4),
-                "loss_d": round(loss_d.item(), 6), "loss_g": round(loss_g.item(), 6),
-                "extra": round(wdist.item(), 6)}
+        return self._row(b, r, round(alpha, 4), loss_d, loss_g, wdist)
 
     def sample(self, path: Path) -> None:
         level, alpha = self.phase(self.images)
-        imgs = self._sample_images(self.ema, level=level, alpha=alpha)
+        imgs = self._eval(self.ema, self.fixed_z, level=level, alpha=alpha)
         if imgs.shape[-1] != self.res:
             imgs = F.interpolate(imgs, size=self.res, mode="nearest")
         save_grid(imgs, path, nrow=8, upscale=max(1, 64 // self.res))
@@ -535,76 +496,3 @@ def _phase_lengths(phase_kimg, max_level: int) -> list[int]:
     for lv in range(1, max_level + 1):
         out += [max(1, int(per_level[lv] * 1000))] * 2
     return out
-
-
-def progan_phase(phase_kimg, max_level: int, images: int) -> tuple[int, float]:
-    start = 0
-    for k, length in enumerate(_phase_lengths(phase_kimg, max_level)):
-        if images < start + length:
-            level = (k + 1) // 2
-            if k % 2 == 1:
-                return level, (images - start) / length
-            return level, 1.0
-        start += length
-    return max_level, 1.0
-
-
-def _same_schedule(a: TrainSettings, b: TrainSettings, images: int, resolution: int) -> bool:
-    """True when every phase already begun after ``images`` images has the same length in both."""
-    from ganscan.gans.progan import levels_for
-
-    ml = levels_for(resolution)
-    start = 0
-    for x, y in zip(_phase_lengths(a.phase_kimg, ml), _phase_lengths(b.phase_kimg, ml)):
-        if start >= images:
-            break
-        if x != y:
-            return False
-        start += x
-    return True
-
-
-# --- losses csv and plot ---------------------------------------------------------------------------
-
-def _read_csv(path: Path, upto: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        return [r for r in csv.DictReader(fh) if int(r["step"]) <= upto]
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _plot(rows: list[dict], path: Path, model: str) -> None:
-    if not rows:
-        return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    steps = np.array([int(r["step"]) for r in rows])
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
-    for key, label in (("loss_d", "discriminator"), ("loss_g", "generator")):
-        y = np.array([float(r[key]) for r in rows])
-        k = max(1, len(y) // 200)
-        if k > 1:  # moving average, so the trend shows through the noise
-            y = np.convolve(y, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1:], y, label=label)
-        else:
-            ax.plot(steps, y, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_title(f"{model} training losses")
-    ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)

@@ -74,7 +74,9 @@ def _reference_rate(files, labels, steps_warmup=2):
 def test_train_throughput(tmp_path):
     from ganscan.data.datasets import training_set
     from ganscan.core.device import configure_threads
-    from ganscan.detectors.train.trainer import DataSpec, Runtime, resolve_options, train
+    from ganscan.detectors.train.data import DataSpec
+    from ganscan.detectors.train.options import resolve_options
+    from ganscan.detectors.train.trainer import Runtime, train
 
     data = _corpus(tmp_path / "data", N_IMAGES)
     val = _corpus(tmp_path / "val", 16, seed=1)
