@@ -72,7 +72,7 @@ def command(ctx, as_json):
     con.print(p)
 
 
-@command.command("show")
+@command.command("show", epilog=EXAMPLES)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(checkpoints, as_json):
