@@ -167,11 +167,9 @@ def quiet_option(fn):
 def _maybe_use_tcmalloc(argv: list[str]) -> None:
     """Re-run under tcmalloc for heavy commands: glibc malloc makes PyTorch CPU inference several
     times slower on small VMs. Opt out with GANSCAN_ALLOCATOR=system."""
-    if os.environ.get("GANSCAN_ALLOCATOR", "tcmalloc") == "system" or os.environ.get("_GANSCAN_REEXEC"):
-        return
-    if not argv or argv[0] not in HEAVY_COMMANDS or sys.platform != "linux":
-        return
-    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+    if (os.environ.get("GANSCAN_ALLOCATOR", "tcmalloc") == "system" or os.environ.get("_GANSCAN_REEXEC")
+            or not argv or argv[0] not in HEAVY_COMMANDS or sys.platform != "linux"
+            or "tcmalloc" in os.environ.get("LD_PRELOAD", "")):
         return
     lib = next((p for p in TCMALLOC_CANDIDATES if os.path.exists(p)), None)
     if lib is None:

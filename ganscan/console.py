@@ -24,8 +24,7 @@ def is_quiet() -> bool:
 
 
 def stderr_console() -> Console:
-    no_color = "NO_COLOR" in os.environ
-    return Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
