@@ -124,9 +124,8 @@ def device_options(fn=None, *, auto: str = "auto: AMP on CUDA, bf16 on CPUs with
         return lambda f: device_options(f, auto=auto)
     fn = click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                       show_default=True, help=auto)(fn)
-    fn = click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
-                      help="Where the model runs.")(fn)
-    return fn
+    return click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                        help="Where the model runs.")(fn)
 
 
 def guard_options(fn):
@@ -138,17 +137,15 @@ def guard_options(fn):
                       show_default=True, metavar="MB",
                       help="Memory guard: refuse, before decoding, an image that would need more (estimated "
                            "from its header: size and pixel format).")(fn)
-    fn = click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=DEFAULT_FILE_TIMEOUT,
-                      show_default=True,
-                      metavar="SECONDS", help="A file whose decoding takes longer gets an error; the run goes on.")(fn)
-    return fn
+    return click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=DEFAULT_FILE_TIMEOUT,
+                        show_default=True, metavar="SECONDS",
+                        help="A file whose decoding takes longer gets an error; the run goes on.")(fn)
 
 
 def loader_options(fn):
     fn = click.option("--workers", type=click.IntRange(0, 256), default=None,
                       help="Decoding worker processes (default: number of cores).")(fn)
-    fn = click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)(fn)
-    return fn
+    return click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)(fn)
 
 
 def quiet_option(fn):

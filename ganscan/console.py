@@ -84,12 +84,12 @@ class Progress:
     def update(self, advance: int = 0, total: int | None = None, **fields) -> None:
         if self._progress is None:
             return
-        live = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
         kwargs = {"advance": advance}
         if total is not None:
             kwargs["total"] = total
         if fields:
-            kwargs["live"] = live
+            kwargs["live"] = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in fields.items())
         self._progress.update(self._task, **kwargs)
 
     def __exit__(self, *exc) -> None:
