@@ -360,10 +360,7 @@ class _AutoGANLoop(_DCGANLoop):
         self.fixed = to_float(data.images[:32])
 
     def arch_options(self):
-        opts = {"layers": self.s.layers or self.cfg.options.get("layers", 1)}
-        if self.s.width:
-            opts["width"] = self.s.width
-        return opts
+        return {"layers": self.s.layers or self.cfg.options.get("layers", 1), **super().arch_options()}
 
     def train_step(self) -> dict:
         real = self.next_batch(self.batch)
