@@ -124,9 +124,8 @@ def device_options(fn=None, *, auto: str = "auto: AMP on CUDA, bf16 on CPUs with
         return lambda f: device_options(f, auto=auto)
     fn = click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                       show_default=True, help=auto)(fn)
-    fn = click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
-                      help="Where the model runs.")(fn)
-    return fn
+    return click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                        help="Where the model runs.")(fn)
 
 
 def guard_options(fn):
@@ -138,17 +137,15 @@ def guard_options(fn):
                       show_default=True, metavar="MB",
                       help="Memory guard: refuse, before decoding, an image that would need more (estimated "
                            "from its header: size and pixel format).")(fn)
-    fn = click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=DEFAULT_FILE_TIMEOUT,
-                      show_default=True,
-                      metavar="SECONDS", help="A file whose decoding takes longer gets an error; the run goes on.")(fn)
-    return fn
+    return click.option("--file-timeout", type=click.FloatRange(0, min_open=True), default=DEFAULT_FILE_TIMEOUT,
+                        show_default=True, metavar="SECONDS",
+                        help="A file whose decoding takes longer gets an error; the run goes on.")(fn)
 
 
 def loader_options(fn):
     fn = click.option("--workers", type=click.IntRange(0, 256), default=None,
                       help="Decoding worker processes (default: number of cores).")(fn)
-    fn = click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)(fn)
-    return fn
+    return click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True)(fn)
 
 
 def quiet_option(fn):
@@ -167,11 +164,9 @@ def quiet_option(fn):
 def _maybe_use_tcmalloc(argv: list[str]) -> None:
     """Re-run under tcmalloc for heavy commands: glibc malloc makes PyTorch CPU inference several
     times slower on small VMs. Opt out with GANSCAN_ALLOCATOR=system."""
-    if os.environ.get("GANSCAN_ALLOCATOR", "tcmalloc") == "system" or os.environ.get("_GANSCAN_REEXEC"):
-        return
-    if not argv or argv[0] not in HEAVY_COMMANDS or sys.platform != "linux":
-        return
-    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+    if (os.environ.get("GANSCAN_ALLOCATOR", "tcmalloc") == "system" or os.environ.get("_GANSCAN_REEXEC")
+            or not argv or argv[0] not in HEAVY_COMMANDS or sys.platform != "linux"
+            or "tcmalloc" in os.environ.get("LD_PRELOAD", "")):
         return
     lib = next((p for p in TCMALLOC_CANDIDATES if os.path.exists(p)), None)
     if lib is None:

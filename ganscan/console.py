@@ -24,8 +24,7 @@ def is_quiet() -> bool:
 
 
 def stderr_console() -> Console:
-    no_color = "NO_COLOR" in os.environ
-    return Console(stderr=True, no_color=no_color, highlight=False, soft_wrap=True)
+    return Console(stderr=True, no_color="NO_COLOR" in os.environ, highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
@@ -85,12 +84,12 @@ class Progress:
     def update(self, advance: int = 0, total: int | None = None, **fields) -> None:
         if self._progress is None:
             return
-        live = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
         kwargs = {"advance": advance}
         if total is not None:
             kwargs["total"] = total
         if fields:
-            kwargs["live"] = live
+            kwargs["live"] = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in fields.items())
         self._progress.update(self._task, **kwargs)
 
     def __exit__(self, *exc) -> None:

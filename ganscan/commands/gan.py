@@ -63,28 +63,26 @@ def _invocation() -> str | None:
     return " ".join(["ganscan", *map(shlex.quote, sys.argv[1:])])
 
 
-def _widths(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("a comma-separated list of channel counts, e.g. 128,128,64,32,16") from None
-    if not out or any(v < 1 for v in out):
-        raise click.BadParameter("channel counts must be positive")
-    return out
+def _number_list(parse, what: str, usage: str, single: bool = False):
+    """An option callback: a comma-separated list of positive numbers (``single``: a lone one stays a number)."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            out = [parse(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(usage) from None
+        if not out or any(v <= 0 for v in out):
+            raise click.BadParameter(f"{what} must be positive")
+        return out[0] if single and len(out) == 1 else out
+
+    return callback
 
 
-def _phases(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = [float(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter("a number or a comma-separated list, e.g. 8 or 8,8,6,4,3") from None
-    if not out or any(v <= 0 for v in out):
-        raise click.BadParameter("phase lengths must be positive")
-    return out[0] if len(out) == 1 else out
+_widths = _number_list(int, "channel counts",
+                       "a comma-separated list of channel counts, e.g. 128,128,64,32,16")
+_phases = _number_list(float, "phase lengths", "a number or a comma-separated list, e.g. 8 or 8,8,6,4,3",
+                       single=True)
 
 
 def _shown_setting(key: str):

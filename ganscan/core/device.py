@@ -27,8 +27,7 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    flags = cpu_flags()
-    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -130,11 +130,7 @@ def rescale(img: Image.Image, factor: float, resample=Image.BILINEAR) -> Image.I
 
 
 def resize_shorter(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    if min(w, h) == size:
-        return img
-    scale = size / min(w, h)
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    return rescale(img, size / min(img.size), Image.BILINEAR)
 
 
 def random_crop_array(arr: np.ndarray, size: int, u_y: float, u_x: float) -> np.ndarray:

@@ -187,8 +187,7 @@ def test_sets(root: str) -> list[LabelledSet]:
     if not os.path.isdir(root):
         raise DataError(f"test data folder not found: {root}")
     if is_direct_set(root):
-        s = collect(root, require_nonempty_classes=False)
-        sets = [s]
+        sets = [collect(root, require_nonempty_classes=False)]
     else:
         sets = []
         for d in _subdirs(root):

@@ -168,9 +168,7 @@ def describe_decode_error(exc: BaseException, fmt: str | None) -> str:
 
 
 def _format_name(fmt: str | None) -> str | None:
-    if fmt is None:
-        return None
-    return {"MPO": "JPEG", "PNG": "PNG", "HEIF": "HEIF"}.get(fmt, fmt)
+    return "JPEG" if fmt == "MPO" else fmt
 
 
 def _orient(im: Image.Image, info: FileInfo) -> Image.Image:
@@ -194,9 +192,6 @@ def to_rgb(im: Image.Image) -> Image.Image:
     elif mode in ("L", "1") and "transparency" in im.info:
         im = im.convert("LA")
         mode = "LA"
-    elif mode == "RGB" and "transparency" in im.info:
-        im = im.convert("RGBA")
-        mode = "RGBA"
     if mode.startswith("I;16") or mode == "I" or mode == "F":
         arr = np.asarray(im)
         if mode == "F":
@@ -209,8 +204,6 @@ def to_rgb(im: Image.Image) -> Image.Image:
             arr8 = np.clip(arr / 257.0 if big else arr, 0, 255).round().astype(np.uint8)
         return Image.fromarray(arr8, "L").convert("RGB")
     if mode in ("RGBA", "LA", "RGBa", "La"):
-        if mode in ("RGBa", "La"):
-            im = im.convert("RGBA")
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(bg, rgba).convert("RGB")

@@ -35,14 +35,6 @@ def is_held_out(relpath: str, holdout: float) -> bool:
     return h / 2 ** 32 < holdout
 
 
-def list_image_files(folder: str) -> list[str]:
-    from ganscan.data.discover import discover
-
-    if not os.path.isdir(folder):
-        raise DataError(f"not a folder: {folder}", hint="pass a folder of training images")
-    return [f.path for f in discover([folder], recursive=True)]
-
-
 def load_image_folder(folder: str, resolution: int, holdout: float = 0.0, split: str = "train",
                       min_images: int = MIN_IMAGES, limit: int | None = None) -> ImageSet:
     """Decode every image under ``folder`` (safely: unreadable files are skipped and counted) into a
@@ -53,13 +45,15 @@ def load_image_folder(folder: str, resolution: int, holdout: float = 0.0, split:
     ``split="heldout"`` returns only those, ``split="all"`` everything.
     """
     from ganscan.data.decode import DecodeError, load_image
+    from ganscan.data.discover import discover
 
     if split not in ("train", "heldout", "all"):
         raise ValueError(split)
-    paths = list_image_files(folder)
+    if not os.path.isdir(folder):
+        raise DataError(f"not a folder: {folder}", hint="pass a folder of training images")
     chosen = []
     held = 0
-    for p in paths:
+    for p in (f.path for f in discover([folder], recursive=True)):
         rel = os.path.relpath(p, folder)
         out = is_held_out(rel, holdout)
         held += out

@@ -138,7 +138,11 @@ def load_generator(name: str, weights: str | os.PathLike | None = None, untraine
         g.eval()
         return LoadedGenerator(g, name, cfg.resolution, cfg.latent_size, None, None,
                                {"name": f"{name}-untrained", "untrained": True})
-    path = _resolve_weights(name, weights)
+    path = default_weights_for(name) if weights is None else resolve_weights(weights, "gan", label="GAN",
+                                                                             missing="weights file")
+    if path is None:
+        raise CheckpointError(f"no shipped weights for {name!r}",
+                              hint="pass --weights RUN/generator.safetensors from `ganscan gan train`")
     state, meta = load_checkpoint(path)
     if meta.get("kind") != "gan":
         what = f"a {meta['kind']} checkpoint" if meta.get("kind") else "not a ganscan generator checkpoint"
@@ -153,13 +157,3 @@ def load_generator(name: str, weights: str | os.PathLike | None = None, untraine
     g.eval()
     return LoadedGenerator(g, name, res, cfg.latent_size, path, sha256_file(path),
                            {**meta, "name": meta.get("name") or (path.parent.name if path.stem == "generator" else path.stem)})
-
-
-def _resolve_weights(name: str, weights) -> Path:
-    if weights is None:
-        p = default_weights_for(name)
-        if p is None:
-            raise CheckpointError(f"no shipped weights for {name!r}",
-                                  hint="pass --weights RUN/generator.safetensors from `ganscan gan train`")
-        return p
-    return resolve_weights(weights, "gan", label="GAN", missing="weights file")

@@ -93,9 +93,7 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, directions: int = 512, 
 
 
 def _as_float(images: torch.Tensor) -> torch.Tensor:
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    return images.float()
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
 def swd(real: torch.Tensor, fake: torch.Tensor, seed: int = 0, per_image: int = 128, patch: int = 7,

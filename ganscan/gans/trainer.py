@@ -211,6 +211,12 @@ class _Loop:
     def arch_options(self) -> dict:
         return {}
 
+    def _optimisers(self, beta2: float) -> None:
+        """Adam for G and D, with the family's (or the given) learning rate and beta1."""
+        lr, b1 = self.setting("lr"), self.setting("beta1")
+        self.opt_g, self.opt_d = (torch.optim.Adam(m.parameters(), lr=lr, betas=(b1, beta2))
+                                  for m in (self.G, self.D))
+
     def setting(self, key: str):
         """A setting as given, or its family's default."""
         value = getattr(self.s, key)
@@ -313,9 +319,7 @@ class _DCGANLoop(_Loop):
     def __init__(self, settings, cfg, data):
         super().__init__(settings, cfg, data)
         self.batch = self.setting("batch_size")
-        lr, b1 = self.setting("lr"), self.setting("beta1")
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.999))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.999))
+        self._optimisers(0.999)
 
     def arch_options(self):
         return {"width": self.s.width} if self.s.width else {}
@@ -356,10 +360,7 @@ class _AutoGANLoop(_DCGANLoop):
         self.fixed = to_float(data.images[:32])
 
     def arch_options(self):
-        opts = {"layers": self.s.layers or self.cfg.options.get("layers", 1)}
-        if self.s.width:
-            opts["width"] = self.s.width
-        return opts
+        return {"layers": self.s.layers or self.cfg.options.get("layers", 1), **super().arch_options()}
 
     def train_step(self) -> dict:
         real = self.next_batch(self.batch)
@@ -392,13 +393,10 @@ class _ProGANLoop(_Loop):
         self.ema = copy.deepcopy(self.G).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
-        lr, b1 = self.setting("lr"), self.setting("beta1")
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=lr, betas=(b1, 0.99), eps=1e-8)
+        self._optimisers(0.99)
 
     def arch_options(self):
-        return {"widths": list(self.s.widths)} if self.s.widths else {
-            "widths": list(self.cfg.options.get("widths", []))}
+        return {"widths": list(self.s.widths or self.cfg.options.get("widths", []))}
 
     def batch_for(self, level: int) -> int:
         return self.s.batch_size or PROGAN_BATCH.get(4 * 2 ** level, 8)

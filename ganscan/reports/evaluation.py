@@ -40,8 +40,7 @@ def write_csv(fh, rows: list[dict]) -> None:
 
     w = csv.DictWriter(fh, fieldnames=list(rows[0].keys()), lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
 
 
 def results_payload(detectors: list, results: list) -> dict:

@@ -7,6 +7,7 @@ import html
 import io
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from ganscan.data.decode import DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES, DEFAULT_MAX_PIXELS
@@ -93,15 +94,9 @@ def build_html(rows: list[dict], run: dict, report_name: str, integrity: bool | 
             on_skip(path, reason)
         if on_progress:
             on_progress(1)
-    data = []
-    for r, t in zip(rows, thumbs):
-        d = {k: r.get(k) for k in SHOWN}
-        d["thumb"] = t
-        d["missing"] = t is None and not os.path.exists(r["path"])
-        data.append(d)
-    counts = {}
-    for r in rows:
-        counts[r.get("verdict") or "?"] = counts.get(r.get("verdict") or "?", 0) + 1
+    data = [{**{k: r.get(k) for k in SHOWN}, "thumb": t, "missing": t is None and not os.path.exists(r["path"])}
+            for r, t in zip(rows, thumbs)]
+    counts = dict(Counter(r.get("verdict") or "?" for r in rows))
     model = run.get("model") if isinstance(run.get("model"), dict) else {}
     summary = {
         "report": report_name, "rows": len(rows), "counts": counts, "model": model,

@@ -42,9 +42,8 @@ def read_report_rows(path: Path) -> list[dict]:
         with open(path, newline="", encoding="utf-8") as fh:
             for r in csv.DictReader(fh):
                 r = {k: (v if v != "" else None) for k, v in r.items()}
-                for k in ("bytes",):
-                    if r.get(k) is not None:
-                        r[k] = int(r[k])
+                if r.get("bytes") is not None:
+                    r["bytes"] = int(r["bytes"])
                 rows.append(r)
         return rows
     raise GanscanError(f"cannot resume from {path}: unknown report format")
@@ -118,70 +117,62 @@ class ReportFile:
 
     def append(self, rows: list[dict]) -> None:
         with self._lock:
-            self._append(rows)
-
-    def _append(self, rows: list[dict]) -> None:
-        if self._fh is None:
-            self._fh = open(self.journal, "a", encoding="utf-8")
-            if self._fh.tell() > 0 and not _ends_with_newline(self.journal):
-                self._fh.write("\n")  # a kill cut the last line short: do not glue rows onto it
-        for r in rows:
-            self._fh.write(dumps(r) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+            if self._fh is None:
+                self._fh = open(self.journal, "a", encoding="utf-8")
+                if self._fh.tell() > 0 and not _ends_with_newline(self.journal):
+                    self._fh.write("\n")  # a kill cut the last line short: do not glue rows onto it
+            for r in rows:
+                self._fh.write(dumps(r) + "\n")
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def finalize(self) -> int:
         """Write the report atomically; returns its row count."""
         with self._lock:
-            return self._finalize()
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            writer_cls = WRITERS[self.fmt]
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            os.close(fd)
+            from ganscan.core.checkpoint import default_file_mode
 
-    def _finalize(self) -> int:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        writer_cls = WRITERS[self.fmt]
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        from ganscan.core.checkpoint import default_file_mode
-
-        os.chmod(tmp, default_file_mode())
-        count = 0
-        try:
-            out = tmp if writer_cls.binary else open_text(tmp)
-            writer = writer_cls(out, self.run_meta, self.schema)
-            # one row per path: the journal's last word wins over the finished report it continues
-            last: dict[str, int] = {}
-            if self.journal.exists():
-                for i, r in enumerate(_read_jsonl(self.journal)):
-                    last[r["path"]] = i
-            carried = [r for r in self.report_rows if r["path"] not in last]
-            if carried:
+            os.chmod(tmp, default_file_mode())
+            try:
+                out = tmp if writer_cls.binary else open_text(tmp)
+                writer = writer_cls(out, self.run_meta, self.schema)
+                # one row per path: the journal's last word wins over the finished report it continues
+                last: dict[str, int] = {}
+                if self.journal.exists():
+                    for i, r in enumerate(_read_jsonl(self.journal)):
+                        last[r["path"]] = i
+                carried = [r for r in self.report_rows if r["path"] not in last]
                 writer.write(carried)
-                count += len(carried)
-            chunk = []
+                count = len(carried)
+                chunk = []
+                if self.journal.exists():
+                    for i, r in enumerate(_read_jsonl(self.journal)):
+                        if last[r["path"]] != i:
+                            continue
+                        chunk.append(r)
+                        if len(chunk) >= 4096:
+                            writer.write(chunk)
+                            count += len(chunk)
+                            chunk = []
+                writer.write(chunk)
+                count += len(chunk)
+                writer.close()
+                if not writer_cls.binary:
+                    out.close()
+                os.replace(tmp, self.path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
             if self.journal.exists():
-                for i, r in enumerate(_read_jsonl(self.journal)):
-                    if last[r["path"]] != i:
-                        continue
-                    chunk.append(r)
-                    if len(chunk) >= 4096:
-                        writer.write(chunk)
-                        count += len(chunk)
-                        chunk = []
-            writer.write(chunk)
-            count += len(chunk)
-            writer.close()
-            if not writer_cls.binary:
-                out.close()
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        if self.journal.exists():
-            self.journal.unlink()
-        write_sidecar(self.path)
-        return count
+                self.journal.unlink()
+            write_sidecar(self.path)
+            return count
 
 
 def _models_text(main: str | None, sha256: str | None, names: list[str]) -> str:

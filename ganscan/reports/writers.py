@@ -14,9 +14,7 @@ from ganscan.reports.schema import SCAN_SCHEMA, model_names, to_arrow_rows
 
 
 def _json_default(o):
-    if hasattr(o, "isoformat"):
-        return o.isoformat()
-    return str(o)
+    return o.isoformat() if hasattr(o, "isoformat") else str(o)
 
 
 def dumps(row: dict) -> str:
@@ -178,17 +176,11 @@ FILE_FORMATS = {ext: name for name, w in WRITERS.items() for ext in w.extensions
 
 
 def format_for_path(path: str) -> str | None:
-    low = path.lower()
-    for ext, name in FILE_FORMATS.items():
-        if low.endswith(ext):
-            return name
-    return None
+    return next((name for ext, name in FILE_FORMATS.items() if path.lower().endswith(ext)), None)
 
 
 def stdout_format(requested: str | None) -> str:
-    if requested:
-        return requested
-    return "table" if sys.stdout.isatty() else "jsonl"
+    return requested or ("table" if sys.stdout.isatty() else "jsonl")
 
 
 def open_text(path) -> IO:
