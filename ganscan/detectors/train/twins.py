@@ -69,24 +69,26 @@ class Tail(nn.Module):
             raise ValueError(f"unknown tail kind {kind!r} (choose from {', '.join(TAIL_KINDS)})")
         self.kind, self.skip = kind, skip
         mk_act = (lambda: nn.LeakyReLU(0.2)) if act == "lrelu" else (lambda: nn.ReLU())
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+
+        def conv(cin: int, cout: int) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+
+        layers: list[nn.Module] = [conv(3, width), mk_act()]
         if pre_block:
-            layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+            layers += [conv(width, width), mk_act()]
         if kind == "tconv":
-            if tconv_kernel == 4:
-                layers.append(nn.ConvTranspose2d(width, width, 4, stride=2, padding=1))
-            else:
-                layers.append(nn.ConvTranspose2d(width, width, 3, stride=2, padding=1, output_padding=1))
+            k4 = tconv_kernel == 4
+            layers.append(nn.ConvTranspose2d(width, width, 4 if k4 else 3, stride=2, padding=1,
+                                             output_padding=0 if k4 else 1))
         elif kind in ("nearest", "bilinear"):
-            layers += [nn.Upsample(scale_factor=2, mode=kind),
-                       nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect")]
+            layers += [nn.Upsample(scale_factor=2, mode=kind), conv(width, width)]
         elif kind == "shuffle":
-            layers += [nn.Conv2d(width, width * 4, 3, padding=1, padding_mode="reflect"), nn.PixelShuffle(2)]
+            layers += [conv(width, width * 4), nn.PixelShuffle(2)]
         else:
-            layers += [_ZeroInsert(width), nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect")]
+            layers += [_ZeroInsert(width), conv(width, width)]
         layers.append(mk_act())
         for _ in range(post_convs):
-            layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+            layers += [conv(width, width), mk_act()]
         layers.append(nn.Conv2d(width, 3, out_kernel, padding=out_kernel // 2,
                                 padding_mode="reflect" if out_kernel > 1 else "zeros"))
         self.body = nn.Sequential(*layers)
@@ -162,10 +164,7 @@ def build_tail(spec: TailSpec, fit_crops: list[Image.Image] | None = None, steps
     for _ in range(steps):
         xs, ds = [], []
         for _ in range(8):
-            im = fit_crops[int(rng.integers(len(fit_crops)))]
-            x0 = int(rng.integers(0, im.width - crop + 1)) & ~1
-            y0 = int(rng.integers(0, im.height - crop + 1)) & ~1
-            c = im.crop((x0, y0, x0 + crop, y0 + crop))
+            c = random_crops(fit_crops[int(rng.integers(len(fit_crops)))], crop, 1, rng)[0]
             xs.append(to_tensor(c))
             ds.append(to_tensor(c.resize((crop // 2, crop // 2), Image.BOX)))
         x, d = torch.cat(xs), torch.cat(ds)
@@ -233,12 +232,9 @@ def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Gen
 
 
 def save_pair_image(im: Image.Image, path_stem: Path, jpeg_quality: int) -> Path:
-    if jpeg_quality:
-        path = path_stem.with_suffix(".jpg")
-        im.save(path, "JPEG", quality=jpeg_quality, subsampling=2)
-    else:
-        path = path_stem.with_suffix(".png")
-        im.save(path, "PNG", compress_level=1)
+    path = path_stem.with_suffix(".jpg" if jpeg_quality else ".png")
+    im.save(path, **({"format": "JPEG", "quality": jpeg_quality, "subsampling": 2} if jpeg_quality
+                     else {"format": "PNG", "compress_level": 1}))
     return path
 
 
@@ -295,8 +291,8 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
     counts = {"sources": 0, "pairs": 0, "skipped_small": 0, "errors": 0}
     rows = []
     for i, src in enumerate(sources):
-        rng = np.random.default_rng([seed, int(hashlib.sha1(src.encode()).hexdigest()[:12], 16)])
         stem0 = hashlib.sha1(src.encode()).hexdigest()[:12]
+        rng = np.random.default_rng([seed, int(stem0, 16)])
         try:
             img = load(src)
         except (DecodeError, OSError, ValueError) as exc:
