@@ -43,33 +43,34 @@ def command(ctx, as_json):
     if as_json:
         click.echo(json.dumps({"architectures": archs, "weights": weights, "published": published}, indent=2))
         return
-    from rich.table import Table
-
-    from ganscan.console import stdout_console
-
-    con = stdout_console()
-    t = Table(title="Detector architectures", header_style="bold")
-    for col in ("name", "input", "preprocessing", "family", "description"):
-        t.add_column(col)
-    for a in archs:
-        t.add_row(a["name"], str(a["input_size"]), a["policy"], a["family"], a["description"])
-    con.print(t)
-    w = Table(title="Shipped weights (weights/)", header_style="bold")
-    for col in ("name", "kind", "arch", "sha256", "metrics"):
-        w.add_column(col, overflow="fold")
+    print_table("Detector architectures", ("name", "input", "preprocessing", "family", "description"),
+                [(a["name"], str(a["input_size"]), a["policy"], a["family"], a["description"]) for a in archs])
+    rows = []
     for c in weights:
         name = c["name"] + (" (default)" if c.get("default") else "") + (" PLACEHOLDER" if c.get("placeholder") else "")
         metrics = c.get("metrics") or {}
         mtext = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in metrics.items() if not isinstance(v, (dict, list)))
-        w.add_row(name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext)
-    con.print(w)
-    p = Table(title="Published detectors (ganscan models import FILE --from NAME)", header_style="bold")
-    for col in ("from", "arch", "paper", "repository", "released files"):
-        p.add_column(col, overflow="fold")
-    for d in published:
-        p.add_row(d["from"], d["arch"], d["paper"], d["repository"], d["files"])
-    con.print(p)
+        rows.append((name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext))
+    print_table("Shipped weights (weights/)", ("name", "kind", "arch", "sha256", "metrics"), rows, overflow="fold")
+    print_table("Published detectors (ganscan models import FILE --from NAME)",
+                ("from", "arch", "paper", "repository", "released files"),
+                [(d["from"], d["arch"], d["paper"], d["repository"], d["files"]) for d in published], overflow="fold")
+
+
+def print_table(title: str, columns, rows, **column) -> None:
+    """A rich table on stdout: a column per name in ``columns`` (``add_column`` options ``column``), a row per
+    tuple in ``rows``."""
+    from rich.table import Table
+
+    from ganscan.console import stdout_console
+
+    t = Table(title=title, header_style="bold")
+    for col in columns:
+        t.add_column(col, **column)
+    for row in rows:
+        t.add_row(*row)
+    stdout_console().print(t)
 
 
 @command.command("show", epilog=EXAMPLES)
@@ -84,17 +85,9 @@ def show(checkpoints, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
-
-    from ganscan.console import stdout_console
-
-    t = Table(title="Detector checkpoints", header_style="bold")
-    for col in ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
-                  r["sha256"][:16] + "...")
-    stdout_console().print(t)
+    print_table("Detector checkpoints", ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"),
+                [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
+                  r["sha256"][:16] + "...") for r in rows], overflow="fold")
 
 
 @command.command("import", epilog=EXAMPLES)
