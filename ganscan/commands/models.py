@@ -168,11 +168,10 @@ def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
     npr = load_detector(npr_model)
     fsd = load_detector(fsd_model) if fsd_model else None
-    n_members = 3 if fsd else 2
     fit_sets = [s for d in fit_dirs for s in test_sets(d)]
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = eval_settings(workers)
-    total = n_members * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
+    total = (3 if fsd else 2) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
     with Progress("scoring the members", total=total) as bar:
         state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
                                  progress=lambda n: bar.update(advance=n), fsd=fsd)

@@ -122,16 +122,12 @@ class TailSpec:
 
 def sample_specs(seed: int, kinds: Iterable[str], n_per_kind: int) -> list[TailSpec]:
     rng = np.random.default_rng(seed)
-    specs = []
-    for kind in kinds:
-        for i in range(n_per_kind):
-            specs.append(TailSpec(
-                kind=kind, width=int(rng.choice([16, 32, 64])), pre_block=bool(rng.random() < 0.5),
-                post_convs=int(rng.integers(0, 3)), act=str(rng.choice(["lrelu", "relu"])),
-                mode="random" if i % 2 == 0 else "trained", seed=int(rng.integers(0, 2 ** 31)),
-                tconv_kernel=int(rng.choice([3, 4])), out_kernel=int(rng.choice([1, 3])),
-                residual_std=float(rng.uniform(0.01, 0.06))))
-    return specs
+    return [TailSpec(kind=kind, width=int(rng.choice([16, 32, 64])), pre_block=bool(rng.random() < 0.5),
+                     post_convs=int(rng.integers(0, 3)), act=str(rng.choice(["lrelu", "relu"])),
+                     mode="random" if i % 2 == 0 else "trained", seed=int(rng.integers(0, 2 ** 31)),
+                     tconv_kernel=int(rng.choice([3, 4])), out_kernel=int(rng.choice([1, 3])),
+                     residual_std=float(rng.uniform(0.01, 0.06)))
+            for kind in kinds for i in range(n_per_kind)]
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -282,9 +278,7 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
 
     from ganscan.data.decode import DecodeError, load_image
 
-    if load is None:
-        def load(p):
-            return load_image(p)[0]
+    load = load or (lambda p: load_image(p)[0])
     out = Path(out_dir)
     (out / "0_real").mkdir(parents=True, exist_ok=True)
     (out / "1_fake").mkdir(parents=True, exist_ok=True)
@@ -299,22 +293,20 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
             counts["errors"] += 1
             if on_error:
                 on_error(f"{src}: skipped ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
-            if progress:
-                progress(i + 1, len(sources))
-            continue
-        crops = random_crops(img, cfg.size, crops_per_image(img.width * img.height, cfg.size, max_crops), rng)
-        if not crops:
-            counts["skipped_small"] += 1
-        counts["sources"] += 1
-        for j, crop in enumerate(crops):
-            spec, tail = bank[int(rng.integers(len(bank)))]
-            pair = make_pair(crop, tail, cfg, rng)
-            stem = f"{stem0}_{j}"
-            rp = save_pair_image(pair["real"], out / "0_real" / stem, pair["jpeg"])
-            fp = save_pair_image(pair["fake"], out / "1_fake" / stem, pair["jpeg"])
-            rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": spec.name(), "down": pair["down"],
-                         "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"], "jpeg": pair["jpeg"]})
-            counts["pairs"] += 1
+        else:
+            crops = random_crops(img, cfg.size, crops_per_image(img.width * img.height, cfg.size, max_crops), rng)
+            if not crops:
+                counts["skipped_small"] += 1
+            counts["sources"] += 1
+            for j, crop in enumerate(crops):
+                spec, tail = bank[int(rng.integers(len(bank)))]
+                pair = make_pair(crop, tail, cfg, rng)
+                rp = save_pair_image(pair["real"], out / "0_real" / f"{stem0}_{j}", pair["jpeg"])
+                fp = save_pair_image(pair["fake"], out / "1_fake" / f"{stem0}_{j}", pair["jpeg"])
+                rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": spec.name(),
+                             "down": pair["down"], "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"],
+                             "jpeg": pair["jpeg"]})
+                counts["pairs"] += 1
         if progress:
             progress(i + 1, len(sources))
     with open(out / "pairs.csv", "w", newline="") as f:

@@ -35,10 +35,9 @@ class SpectrumNPRFusion(nn.Module):
         self.npr = NPRNet()
         self.register_buffer("weight", torch.zeros(len(MEMBERS)))
         self.register_buffer("bias", torch.zeros(1))
-        self.register_buffer("in_mean", torch.tensor(INCEPTION_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("in_std", torch.tensor(INCEPTION_STD).view(1, 3, 1, 1))
-        self.register_buffer("npr_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("npr_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        for name, value in (("in_mean", INCEPTION_MEAN), ("in_std", INCEPTION_STD), ("npr_mean", IMAGENET_MEAN),
+                            ("npr_std", IMAGENET_STD)):
+            self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1))
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) normalised for the spectrum member -> (N, len(MEMBERS)) logits."""
