@@ -117,11 +117,8 @@ def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: s
         items = [(p, str(d / f"{i:07d}")) for i, p in enumerate(s.paths)]
         copies = supervised_map(lambda item: _perturb_file(*item, kind, value, max_pixels), items,
                                 lambda _item, _reason: None, workers, init=worker_init)
-        ns = LabelledSet(s.name)
-        for (p, _), y, dst in zip(items, s.labels, copies):
-            ns.paths.append(dst or str(d / "missing" / os.path.basename(p)))
-            ns.labels.append(y)
-        out.append(ns)
+        out.append(LabelledSet(s.name, [dst or str(d / "missing" / os.path.basename(p))
+                                        for (p, _), dst in zip(items, copies)], list(s.labels)))
     return out
 
 

@@ -80,13 +80,12 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
     read and decoded once, whatever the number of detectors. Never raises for a file."""
     row = base_row(path)
     try:
-        if settings.skip:
-            prev = settings.skip.get(path)
-            if prev is not None:
-                st = os.stat(path)
-                if (st.st_size, st.st_mtime_ns // 1000) == prev:
-                    row.update(verdict=SKIPPED, note="already in report")
-                    return row, None
+        prev = settings.skip.get(path)
+        if prev is not None:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns // 1000) == prev:
+                row.update(verdict=SKIPPED, note="already in report")
+                return row, None
         data, info = read_file(path)
     except DecodeError as exc:
         row.update(verdict="error", error=str(exc))
