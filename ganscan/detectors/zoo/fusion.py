@@ -179,12 +179,13 @@ def reals_by_kind(calib_sets: list) -> dict[str, list[str]]:
 
 
 def split_by_kind(values, reals: dict[str, list[str]]) -> dict[str, list[float]]:
-    """Scores of all kinds' files in ``reals`` order -> kind -> its scores (NaN, files that failed, left out)."""
+    """Scores of all kinds' files in ``reals`` order -> kind -> its scores (NaN or None, files that failed, left
+    out)."""
     import numpy as np
 
     out, start = {}, 0
     for kind, files in reals.items():
-        v = np.asarray(values[start:start + len(files)], dtype=np.float64)
+        v = np.asarray([np.nan if s is None else s for s in values[start:start + len(files)]], dtype=np.float64)
         start += len(files)
         out[kind] = v[~np.isnan(v)].tolist()
     return out
@@ -206,8 +207,7 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     reals = reals_by_kind(calib_sets)
     paths = [p for files in reals.values() for p in files]
     got = score_files(det, paths, precision, settings)
-    values = [got.get(p, (None, None))[0] for p in paths]
-    scores = split_by_kind([float("nan") if v is None else v for v in values], reals)
+    scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
     threshold, rates = threshold_at_fpr(scores, fpr)
     return {"threshold": threshold, "threshold_rule": threshold_rule(fpr),
             "threshold_calibration": calibration_record(fpr, rates, scores)}

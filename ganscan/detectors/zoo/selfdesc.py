@@ -39,12 +39,7 @@ TILE = 64
 
 def _support(rule) -> torch.Tensor:
     r = KSIZE // 2
-    m = torch.zeros(KSIZE, KSIZE, dtype=torch.bool)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if (dy or dx) and rule(dy, dx):
-                m[dy + r, dx + r] = True
-    return m
+    return torch.tensor([[bool((dy or dx) and rule(dy, dx)) for dx in range(-r, r + 1)] for dy in range(-r, r + 1)])
 
 
 SUPPORTS = {
