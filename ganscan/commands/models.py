@@ -43,33 +43,34 @@ def command(ctx, as_json):
     if as_json:
         click.echo(json.dumps({"architectures": archs, "weights": weights, "published": published}, indent=2))
         return
-    from rich.table import Table
-
-    from ganscan.console import stdout_console
-
-    con = stdout_console()
-    t = Table(title="Detector architectures", header_style="bold")
-    for col in ("name", "input", "preprocessing", "family", "description"):
-        t.add_column(col)
-    for a in archs:
-        t.add_row(a["name"], str(a["input_size"]), a["policy"], a["family"], a["description"])
-    con.print(t)
-    w = Table(title="Shipped weights (weights/)", header_style="bold")
-    for col in ("name", "kind", "arch", "sha256", "metrics"):
-        w.add_column(col, overflow="fold")
+    print_table("Detector architectures", ("name", "input", "preprocessing", "family", "description"),
+                [(a["name"], str(a["input_size"]), a["policy"], a["family"], a["description"]) for a in archs])
+    rows = []
     for c in weights:
         name = c["name"] + (" (default)" if c.get("default") else "") + (" PLACEHOLDER" if c.get("placeholder") else "")
         metrics = c.get("metrics") or {}
         mtext = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in metrics.items() if not isinstance(v, (dict, list)))
-        w.add_row(name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext)
-    con.print(w)
-    p = Table(title="Published detectors (ganscan models import FILE --from NAME)", header_style="bold")
-    for col in ("from", "arch", "paper", "repository", "released files"):
-        p.add_column(col, overflow="fold")
-    for d in published:
-        p.add_row(d["from"], d["arch"], d["paper"], d["repository"], d["files"])
-    con.print(p)
+        rows.append((name, c.get("kind") or "", c.get("arch") or "", (c.get("sha256") or "")[:16] + "...", mtext))
+    print_table("Shipped weights (weights/)", ("name", "kind", "arch", "sha256", "metrics"), rows, overflow="fold")
+    print_table("Published detectors (ganscan models import FILE --from NAME)",
+                ("from", "arch", "paper", "repository", "released files"),
+                [(d["from"], d["arch"], d["paper"], d["repository"], d["files"]) for d in published], overflow="fold")
+
+
+def print_table(title: str, columns, rows, **column) -> None:
+    """A rich table on stdout: a column per name in ``columns`` (``add_column`` options ``column``), a row per
+    tuple in ``rows``."""
+    from rich.table import Table
+
+    from ganscan.console import stdout_console
+
+    t = Table(title=title, header_style="bold")
+    for col in columns:
+        t.add_column(col, **column)
+    for row in rows:
+        t.add_row(*row)
+    stdout_console().print(t)
 
 
 @command.command("show", epilog=EXAMPLES)
@@ -84,17 +85,9 @@ def show(checkpoints, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
-
-    from ganscan.console import stdout_console
-
-    t = Table(title="Detector checkpoints", header_style="bold")
-    for col in ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        t.add_row(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
-                  r["sha256"][:16] + "...")
-    stdout_console().print(t)
+    print_table("Detector checkpoints", ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"),
+                [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
+                  r["sha256"][:16] + "...") for r in rows], overflow="fold")
 
 
 @command.command("import", epilog=EXAMPLES)
@@ -123,6 +116,14 @@ def import_command(source, published, arch, clip, output, threshold, name, force
     view = "whole image" if pre["policy"] == "full" else f"{pre['policy']} {pre['input_size']}"
     click.echo(f"wrote {out} ({meta['arch']}{f', from {published}' if published else ''}: {files}; "
                f"{view}; sha256 {sha})")
+
+
+def eval_settings(workers: int | None):
+    """Scoring settings of the fitting commands: ``workers`` decoding processes (None: the default)."""
+    from ganscan.core.device import default_workers
+    from ganscan.detectors.evaluate import EvalSettings
+
+    return EvalSettings(workers=default_workers() if workers is None else workers)
 
 
 FUSE_EXAMPLES = """
@@ -156,36 +157,26 @@ def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr
                  precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr): logistic weights fitted on --fit,
     the threshold set so that no --calibrate kind of real photo is flagged more than --fpr."""
-    import json as _json
-    from pathlib import Path
-
-    from ganscan.core.device import default_workers
-    from ganscan.detectors.load import open_detector
     from ganscan.console import Progress, info
-    from ganscan.data.datasets import test_sets
-    from ganscan.detectors.zoo.fusion import fit_fusion
-    from ganscan.detectors.load import load_detector
     from ganscan.core.checkpoint import save_checkpoint
-    from ganscan.detectors.evaluate import EvalSettings
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.importers import check_output
+    from ganscan.detectors.load import load_detector, open_detector
+    from ganscan.detectors.zoo.fusion import fit_fusion
 
-    out = Path(output)
-    if out.suffix != ".safetensors":
-        raise GanscanError(f"output must end in .safetensors: {output}")
-    if out.exists() and not force:
-        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    out = check_output(output, force)
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
     npr = load_detector(npr_model)
     fsd = load_detector(fsd_model) if fsd_model else None
-    n_members = 3 if fsd else 2
     fit_sets = [s for d in fit_dirs for s in test_sets(d)]
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
-    settings = EvalSettings(workers=default_workers() if workers is None else workers)
-    total = n_members * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
+    settings = eval_settings(workers)
+    total = (3 if fsd else 2) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
     with Progress("scoring the members", total=total) as bar:
         state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
                                  progress=lambda n: bar.update(advance=n), fsd=fsd)
     sha = save_checkpoint(out, state, meta)
-    info(_json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
+    info(json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
     click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, sha256 {sha})")
 
 
@@ -213,26 +204,19 @@ Examples:
 def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers):
     """Fit fsd64, the real-only detector (forensic self-descriptions), on folders of real photos: no fake
     image is needed. Every image is also seen JPEG-compressed, down-scaled and up-scaled."""
-    from pathlib import Path
-
-    from ganscan.core.device import default_workers
-    from ganscan.console import Progress
-    from ganscan.data.datasets import list_images, test_sets
-    from ganscan.detectors.zoo.fusion import calibrate
-    from ganscan.detectors.load import load_detector
-    from ganscan.detectors.zoo.selfdesc import fit_fsd
-    from ganscan.core.checkpoint import save_checkpoint
-    from ganscan.detectors.evaluate import EvalSettings
-    from ganscan.core.device import choose_precision, configure_threads
-
     import torch
 
+    from ganscan.console import Progress
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.core.device import choose_precision, configure_threads
+    from ganscan.data.datasets import list_images, test_sets
+    from ganscan.detectors.importers import check_output
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.fusion import calibrate
+    from ganscan.detectors.zoo.selfdesc import fit_fsd
+
     configure_threads()
-    out = Path(output)
-    if out.suffix != ".safetensors":
-        raise GanscanError(f"output must end in .safetensors: {output}")
-    if out.exists() and not force:
-        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    out = check_output(output, force)
     paths = sorted({p for d in real_dirs for p in list_images(d)})
     if not paths:
         raise GanscanError(f"no images found in {', '.join(real_dirs)}")
@@ -244,9 +228,8 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
         raise GanscanError(str(exc), hint="give more (or larger) real images, or raise --variants") from None
     sha = save_checkpoint(out, state, meta)
     if calib_dirs:   # scored through scan's pipeline, so the checkpoint is loaded back from disk
-        settings = EvalSettings(workers=default_workers() if workers is None else workers)
         meta.update(calibrate(load_detector(str(out)), [st for d in calib_dirs for st in test_sets(d)], fpr,
-                              choose_precision(torch.device("cpu"), "fp32"), settings))
+                              choose_precision(torch.device("cpu"), "fp32"), eval_settings(workers)))
         sha = save_checkpoint(out, state, meta)
     click.echo(f"wrote {out} (fsd64, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
                f"real images, threshold {meta['threshold']:.4f}, sha256 {sha})")

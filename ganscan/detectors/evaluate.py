@@ -83,14 +83,11 @@ def score_files(detector: LoadedDetector, paths: list[str], precision: Precision
 
 
 def evaluate_set(s: LabelledSet, scores: dict, threshold: float) -> SetResult:
-    res = SetResult(s.name, list(s.paths), list(s.labels), [scores.get(p, (None, "not scored"))[0] for p in s.paths])
-    res.errors = {p: (scores.get(p, (None, "not scored"))[1] or "unreadable") for p, sc in zip(s.paths, res.scores)
-                  if sc is None}
+    got = [scores.get(p, (None, "not scored")) for p in s.paths]
+    res = SetResult(s.name, list(s.paths), list(s.labels), [g[0] for g in got])
+    res.errors = {p: (g[1] or "unreadable") for p, g in zip(s.paths, got) if g[0] is None}
     y, sc, _ = res.scored()
-    row = {"set": s.name}
-    row.update(M.summarize(y, sc, threshold))
-    row["unreadable"] = len(res.errors)
-    res.row = row
+    res.row = {"set": s.name, **M.summarize(y, sc, threshold), "unreadable": len(res.errors)}
     return res
 
 
@@ -102,11 +99,11 @@ def _perturb_file(src: str, dst_stem: str, kind: str, value: float, max_pixels: 
     except DecodeError:
         return None
     img, how = apply_perturbation(img, kind, value)
-    if how.startswith("jpeg:"):
-        img.save(dst_stem + ".jpg", format="JPEG", quality=int(how.split(":")[1]))
-        return dst_stem + ".jpg"
-    img.save(dst_stem + ".png", format="PNG", compress_level=1)
-    return dst_stem + ".png"
+    jpeg = how.startswith("jpeg:")
+    dst = dst_stem + (".jpg" if jpeg else ".png")
+    opts = {"format": "JPEG", "quality": int(how.split(":")[1])} if jpeg else {"format": "PNG", "compress_level": 1}
+    img.save(dst, **opts)
+    return dst
 
 
 def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: str, workers: int,
@@ -120,11 +117,8 @@ def perturbed_copies(sets: list[LabelledSet], kind: str, value: float, folder: s
         items = [(p, str(d / f"{i:07d}")) for i, p in enumerate(s.paths)]
         copies = supervised_map(lambda item: _perturb_file(*item, kind, value, max_pixels), items,
                                 lambda _item, _reason: None, workers, init=worker_init)
-        ns = LabelledSet(s.name)
-        for (p, _), y, dst in zip(items, s.labels, copies):
-            ns.paths.append(dst or str(d / "missing" / os.path.basename(p)))
-            ns.labels.append(y)
-        out.append(ns)
+        out.append(LabelledSet(s.name, [dst or str(d / "missing" / os.path.basename(p))
+                                        for (p, _), dst in zip(items, copies)], list(s.labels)))
     return out
 
 
@@ -140,22 +134,18 @@ class EvalResult:
         """One row per (perturbation, set) plus mean rows, with drops versus the clean run."""
         clean = {r.row["set"]: r.row for r in self.sets}
         clean["mean"] = self.mean
-        rows = []
-        for r in [*(x.row for x in self.sets), {**self.mean, "set": "mean"}]:
-            rows.append({"perturbation": "none", **r})
-        for p in self.perturbations:
-            for r in [*p["rows"], {**p["mean"], "set": "mean"}]:
-                rows.append({"perturbation": p["perturbation"], **r})
+        groups = [{"perturbation": "none", "rows": [x.row for x in self.sets], "mean": self.mean},
+                  *self.perturbations]
+        rows = [{"perturbation": g["perturbation"], **r}
+                for g in groups for r in [*g["rows"], {**g["mean"], "set": "mean"}]]
         cols = ["perturbation", "set", "n_real", "n_fake", *METRIC_KEYS, "unreadable"]
         out = []
         for r in rows:
             row = {k: r.get(k) for k in cols}
             base = clean.get(r["set"], {})
             for k in ("accuracy", "ap", "auc"):
-                if r["perturbation"] == "none" or r.get(k) is None or base.get(k) is None:
-                    row[f"drop_{k}"] = None
-                else:
-                    row[f"drop_{k}"] = base[k] - r[k]
+                none = r["perturbation"] == "none" or r.get(k) is None or base.get(k) is None
+                row[f"drop_{k}"] = None if none else base[k] - r[k]
             out.append(row)
         return out
 

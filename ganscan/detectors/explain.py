@@ -24,9 +24,7 @@ def patch_grid(h: int, w: int, size: int, max_patches: int) -> tuple[list[tuple[
     stride = size
     while ((h - size) // stride + 1) * ((w - size) // stride + 1) > max_patches:
         stride = int(math.ceil(stride * 1.25))
-    ys = list(range(0, h - size + 1, stride))
-    xs = list(range(0, w - size + 1, stride))
-    return [(y, x) for y in ys for x in xs], stride
+    return [(y, x) for y in range(0, h - size + 1, stride) for x in range(0, w - size + 1, stride)], stride
 
 
 def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max_patches: int = 256,
@@ -130,7 +128,7 @@ def explain_image(det: LoadedDetector, path: str, img, out_dir: Path, precision:
     save(fig, "profile")
 
     hi = slice(len(prof) * 3 // 4, None)
-    summary = {
+    return {
         "path": path, "width": w, "height": h, "model": det.label, "placeholder": det.placeholder,
         "weights_sha256": det.sha256, "patch_size": size, "stride": stride, "patches": len(coords),
         "patch_score_mean": float(scores.mean()), "patch_score_max": float(scores.max()),
@@ -141,4 +139,3 @@ def explain_image(det: LoadedDetector, path: str, img, out_dir: Path, precision:
         "spectrum_profile": [round(float(v), 5) for v in prof],
         "files": files,
     }
-    return summary

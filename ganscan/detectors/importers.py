@@ -70,26 +70,21 @@ def _refuse(path, state: dict, want: dict, expected: str, source: str | None = N
                               hint=f"check --from (expected {SOURCES[source].files})")
 
 
-def _same_names(path, state: dict, arch: str, expected: str, source: str) -> tuple[str, dict, dict]:
+# the layout each published ResNet's file must have (its tensors carry the architecture's own names)
+SAME_NAMES = {"cnndetection": "CNNDetection's ResNet-50 (one logit)",
+              "npr": "NPR (conv1, layer1-2, fc1 512->1)",
+              "dmid": "DMID's res50stride1 (a ResNet-50 with one logit)"}
+
+
+def _same_names(path, state: dict, source: str) -> tuple[str, dict, dict]:
     """Files whose names are the architecture's own; ``num_batches_tracked`` (unused at inference, absent from
     files saved before PyTorch 0.4.1) is filled in when missing."""
+    arch = SOURCES[source].arch
     want = build_detector(arch).state_dict()
     fill = {k: v for k, v in want.items() if k.endswith("num_batches_tracked") and k not in state}
     state = {**state, **fill} if set(state) | set(fill) == set(want) else state
-    _refuse(path, state, want, expected, source)
+    _refuse(path, state, want, SAME_NAMES[source], source)
     return arch, state, {}
-
-
-def import_cnndetection(path, state, clip=None):
-    return _same_names(path, state, "resnet50", "CNNDetection's ResNet-50 (one logit)", "cnndetection")
-
-
-def import_npr(path, state, clip=None):
-    return _same_names(path, state, "npr-tan2024", "NPR (conv1, layer1-2, fc1 512->1)", "npr")
-
-
-def import_dmid(path, state, clip=None):
-    return _same_names(path, state, "dmid", "DMID's res50stride1 (a ResNet-50 with one logit)", "dmid")
 
 
 _CLIP_NAMES = [(re.compile(a), b) for a, b in (
@@ -103,7 +98,7 @@ _CLIP_NAMES = [(re.compile(a), b) for a, b in (
     (r"transformer\.resblocks\.(\d+)\.mlp\.c_proj\.(weight|bias)", r"visual.blocks.\1.mlp.fc2.\2"))]
 
 
-def import_ufd(path, state, clip_path=None):
+def import_ufd(path, state, clip_path):
     """UFD's head (``fc_weights.pth``: ``weight`` (1, 768), ``bias`` (1,)) on CLIP's image tower: every
     ``visual.*`` tensor of the CLIP file is mapped (the text tower is not used); sizes come from shapes."""
     if clip_path is None:
@@ -136,11 +131,14 @@ def import_ufd(path, state, clip_path=None):
     return "ufd", {**mapped, **head}, sizes
 
 
-IMPORTERS = {"cnndetection": import_cnndetection, "npr": import_npr, "ufd": import_ufd, "dmid": import_dmid}
-
-
-def default_output(path, tag: str) -> Path:
-    return Path(f"{tag}-{Path(path).stem}.safetensors")
+def check_output(output, force: bool) -> Path:
+    """The checkpoint path to write: it must end in .safetensors, and exist only with ``force``."""
+    out = Path(output)
+    if out.suffix != ".safetensors":
+        raise GanscanError(f"output must end in .safetensors: {output}")
+    if out.exists() and not force:
+        raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    return out
 
 
 def import_checkpoint(path, source: str | None = None, out=None, *, arch: str | None = None, clip=None,
@@ -157,11 +155,7 @@ def import_checkpoint(path, source: str | None = None, out=None, *, arch: str | 
                                hint=f"did you mean {close!r}?" if close else f"one of {', '.join(SOURCES)}")
     if clip is not None and source != "ufd":
         raise GanscanError("--clip is for --from ufd only")
-    out = Path(out) if out else default_output(path, source or arch)
-    if out.suffix != ".safetensors":
-        raise GanscanError(f"output must end in .safetensors: {out}")
-    if out.exists() and not force:
-        raise GanscanError(f"{out} exists", hint="use --force to overwrite")
+    out = check_output(Path(out) if out else Path(f"{source or arch}-{Path(path).stem}.safetensors"), force)
     if not out.parent.exists():
         raise GanscanError(f"folder does not exist: {out.parent}")
     state = load_foreign_state_dict(path)
@@ -173,7 +167,8 @@ def import_checkpoint(path, source: str | None = None, out=None, *, arch: str | 
         load_strict(model, state, str(path), f"does not fit {arch} ({missing} tensors missing)",
                     hint="check --arch; the head must have one output logit")
     else:
-        arch, state, sizes = IMPORTERS[source](path, state, clip)
+        arch, state, sizes = (import_ufd(path, state, clip) if source == "ufd"
+                              else _same_names(path, state, source))
         load_strict(build_detector(arch, **sizes), state, str(path), f"does not fit {arch}")
     cfg = get_config(arch)
     pre = {**cfg.preprocessing(), **({"input_size": sizes["image"]} if "image" in sizes else {})}

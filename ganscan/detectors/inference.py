@@ -80,13 +80,12 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
     read and decoded once, whatever the number of detectors. Never raises for a file."""
     row = base_row(path)
     try:
-        if settings.skip:
-            prev = settings.skip.get(path)
-            if prev is not None:
-                st = os.stat(path)
-                if (st.st_size, st.st_mtime_ns // 1000) == prev:
-                    row.update(verdict=SKIPPED, note="already in report")
-                    return row, None
+        prev = settings.skip.get(path)
+        if prev is not None:
+            st = os.stat(path)
+            if (st.st_size, st.st_mtime_ns // 1000) == prev:
+                row.update(verdict=SKIPPED, note="already in report")
+                return row, None
         data, info = read_file(path)
     except DecodeError as exc:
         row.update(verdict="error", error=str(exc))
@@ -151,11 +150,10 @@ def file_items(settings: ScanSettings, cfgs: tuple[DetectorConfig, ...],
     if settings.workers > 0:
         from ganscan.data.supervise import supervised_items
 
-        def process(path, explicit):
-            return process_file(path, explicit, cfgs, settings)
-
-        yield from supervised_items(_jobs(settings), process, failed_row, settings.workers, settings.batch_size,
-                                    settings.file_timeout, init=worker_init, on_failure=on_failure)
+        yield from supervised_items(_jobs(settings),
+                                    lambda path, explicit: process_file(path, explicit, cfgs, settings), failed_row,
+                                    settings.workers, settings.batch_size, settings.file_timeout, init=worker_init,
+                                    on_failure=on_failure)
         return
     batch = []
     for path, explicit in _jobs(settings):
@@ -191,8 +189,7 @@ def forward_logits(model: torch.nn.Module, tensors: list[torch.Tensor], precisio
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 logits = model(x)
-            logits = logits.float().reshape(-1)
-            agg = aggregate_logits(logits, [counts[i] for i in part])
+            agg = aggregate_logits(logits.float().reshape(-1), [counts[i] for i in part])
             for i, v in zip(part, agg.cpu().tolist()):
                 out[i] = v
     return out  # type: ignore[return-value]

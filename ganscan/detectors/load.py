@@ -15,11 +15,8 @@ from ganscan.errors import CheckpointError, GanscanError
 
 def default_detector_name() -> str:
     cards = shipped_weights("detector")
-    for c in cards:
-        if c.get("default"):
-            return c["name"]
-    if cards:
-        return cards[0]["name"]
+    if cards:   # the one marked default, else the first
+        return next((c for c in cards if c.get("default")), cards[0])["name"]
     raise CheckpointError("no shipped detector found in weights/",
                           hint="pass --model PATH.safetensors, or reinstall ganscan from its repository")
 
@@ -67,8 +64,7 @@ def load_detector(model: str | None = None) -> LoadedDetector:
     net = build_detector(arch, **meta.get("arch_args", {}))
     load_strict(net, state, str(path), f"weights do not fit architecture {arch}")
     net.eval()
-    card_name = meta.get("name") or path.stem
-    meta = {**meta, "name": card_name}
+    meta = {**meta, "name": meta.get("name") or path.stem}
     return LoadedDetector(model=net, config=cfg, meta=meta, path=path, sha256=sha256_file(path),
                           threshold=float(meta.get("threshold", 0.5)))
 

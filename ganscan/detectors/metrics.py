@@ -141,9 +141,7 @@ def parse_rule(rule: str) -> tuple[str, float | None]:
                 value = float(text[len(kind) + 1:])
             except ValueError:
                 raise ValueError(f"threshold rule {rule!r}: {kind} needs a number, e.g. {kind}:0.05") from None
-            lo_ok = value >= 0
-            hi_ok = value < 1 if kind == "fpr" else value <= 1
-            if not (lo_ok and hi_ok and math.isfinite(value)):
+            if not (value >= 0 and (value < 1 if kind == "fpr" else value <= 1) and math.isfinite(value)):
                 raise ValueError(f"threshold rule {rule!r}: value out of range")
             return kind, value
     raise ValueError(f"unknown threshold rule {rule!r} (use eer, fpr:0.05 or fixed:0.5)")
@@ -182,20 +180,18 @@ def calibrate_threshold(labels, scores, rule: str = "eer") -> Calibration:
     if kind == "fixed":
         t = float(value)
         return Calibration(t, f"fixed:{t:g}", *rates(t), n_real, n_fake)
+    if kind == "eer" and (not n_real or not n_fake):
+        raise ValueError("the equal-error-rate threshold needs both real and fake images")
+    if not n_real:
+        raise ValueError("a target false-positive rate needs real images")
+    cands = _candidates(s)
+    fpr = (real[None, :] >= cands[:, None]).mean(axis=1)
     if kind == "eer":
-        if not n_real or not n_fake:
-            raise ValueError("the equal-error-rate threshold needs both real and fake images")
-        cands = _candidates(s)
-        fpr = (real[None, :] >= cands[:, None]).mean(axis=1)
         fnr = (fake[None, :] < cands[:, None]).mean(axis=1)
         key = np.lexsort((cands, fpr + fnr, np.abs(fpr - fnr)))
         t = float(cands[key[0]])
         return Calibration(t, "eer", *rates(t), n_real, n_fake)
     # target false-positive rate
-    if not n_real:
-        raise ValueError("a target false-positive rate needs real images")
-    cands = _candidates(s)
-    fpr = (real[None, :] >= cands[:, None]).mean(axis=1)
     ok = np.nonzero(fpr <= value + 1e-12)[0]
     t = float(cands[ok[0]]) if ok.size else 1.0
     return Calibration(t, f"fpr:{value:g}", *rates(t), n_real, n_fake)
@@ -204,11 +200,8 @@ def calibrate_threshold(labels, scores, rule: str = "eer") -> Calibration:
 def summarize(labels, scores, threshold: float = 0.5) -> dict:
     """Everything a results row holds: n_real, n_fake, accuracy, real_acc, fake_acc, ap, auc."""
     y, s = _arrays(labels, scores)
-    out = {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum())}
-    out.update(accuracies(y, s, threshold))
-    out["ap"] = average_precision(y, s)
-    out["auc"] = roc_auc(y, s)
-    return out
+    return {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), **accuracies(y, s, threshold),
+            "ap": average_precision(y, s), "auc": roc_auc(y, s)}
 
 
 def mean_row(rows: list[dict], keys=("accuracy", "real_acc", "fake_acc", "ap", "auc")) -> dict:

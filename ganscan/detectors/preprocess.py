@@ -52,10 +52,8 @@ def normalize(batch_uint8: np.ndarray, cfg: DetectorConfig) -> torch.Tensor:
 
 def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarray:
     """The pixel views a detector sees of one image: (T,H,W,3) uint8."""
-    if isinstance(img, Image.Image):  # a writable copy for torch (an RGB image is not converted first)
-        arr = np.array(img if img.mode == "RGB" else img.convert("RGB"))
-    else:
-        arr = img
+    # an image becomes a writable copy for torch (an RGB image is not converted first)
+    arr = np.array(img if img.mode == "RGB" else img.convert("RGB")) if isinstance(img, Image.Image) else img
     if cfg.policy == "crop":
         return center_crop_array(arr, cfg.input_size)[None]
     if cfg.policy == "tiles":

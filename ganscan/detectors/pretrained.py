@@ -65,17 +65,11 @@ def load_backbone(model: nn.Module, path, classifier_prefixes: tuple[str, ...], 
                  f"for {name}, e.g. one saved with timm on a machine that has it",
         )
     src = load_foreign_state_dict(p)
-    if name == "efficientnet_lite0" and not any(k in model.state_dict() for k in src):
-        src = map_in_order(src, model.state_dict())
     own = model.state_dict()
-    matched, skipped = {}, []
-    for key, value in src.items():
-        if key.startswith(classifier_prefixes):
-            continue
-        if key in own and own[key].shape == value.shape:
-            matched[key] = value
-        else:
-            skipped.append(key)
+    if name == "efficientnet_lite0" and not any(k in own for k in src):
+        src = map_in_order(src, own)
+    src = {k: v for k, v in src.items() if not k.startswith(classifier_prefixes)}
+    matched = {k: v for k, v in src.items() if k in own and own[k].shape == v.shape}
     body = [k for k in own if not k.startswith(classifier_prefixes) and not k.endswith("num_batches_tracked")]
     found = sum(1 for k in body if k in matched)
     if found < (len(body) if require_all else 0.9 * len(body)):
@@ -84,7 +78,7 @@ def load_backbone(model: nn.Module, path, classifier_prefixes: tuple[str, ...], 
             hint="is this an ImageNet checkpoint of the same architecture?",
         )
     model.load_state_dict(matched, strict=False)
-    return {"matched": found, "backbone": len(body), "skipped": len(skipped)}
+    return {"matched": found, "backbone": len(body), "skipped": len(src) - len(matched)}
 
 
 def map_in_order(src: dict, own: dict) -> dict:

@@ -69,24 +69,26 @@ class Tail(nn.Module):
             raise ValueError(f"unknown tail kind {kind!r} (choose from {', '.join(TAIL_KINDS)})")
         self.kind, self.skip = kind, skip
         mk_act = (lambda: nn.LeakyReLU(0.2)) if act == "lrelu" else (lambda: nn.ReLU())
-        layers: list[nn.Module] = [nn.Conv2d(3, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+
+        def conv(cin: int, cout: int) -> nn.Conv2d:
+            return nn.Conv2d(cin, cout, 3, padding=1, padding_mode="reflect")
+
+        layers: list[nn.Module] = [conv(3, width), mk_act()]
         if pre_block:
-            layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+            layers += [conv(width, width), mk_act()]
         if kind == "tconv":
-            if tconv_kernel == 4:
-                layers.append(nn.ConvTranspose2d(width, width, 4, stride=2, padding=1))
-            else:
-                layers.append(nn.ConvTranspose2d(width, width, 3, stride=2, padding=1, output_padding=1))
+            k4 = tconv_kernel == 4
+            layers.append(nn.ConvTranspose2d(width, width, 4 if k4 else 3, stride=2, padding=1,
+                                             output_padding=0 if k4 else 1))
         elif kind in ("nearest", "bilinear"):
-            layers += [nn.Upsample(scale_factor=2, mode=kind),
-                       nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect")]
+            layers += [nn.Upsample(scale_factor=2, mode=kind), conv(width, width)]
         elif kind == "shuffle":
-            layers += [nn.Conv2d(width, width * 4, 3, padding=1, padding_mode="reflect"), nn.PixelShuffle(2)]
+            layers += [conv(width, width * 4), nn.PixelShuffle(2)]
         else:
-            layers += [_ZeroInsert(width), nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect")]
+            layers += [_ZeroInsert(width), conv(width, width)]
         layers.append(mk_act())
         for _ in range(post_convs):
-            layers += [nn.Conv2d(width, width, 3, padding=1, padding_mode="reflect"), mk_act()]
+            layers += [conv(width, width), mk_act()]
         layers.append(nn.Conv2d(width, 3, out_kernel, padding=out_kernel // 2,
                                 padding_mode="reflect" if out_kernel > 1 else "zeros"))
         self.body = nn.Sequential(*layers)
@@ -120,16 +122,12 @@ class TailSpec:
 
 def sample_specs(seed: int, kinds: Iterable[str], n_per_kind: int) -> list[TailSpec]:
     rng = np.random.default_rng(seed)
-    specs = []
-    for kind in kinds:
-        for i in range(n_per_kind):
-            specs.append(TailSpec(
-                kind=kind, width=int(rng.choice([16, 32, 64])), pre_block=bool(rng.random() < 0.5),
-                post_convs=int(rng.integers(0, 3)), act=str(rng.choice(["lrelu", "relu"])),
-                mode="random" if i % 2 == 0 else "trained", seed=int(rng.integers(0, 2 ** 31)),
-                tconv_kernel=int(rng.choice([3, 4])), out_kernel=int(rng.choice([1, 3])),
-                residual_std=float(rng.uniform(0.01, 0.06))))
-    return specs
+    return [TailSpec(kind=kind, width=int(rng.choice([16, 32, 64])), pre_block=bool(rng.random() < 0.5),
+                     post_convs=int(rng.integers(0, 3)), act=str(rng.choice(["lrelu", "relu"])),
+                     mode="random" if i % 2 == 0 else "trained", seed=int(rng.integers(0, 2 ** 31)),
+                     tconv_kernel=int(rng.choice([3, 4])), out_kernel=int(rng.choice([1, 3])),
+                     residual_std=float(rng.uniform(0.01, 0.06)))
+            for kind in kinds for i in range(n_per_kind)]
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -162,10 +160,7 @@ def build_tail(spec: TailSpec, fit_crops: list[Image.Image] | None = None, steps
     for _ in range(steps):
         xs, ds = [], []
         for _ in range(8):
-            im = fit_crops[int(rng.integers(len(fit_crops)))]
-            x0 = int(rng.integers(0, im.width - crop + 1)) & ~1
-            y0 = int(rng.integers(0, im.height - crop + 1)) & ~1
-            c = im.crop((x0, y0, x0 + crop, y0 + crop))
+            c = random_crops(fit_crops[int(rng.integers(len(fit_crops)))], crop, 1, rng)[0]
             xs.append(to_tensor(c))
             ds.append(to_tensor(c.resize((crop // 2, crop // 2), Image.BOX)))
         x, d = torch.cat(xs), torch.cat(ds)
@@ -233,12 +228,9 @@ def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Gen
 
 
 def save_pair_image(im: Image.Image, path_stem: Path, jpeg_quality: int) -> Path:
-    if jpeg_quality:
-        path = path_stem.with_suffix(".jpg")
-        im.save(path, "JPEG", quality=jpeg_quality, subsampling=2)
-    else:
-        path = path_stem.with_suffix(".png")
-        im.save(path, "PNG", compress_level=1)
+    path = path_stem.with_suffix(".jpg" if jpeg_quality else ".png")
+    im.save(path, **({"format": "JPEG", "quality": jpeg_quality, "subsampling": 2} if jpeg_quality
+                     else {"format": "PNG", "compress_level": 1}))
     return path
 
 
@@ -286,39 +278,35 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
 
     from ganscan.data.decode import DecodeError, load_image
 
-    if load is None:
-        def load(p):
-            return load_image(p)[0]
+    load = load or (lambda p: load_image(p)[0])
     out = Path(out_dir)
     (out / "0_real").mkdir(parents=True, exist_ok=True)
     (out / "1_fake").mkdir(parents=True, exist_ok=True)
     counts = {"sources": 0, "pairs": 0, "skipped_small": 0, "errors": 0}
     rows = []
     for i, src in enumerate(sources):
-        rng = np.random.default_rng([seed, int(hashlib.sha1(src.encode()).hexdigest()[:12], 16)])
         stem0 = hashlib.sha1(src.encode()).hexdigest()[:12]
+        rng = np.random.default_rng([seed, int(stem0, 16)])
         try:
             img = load(src)
         except (DecodeError, OSError, ValueError) as exc:
             counts["errors"] += 1
             if on_error:
                 on_error(f"{src}: skipped ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
-            if progress:
-                progress(i + 1, len(sources))
-            continue
-        crops = random_crops(img, cfg.size, crops_per_image(img.width * img.height, cfg.size, max_crops), rng)
-        if not crops:
-            counts["skipped_small"] += 1
-        counts["sources"] += 1
-        for j, crop in enumerate(crops):
-            spec, tail = bank[int(rng.integers(len(bank)))]
-            pair = make_pair(crop, tail, cfg, rng)
-            stem = f"{stem0}_{j}"
-            rp = save_pair_image(pair["real"], out / "0_real" / stem, pair["jpeg"])
-            fp = save_pair_image(pair["fake"], out / "1_fake" / stem, pair["jpeg"])
-            rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": spec.name(), "down": pair["down"],
-                         "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"], "jpeg": pair["jpeg"]})
-            counts["pairs"] += 1
+        else:
+            crops = random_crops(img, cfg.size, crops_per_image(img.width * img.height, cfg.size, max_crops), rng)
+            if not crops:
+                counts["skipped_small"] += 1
+            counts["sources"] += 1
+            for j, crop in enumerate(crops):
+                spec, tail = bank[int(rng.integers(len(bank)))]
+                pair = make_pair(crop, tail, cfg, rng)
+                rp = save_pair_image(pair["real"], out / "0_real" / f"{stem0}_{j}", pair["jpeg"])
+                fp = save_pair_image(pair["fake"], out / "1_fake" / f"{stem0}_{j}", pair["jpeg"])
+                rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": spec.name(),
+                             "down": pair["down"], "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"],
+                             "jpeg": pair["jpeg"]})
+                counts["pairs"] += 1
         if progress:
             progress(i + 1, len(sources))
     with open(out / "pairs.csv", "w", newline="") as f:

@@ -41,6 +41,7 @@ def _alexnet() -> nn.Module:
     return alexnet(weights=None, num_classes=1)
 
 
+@register_detector("test-cnn", input_size=64, classifier=("fc.",), description="tiny CNN for tests")
 class TinyCNN(nn.Module):
     """A few thousand parameters: for tests and for the placeholder detector."""
 
@@ -56,8 +57,3 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
-
-
-@register_detector("test-cnn", input_size=64, classifier=("fc.",), description="tiny CNN for tests")
-def _test_cnn() -> nn.Module:
-    return TinyCNN()

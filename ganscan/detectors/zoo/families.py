@@ -23,6 +23,8 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
     return x - down.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
 
 
+@register_detector("npr", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
+                   description="NPR residual + ResNet cut after stage 2, from scratch (Tan et al. 2024)")
 class NPRNet(nn.Module):
     def __init__(self, width: int = 64):
         super().__init__()
@@ -48,12 +50,6 @@ class NPRNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register_detector("npr", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
-                   description="NPR residual + ResNet cut after stage 2, from scratch (Tan et al. 2024)")
-def _npr() -> nn.Module:
-    return NPRNet()
-
-
 def radial_profile(x: torch.Tensor, bins: int) -> torch.Tensor:
     """(N,C,H,W) -> (N,C*bins): mean log power per frequency ring, per channel."""
     n, c, h, w = x.shape
@@ -68,6 +64,8 @@ def radial_profile(x: torch.Tensor, bins: int) -> torch.Tensor:
     return (sums / onehot.sum(0).clamp(min=1)).reshape(n, c * bins)
 
 
+@register_detector("spectral-lr", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",),
+                   family="spectral", description="log power spectrum profile + logistic regression (Durall et al.)")
 class SpectralLR(nn.Module):
     def __init__(self, bins: int = 32, channels: int = 3):
         super().__init__()
@@ -79,9 +77,3 @@ class SpectralLR(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             feats = radial_profile(x.float(), self.bins)
         return self.fc(self.norm(feats))
-
-
-@register_detector("spectral-lr", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",),
-                   family="spectral", description="log power spectrum profile + logistic regression (Durall et al.)")
-def _spectral() -> nn.Module:
-    return SpectralLR()

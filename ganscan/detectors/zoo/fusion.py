@@ -35,10 +35,9 @@ class SpectrumNPRFusion(nn.Module):
         self.npr = NPRNet()
         self.register_buffer("weight", torch.zeros(len(MEMBERS)))
         self.register_buffer("bias", torch.zeros(1))
-        self.register_buffer("in_mean", torch.tensor(INCEPTION_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("in_std", torch.tensor(INCEPTION_STD).view(1, 3, 1, 1))
-        self.register_buffer("npr_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("npr_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        for name, value in (("in_mean", INCEPTION_MEAN), ("in_std", INCEPTION_STD), ("npr_mean", IMAGENET_MEAN),
+                            ("npr_std", IMAGENET_STD)):
+            self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1))
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) normalised for the spectrum member -> (N, len(MEMBERS)) logits."""
@@ -78,18 +77,11 @@ FUSIONS = {
 }
 
 
-@register_detector("fusion-spectrum-npr-fsd", input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN,
-                   std=INCEPTION_STD, classifier=("weight", "bias"), family="fusion",
-                   description="logistic fusion of alexnet64-spectrum, the twin-trained NPR network and fsd64")
-def _fusion3() -> nn.Module:
-    return SpectrumNPRFSDFusion()
-
-
-@register_detector("fusion-spectrum-npr", input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN,
-                   std=INCEPTION_STD, classifier=("weight", "bias"), family="fusion",
-                   description="logistic fusion of alexnet64-spectrum and the twin-trained NPR network")
-def _fusion() -> nn.Module:
-    return SpectrumNPRFusion()
+for _arch, _cls, _members in (
+        ("fusion-spectrum-npr-fsd", SpectrumNPRFSDFusion, "alexnet64-spectrum, the twin-trained NPR network and fsd64"),
+        ("fusion-spectrum-npr", SpectrumNPRFusion, "alexnet64-spectrum and the twin-trained NPR network")):
+    register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+                      classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3, steps: int = 200) -> tuple[torch.Tensor, float]:
@@ -187,12 +179,13 @@ def reals_by_kind(calib_sets: list) -> dict[str, list[str]]:
 
 
 def split_by_kind(values, reals: dict[str, list[str]]) -> dict[str, list[float]]:
-    """Scores of all kinds' files in ``reals`` order -> kind -> its scores (NaN, files that failed, left out)."""
+    """Scores of all kinds' files in ``reals`` order -> kind -> its scores (NaN or None, files that failed, left
+    out)."""
     import numpy as np
 
     out, start = {}, 0
     for kind, files in reals.items():
-        v = np.asarray(values[start:start + len(files)], dtype=np.float64)
+        v = np.asarray([np.nan if s is None else s for s in values[start:start + len(files)]], dtype=np.float64)
         start += len(files)
         out[kind] = v[~np.isnan(v)].tolist()
     return out
@@ -214,8 +207,7 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     reals = reals_by_kind(calib_sets)
     paths = [p for files in reals.values() for p in files]
     got = score_files(det, paths, precision, settings)
-    values = [got.get(p, (None, None))[0] for p in paths]
-    scores = split_by_kind([float("nan") if v is None else v for v in values], reals)
+    scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
     threshold, rates = threshold_at_fpr(scores, fpr)
     return {"threshold": threshold, "threshold_rule": threshold_rule(fpr),
             "threshold_calibration": calibration_record(fpr, rates, scores)}
@@ -227,11 +219,8 @@ def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_
     arch = "fusion-spectrum-npr" if fsd_state is None else "fusion-spectrum-npr-fsd"
     cls, members = FUSIONS[arch][:2]
     own = cls().state_dict()
-    state = {}
     parts = [("spectrum.", spectrum_state), ("npr.", npr_state)] + ([("fsd.", fsd_state)] if fsd_state else [])
-    for prefix, member in parts:
-        for k, v in member.items():
-            state[prefix + k] = v
+    state = {prefix + k: v for prefix, member in parts for k, v in member.items()}
     state["weight"] = torch.as_tensor(weight, dtype=torch.float32).reshape(len(members))
     state["bias"] = torch.tensor([float(bias)], dtype=torch.float32)
     for k, v in own.items():
@@ -268,10 +257,12 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         pre = det.config.preprocessing()
         if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
             raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
-    paths = [p for s in fit_sets for p in s.paths]
-    x = member_logits(dets, paths, precision, settings, progress)
-    if clip:
-        x = np.clip(x, -clip, clip)
+
+    def logits(paths: list[str]):   # each member's, clipped as the fused model clips them
+        x = member_logits(dets, paths, precision, settings, progress)
+        return np.clip(x, -clip, clip) if clip else x
+
+    x = logits([p for s in fit_sets for p in s.paths])
     y = np.asarray([lab for s in fit_sets for lab in s.labels])
     ok = ~np.isnan(x).any(1)
     if len(set(y[ok].tolist())) < 2:
@@ -280,10 +271,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     fused = x[ok] @ w.double().numpy() + b
     member_auc = {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(names)}
     reals = reals_by_kind(calib_sets)
-    xc = member_logits(dets, [p for files in reals.values() for p in files], precision, settings,
-                       progress)   # every kind in one pass per member
-    if clip:
-        xc = np.clip(xc, -clip, clip)
+    xc = logits([p for files in reals.values() for p in files])   # every kind in one pass per member
     zc = xc @ w.double().numpy() + b
     calib_scores = split_by_kind(1 / (1 + np.exp(-zc)), reals)
     threshold, rates = threshold_at_fpr(calib_scores, fpr)

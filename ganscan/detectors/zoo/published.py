@@ -30,6 +30,9 @@ def _stage(cin: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
     return nn.Sequential(Bottleneck(cin, planes, stride, down), *rest)
 
 
+@register_detector("npr-tan2024", input_size=224, policy="full", classifier=("fc1.",), family="published",
+                   description="NPR, Tan et al. CVPR 2024 (chuangchuangtan/NPR-DeepfakeDetection), "
+                               "--from npr")
 class NPRTan2024(nn.Module):
     def __init__(self):
         super().__init__()
@@ -47,13 +50,9 @@ class NPRTan2024(nn.Module):
         return self.fc1(torch.flatten(self.avgpool(self.layer2(self.layer1(x))), 1))
 
 
-@register_detector("npr-tan2024", input_size=224, policy="full", classifier=("fc1.",), family="published",
-                   description="NPR, Tan et al. CVPR 2024 (chuangchuangtan/NPR-DeepfakeDetection), "
-                               "--from npr")
-def _npr_tan2024() -> nn.Module:
-    return NPRTan2024()
-
-
+@register_detector("ufd", input_size=224, mean=CLIP_MEAN, std=CLIP_STD, classifier=("fc.",),
+                   family="published", description="UniversalFakeDetect, Ojha et al. CVPR 2023 "
+                                                   "(Yuheng-Li/UniversalFakeDetect), --from ufd --clip")
 class CLIPLinearProbe(nn.Module):
     """A CLIP ViT image tower (``visual``: timm's QuickGELU CLIP ViT, pooled class token), CLIP's projection
     ``proj`` (width x out) and a linear head ``fc``; ViT-L/14 sizes by default, heads = width / 64 as CLIP."""
@@ -70,13 +69,6 @@ class CLIPLinearProbe(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.visual(x) @ self.proj)
-
-
-@register_detector("ufd", input_size=224, mean=CLIP_MEAN, std=CLIP_STD, classifier=("fc.",),
-                   family="published", description="UniversalFakeDetect, Ojha et al. CVPR 2023 "
-                                                   "(Yuheng-Li/UniversalFakeDetect), --from ufd --clip")
-def _ufd(**sizes) -> nn.Module:
-    return CLIPLinearProbe(**sizes)
 
 
 @register_detector("dmid", input_size=224, policy="full", classifier=("fc.",), family="published",

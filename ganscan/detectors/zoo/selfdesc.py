@@ -39,12 +39,7 @@ TILE = 64
 
 def _support(rule) -> torch.Tensor:
     r = KSIZE // 2
-    m = torch.zeros(KSIZE, KSIZE, dtype=torch.bool)
-    for dy in range(-r, r + 1):
-        for dx in range(-r, r + 1):
-            if (dy or dx) and rule(dy, dx):
-                m[dy + r, dx + r] = True
-    return m
+    return torch.tensor([[bool((dy or dx) and rule(dy, dx)) for dx in range(-r, r + 1)] for dy in range(-r, r + 1)])
 
 
 SUPPORTS = {
@@ -105,6 +100,8 @@ def describe(res: torch.Tensor) -> torch.Tensor:
     return solve_sum_to_one(xtx, xty, k)
 
 
+@register_detector("fsd64", input_size=TILE, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
+                   family="fsd", description="forensic self-descriptions of 64 px tiles, fitted on real photos only")
 class SelfDescription(nn.Module):
     def __init__(self):
         super().__init__()
@@ -138,12 +135,6 @@ class SelfDescription(nn.Module):
             x01 = x.float() * self.in_std + self.in_mean
             nll = self.nll(self.descriptions(x01))
             return ((nll - self.ref.double()) / self.scale.double()).float().view(-1, 1)
-
-
-@register_detector("fsd64", input_size=TILE, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
-                   family="fsd", description="forensic self-descriptions of 64 px tiles, fitted on real photos only")
-def _fsd64() -> nn.Module:
-    return SelfDescription()
 
 
 # --- fitting -------------------------------------------------------------------------------------------
@@ -215,10 +206,9 @@ def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400) -> d
     desc = torch.cat(descs)
     model.feat_mean.copy_(desc.mean(0).float())
     model.feat_std.copy_((desc.std(0) + 1e-6).float())
-    log_w, mu, u = fit_mixture((desc - desc.mean(0)) / (desc.std(0) + 1e-6), seed=seed)
-    model.log_weight.copy_(log_w)
-    model.means.copy_(mu)
-    model.prec_chol.copy_(u)
+    for buf, fitted in zip((model.log_weight, model.means, model.prec_chol),
+                           fit_mixture((desc - desc.mean(0)) / (desc.std(0) + 1e-6), seed=seed)):
+        buf.copy_(fitted)
     with torch.no_grad():
         nll = model.nll(desc)
     q25, q50, q75 = torch.quantile(nll, torch.tensor([0.25, 0.5, 0.75], dtype=nll.dtype)).tolist()
@@ -227,13 +217,12 @@ def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400) -> d
     return {k: v.contiguous() for k, v in model.state_dict().items()}
 
 
-RESAMPLE = ("box", "bilinear", "bicubic", "lanczos")
-
-
 def processed_variant(img, rng: np.random.Generator):
     """One of the processings real photos get, drawn at random: unchanged, JPEG (quality 65-98), down-scaled
     (x0.3-0.8, any standard filter; JPEG after, half the time), or up-scaled (x1.5 or x2, any standard filter)."""
     from PIL import Image
+
+    from ganscan.detectors.train.twins import DOWN_FILTERS, UP_FILTERS
 
     def jpeg(im, q):
         buf = io.BytesIO()
@@ -241,19 +230,18 @@ def processed_variant(img, rng: np.random.Generator):
         buf.seek(0)
         return Image.open(buf).convert("RGB")
 
-    filters = {"box": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
     kind = int(rng.integers(5))
     if kind == 1:
         img = jpeg(img, rng.integers(65, 99))
     elif kind in (2, 4):
         f = rng.uniform(0.3, 0.8)
         size = (max(TILE, round(img.width * f)), max(TILE, round(img.height * f)))
-        img = img.resize(size, filters[RESAMPLE[int(rng.integers(4))]])
+        img = img.resize(size, list(DOWN_FILTERS.values())[int(rng.integers(4))])
         if kind == 4:
             img = jpeg(img, rng.integers(65, 99))
     elif kind == 3:
         f = float(rng.choice([1.5, 2.0]))
-        up = (Image.NEAREST, Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)[int(rng.integers(4))]
+        up = list(UP_FILTERS.values())[int(rng.integers(4))]
         img = img.resize((round(img.width * f), round(img.height * f)), up)
     return img
 
