@@ -58,7 +58,7 @@ def looks_like(state: dict) -> str:
     return f"an unknown layout ({len(keys)} tensors, first {min(keys)!r})"
 
 
-def _refuse(path, state: dict, want: dict, expected: str, source: str | None = None):
+def _refuse(path, state: dict, want: dict, expected: str, source: str):
     """A one-line CheckpointError unless ``state`` has exactly ``want``'s names and shapes."""
     missing = [k for k in want if k not in state]
     extra = [k for k in state if k not in want]
@@ -67,7 +67,7 @@ def _refuse(path, state: dict, want: dict, expected: str, source: str | None = N
         counts = f"{len(missing)} tensors missing, {len(extra)} unexpected, {len(shape)} of another shape"
         raise CheckpointError(f"{path}: looks like {looks_like(state)}, not {expected} ({counts}; first "
                               f"{(missing + extra + shape)[0]!r})",
-                              hint=f"check --from (expected {SOURCES[source].files})")
+                              hint=f"check --from; {source} expects {SOURCES[source].files}")
 
 
 # the layout each published ResNet's file must have (its tensors carry the architecture's own names)
