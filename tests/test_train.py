@@ -372,7 +372,7 @@ def test_ctrl_c_saves_the_step_in_flight_and_resumes_exactly(tmp_path, monkeypat
     from ganscan.detectors.train.trainer import Trainer
 
     data = make_folder(tmp_path / "data", 24, 20, seed=5, size=32)  # 4 steps per epoch
-    full = train_tiny(data, tmp_path / "full", epochs=2)
+    full = train_tiny(data, tmp_path / "full", epochs=2, val_every=2)  # step 6 validates: its row must survive
     step = Trainer._train_step
 
     def ctrl_c_in_step_6(self, x, y):
@@ -382,7 +382,7 @@ def test_ctrl_c_saves_the_step_in_flight_and_resumes_exactly(tmp_path, monkeypat
 
     with monkeypatch.context() as m:
         m.setattr(Trainer, "_train_step", ctrl_c_in_step_6)
-        cut = train_tiny(data, tmp_path / "cut", epochs=2)
+        cut = train_tiny(data, tmp_path / "cut", epochs=2, val_every=2)
     assert cut.interrupted and cut.stop_reason == "interrupted" and cut.epochs_run == 1
     tensors, meta = load_checkpoint(tmp_path / "cut" / "resume.safetensors", verify=False)
     assert (meta["state"]["global_step"], meta["state"]["step_in_epoch"]) == (6, 2)  # after the step in flight

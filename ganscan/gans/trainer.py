@@ -280,12 +280,13 @@ class _Loop:
                 state = torch.load(run / ptr["state"], map_location="cpu", weights_only=True)
             except Exception as exc:  # noqa: BLE001 - pickle, EOF and zip errors alike
                 raise CheckpointError(f"{run / ptr['state']}: unreadable training state ({exc})") from None
+            state["rng"] = {"torch": state["rng"]}
         if state["step"] != meta.get("step"):
             raise CheckpointError(f"{run}: weights and training state are from different steps")
         self.step, self.images, self.elapsed = state["step"], state["images"], float(state["elapsed"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        set_rng_state(state["rng"] if isinstance(state["rng"], dict) else {"torch": state["rng"]})
+        set_rng_state(state["rng"])
         return self.step
 
     @staticmethod

@@ -159,7 +159,7 @@ def resumed_run_options(out_dir: str | os.PathLike, spec: DataSpec, recipe: str 
                         given: dict) -> tuple[DataSpec, dict, str | None]:
     """(data, options, recipe) to continue the run in ``out_dir``: the ones its resume state records; only
     the epochs may change."""
-    named = sorted(k for k, v in given.items() if v not in (None, False) and k != "epochs")
+    named = sorted(k for k, v in given.items() if v is not None and k != "epochs")
     if named or recipe:
         raise GanscanError("--resume continues a run with the options it started with",
                            hint=f"only --epochs may change; drop {', '.join('--' + g.replace('_', '-') for g in named) or '--recipe'}")

@@ -390,9 +390,9 @@ class Trainer:
                 a = st["accum"]
                 bar.update(advance=1, loss=a["loss_sum"] / a["n"], acc=(a["correct_real"] + a["correct_fake"]) / a["n"],
                            **{"img/s": n_epoch / max(1e-9, time.perf_counter() - self._t_epoch)})
+                self._between_steps()  # the step's validation row belongs to the run even when it stops here
                 if stop:
                     return False
-                self._between_steps()
         return True
 
     def _between_steps(self) -> None:
