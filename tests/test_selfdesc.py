@@ -120,6 +120,8 @@ def test_fit_fsd_command_and_three_member_fusion(runner, cli, tmp_path):
     assert fsd.threshold == pytest.approx(meta["threshold"])
     res = runner.invoke(cli, ["models", "fit-fsd", str(real), "-o", str(out)])
     assert res.exit_code == 1 and "exists" in res.output
+    res = runner.invoke(cli, ["models", "fit-fsd", str(real), "-o", str(tmp_path / "no" / "x.safetensors")])
+    assert res.exit_code == 1 and "folder does not exist" in res.output   # refused before the fit
 
     # the three-member fusion: members clipped to +-CLAMP, then combined linearly
     torch.manual_seed(0)

@@ -132,12 +132,15 @@ def import_ufd(path, state, clip_path):
 
 
 def check_output(output, force: bool) -> Path:
-    """The checkpoint path to write: it must end in .safetensors, and exist only with ``force``."""
+    """The checkpoint path to write: it must end in .safetensors, be in a folder that exists, and exist only
+    with ``force``; checked before any work."""
     out = Path(output)
     if out.suffix != ".safetensors":
         raise GanscanError(f"output must end in .safetensors: {output}")
     if out.exists() and not force:
         raise GanscanError(f"{output} exists", hint="use --force to overwrite")
+    if not out.parent.exists():
+        raise GanscanError(f"folder does not exist: {out.parent}")
     return out
 
 
@@ -156,8 +159,6 @@ def import_checkpoint(path, source: str | None = None, out=None, *, arch: str | 
     if clip is not None and source != "ufd":
         raise GanscanError("--clip is for --from ufd only")
     out = check_output(Path(out) if out else Path(f"{source or arch}-{Path(path).stem}.safetensors"), force)
-    if not out.parent.exists():
-        raise GanscanError(f"folder does not exist: {out.parent}")
     state = load_foreign_state_dict(path)
     files = [path] + ([clip] if clip else [])
     if arch is not None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, register_detector
+from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, get_config, register_detector
 
 MEMBERS = ("spectrum", "npr")
 MEMBERS3 = ("spectrum", "npr", "fsd")
@@ -280,8 +280,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     meta = {
         "kind": "detector", "arch": fusion_arch, "name": name, "threshold": threshold,
         "threshold_rule": threshold_rule(fpr),
-        "preprocessing": {"policy": "tiles", "input_size": 64, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
-                          "std": list(INCEPTION_STD)},
+        "preprocessing": get_config(fusion_arch).preprocessing(),
         "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
                     for m, d in zip(names, dets)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),

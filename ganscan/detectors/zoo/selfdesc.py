@@ -20,7 +20,6 @@ cores (the least-squares solves), so 16 tiles cost about as much as the spectrum
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganscan.detectors.registry import INCEPTION_MEAN, INCEPTION_STD, register_detector
+from ganscan.detectors.registry import INCEPTION_MEAN, INCEPTION_STD, get_config, register_detector
 
 KSIZE = 7        # prediction filter size
 BLOCK = 3        # neighbourhood of the self-description
@@ -220,15 +219,8 @@ def fit_state(tiles_u8: np.ndarray, seed: int = 0, filter_tiles: int = 400) -> d
 def processed_variant(img, rng: np.random.Generator):
     """One of the processings real photos get, drawn at random: unchanged, JPEG (quality 65-98), down-scaled
     (x0.3-0.8, any standard filter; JPEG after, half the time), or up-scaled (x1.5 or x2, any standard filter)."""
-    from PIL import Image
-
-    from ganscan.detectors.train.twins import DOWN_FILTERS, UP_FILTERS
-
-    def jpeg(im, q):
-        buf = io.BytesIO()
-        im.save(buf, "JPEG", quality=int(q))
-        buf.seek(0)
-        return Image.open(buf).convert("RGB")
+    from ganscan.data.augment import RESCALE_FILTERS, jpeg_roundtrip as jpeg
+    from ganscan.detectors.train.twins import UP_FILTERS
 
     kind = int(rng.integers(5))
     if kind == 1:
@@ -236,7 +228,7 @@ def processed_variant(img, rng: np.random.Generator):
     elif kind in (2, 4):
         f = rng.uniform(0.3, 0.8)
         size = (max(TILE, round(img.width * f)), max(TILE, round(img.height * f)))
-        img = img.resize(size, list(DOWN_FILTERS.values())[int(rng.integers(4))])
+        img = img.resize(size, RESCALE_FILTERS[int(rng.integers(4))])
         if kind == 4:
             img = jpeg(img, rng.integers(65, 99))
     elif kind == 3:
@@ -280,16 +272,16 @@ def fit_fsd(paths: list[str], name: str, seed: int = 0, variants: int = 2, progr
             except Exception:   # an unreadable file costs its tiles, never the fit
                 bad.append(p)
                 continue
-            if progress:
-                progress(i + 1, len(paths))
+            finally:
+                if progress:
+                    progress(i + 1, len(paths))
             yield img.convert("RGB")
 
     tiles = real_tiles(images(), seed=seed, variants=variants)
     state = fit_state(tiles, seed=seed)
     meta = {
         "kind": "detector", "arch": "fsd64", "name": name, "threshold": 0.5,
-        "preprocessing": {"policy": "tiles", "input_size": TILE, "max_tiles": 16, "mean": list(INCEPTION_MEAN),
-                          "std": list(INCEPTION_STD)},
+        "preprocessing": get_config("fsd64").preprocessing(),
         "training": {"recipe": "fsd-real-only", "real_images": len(paths) - len(bad), "unreadable": len(bad),
                      "tiles": int(len(tiles)), "variants_per_image": variants, "seed": seed,
                      "filters": list(SUPPORTS), "block": BLOCK, "components": COMPONENTS},
