@@ -45,11 +45,15 @@ def write_csv(fh, rows: list[dict]) -> None:
 
 def results_payload(detectors: list, results: list) -> dict:
     """What is written: for one model its run information and results; for several, ``models`` (one such
-    payload each) and ``rows`` (every model's flat rows, a ``model`` column first)."""
+    payload each) and ``rows`` (every model's flat rows, a ``model`` column first: the unique names of
+    ``column_names``, as in a multi-model scan)."""
     each = [{"model": d.run_info(), **r.as_dict()} for d, r in zip(detectors, results)]
     if len(each) == 1:
         return each[0]
-    return {"models": each, "rows": [{"model": d.label, **row} for d, p in zip(detectors, each) for row in p["rows"]]}
+    from ganscan.detectors.load import column_names
+
+    return {"models": each, "rows": [{"model": name, **row} for name, p in zip(column_names(detectors), each)
+                                     for row in p["rows"]]}
 
 
 def write_results(path: str, fmt: str, payload: dict) -> None:
@@ -160,9 +164,11 @@ def write_figures(detectors: list, results: list, folder: str, misclassified: in
 
     Path(folder).mkdir(parents=True, exist_ok=True)
     written = []
-    for d, res in zip(detectors, results):
+    from ganscan.detectors.load import column_names
+
+    for model, res in zip(column_names(detectors), results):
         for r in res.sets:
-            name = f"{d.label}_{r.name}" if len(results) > 1 else r.name
+            name = f"{model}_{r.name}" if len(results) > 1 else r.name
             y, sc, _ = r.scored()
             written += roc_pr_curves(name, y, sc, res.threshold, folder)
             if misclassified:
