@@ -60,6 +60,7 @@ def base_row(path: str) -> dict:
 def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ...]:
     """The normalised views of one decoded image for each detector's preprocessing: the pixel views are cut
     once per crop, tile or full-image rule, and detectors that also normalise alike share one tensor."""
+    arr = np.array(img if img.mode == "RGB" else img.convert("RGB"))   # one pixel copy for every detector
     views: dict[tuple, np.ndarray] = {}
     made: dict[tuple, torch.Tensor] = {}
     out = []
@@ -68,7 +69,7 @@ def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ..
         cut = tuple(sorted((k, v) for k, v in pre.items() if k not in ("mean", "std")))
         key = (cut, tuple(pre["mean"]), tuple(pre["std"]))
         if cut not in views:
-            views[cut] = views_uint8(img, cfg)
+            views[cut] = views_uint8(arr, cfg)
         if key not in made:
             made[key] = normalize(views[cut], cfg)
         out.append(made[key])
