@@ -89,21 +89,30 @@ def progress(label: str):
 
 
 def stage_pairs(data: Path, work: Path, args) -> None:
+    """Write the first pair folder of ``--pairs`` (seed ``--seed``, 4x chains at ``--chain-prob``) and, with
+    ``--small``, a folder of small pairs (32-56 px crops of every sixth source: images smaller than the
+    detector's 64 px tile, which it reads mirror-padded)."""
     import torch
 
     from ganscan.detectors.train import twins as T
 
-    out = work / args.pairs[0]
-    if (out / "pairs.csv").exists():
-        print(f"{out}: exists")
-        return
     torch.set_num_threads(1)
-    train = sources(data, held=False)
-    bank = T.build_bank(args.seed, TRAIN_KINDS, args.tails_per_kind, fit_crops(train),
-                        progress=lambda n: print("tail", n, flush=True))
-    counts = T.write_twins(train, out, bank, T.PairConfig(), seed=args.seed, max_crops=args.max_crops,
-                           progress=progress("pairs"))
-    print(out, counts, flush=True)
+    jobs = [(work / args.pairs[0], [T.PairConfig(chain_prob=args.chain_prob)], args.max_crops, 1)]
+    if args.small:
+        jobs.append((work / args.small, [T.PairConfig(size=s) for s in (32, 40, 48, 56)], 1, 6))
+    train, bank = sources(data, held=False), None
+    for out, cfgs, max_crops, every in jobs:
+        if (out / "pairs.csv").exists() or (out / f"size{cfgs[0].size}" / "pairs.csv").exists():
+            print(f"{out}: exists")
+            continue
+        if bank is None:
+            bank = T.build_bank(args.seed, TRAIN_KINDS, args.tails_per_kind, fit_crops(train),
+                                progress=lambda n: print("tail", n, flush=True))
+        for cfg in cfgs:
+            dst, seed = (out, args.seed) if len(cfgs) == 1 else (out / f"size{cfg.size}", args.seed + cfg.size)
+            counts = T.write_twins(train[::every], dst, bank, cfg, seed=seed, max_crops=max_crops,
+                                   progress=progress(str(dst)))
+            print(dst, counts, flush=True)
 
 
 def stage_heldout(data: Path, work: Path, args) -> None:
@@ -111,6 +120,7 @@ def stage_heldout(data: Path, work: Path, args) -> None:
     import torch
     from PIL import Image
 
+    from ganscan.data.datasets import list_images
     from ganscan.data.decode import load_image
     from ganscan.detectors.train import twins as T
 
@@ -125,6 +135,28 @@ def stage_heldout(data: Path, work: Path, args) -> None:
             continue
         bank = T.build_bank(seed, kinds, max(2, args.tails_per_kind // 2), crops)
         print(out, T.write_twins(held, out, bank, cfg, seed=seed, max_crops=4, progress=progress(name)), flush=True)
+    small = work / "heldout" / "twins-small"
+    if not (small / "pairs.csv").exists():   # images under the 64 px tile (read mirror-padded), held-out tails
+        bank = T.build_bank(3000 + args.seed, (HELD_KIND,), max(2, args.tails_per_kind // 2), crops)
+        for size in (32, 40, 48, 56):
+            print(small, size, T.write_twins(held[::2], small / f"size{size}", bank, T.PairConfig(size=size),
+                                             seed=3000 + size, max_crops=1), flush=True)
+        for c in ("0_real", "1_fake"):
+            (small / c).mkdir(exist_ok=True)
+            for f in sorted(small.glob(f"size*/{c}/*")):
+                (small / c / f"{f.parent.parent.name}_{f.name}").symlink_to(f.resolve())
+        (small / "pairs.csv").write_text("see size*/pairs.csv\n")
+    tiny = work / "heldout" / "small-real" / "0_real"
+    if not tiny.exists():   # held-out 32 px photos (CIFAR-10), real only: half to calib/small32, half reported
+        tiny.mkdir(parents=True)
+        (work / "heldout" / "calib" / "small32" / "0_real").mkdir(parents=True, exist_ok=True)
+        for folder in ("cifar10-cat", "cifar10-dog", "cifar10-horse"):
+            for p in list_images(str(data / "train" / "real" / folder)):
+                if held_out(Path(p).name):
+                    name = f"{folder}_{Path(p).name}"
+                    to_calib = int(hashlib.sha1(name.encode()).hexdigest()[-1], 16) % 2 == 0
+                    dst = work / "heldout" / "calib" / "small32" / "0_real" if to_calib else tiny
+                    (dst / name).symlink_to(Path(p).resolve())
     neg = work / "heldout" / "negatives"
     if neg.exists():
         return
@@ -175,6 +207,8 @@ def stage_train(work: Path, args) -> Path:
         print(f"{run}: trained")
         return run
     pairs = [work / p for p in args.pairs]
+    if args.small:
+        pairs += sorted((work / args.small).glob("size*"))
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))],
            "--val", str(work / "heldout" / "twins-shuffle"), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
            "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", "0.1", "--blur-prob", "0.0",
@@ -240,6 +274,9 @@ def main() -> None:
     ap.add_argument("--max-crops", type=int, default=32)
     ap.add_argument("--threshold-rule", default="fpr:0.05")
     ap.add_argument("--name", default="ganscan-twins-v1")
+    ap.add_argument("--chain-prob", type=float, default=0.0,
+                    help="share of the first pair folder's fakes made at 4x by two tails in a row")
+    ap.add_argument("--small", default=None, help="also write and train on small pairs (32-56 px) in WORK/SMALL")
     ap.add_argument("--pairs", nargs="+", default=["pairs"], help="pair folders under WORK to train on")
     ap.add_argument("--precision", default=None,
                     help="training precision (default: bf16 on CPUs that compute it natively, ~3x faster here; else auto)")

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/progan"]}
-REAL_SETS = ["full/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
+SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("small/"), when the folder exists
+REAL_SETS = ["small-real", "full/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
 
@@ -53,12 +54,19 @@ def main() -> None:
     fake_sets = [s for n in FAKE_SETS["own"] for s in test_sets(str(held / n))]
     for s, n in zip(fake_sets, FAKE_SETS["own"]):
         s.name = f"own/{n}"
+    for n in SMALL_SETS:
+        if (held / n).is_dir():
+            for s in test_sets(str(held / n)):
+                s.name = f"small/{n}"
+                fake_sets.append(s)
     if not args.no_val:
         for s in test_sets(str(data / "val")):
             s.name = f"val/{s.name}"
             fake_sets.append(s)
     real_sets = []
     for n in REAL_SETS:
+        if not (held / n).is_dir():
+            continue
         for s in test_sets(str(held / n)):
             s.name = n
             real_sets.append(s)
@@ -106,7 +114,7 @@ def markdown(out: dict) -> str:
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
                          f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
-        for group in ("val/", "own/"):
+        for group in ("val/", "own/", "small/"):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
                 mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))

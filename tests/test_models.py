@@ -223,3 +223,39 @@ def test_families_registered_and_trainable(name):
     out = model(torch.randn(4, 3, 64, 64))
     out.sum().backward()
     assert out.shape == (4, 1) and model.fc.weight.grad is not None
+
+
+def test_batchnorm_folding_keeps_the_function_and_leaves_the_model_alone():
+    """Scoring folds each BatchNorm into the convolution before it: same logits, and the loaded model (whose
+    state dict a fusion or an export reads) keeps its layers."""
+    import torch
+    from torch import nn
+    from torchvision.models import resnet18
+
+    from ganscan.core.device import choose_precision
+    from ganscan.detectors.inference import fold_batchnorm, prepare_model
+    from ganscan.detectors.zoo.families import NPRNet
+
+    torch.manual_seed(0)
+    for model in (NPRNet(), resnet18(num_classes=1)):
+        for bn in model.modules():
+            if isinstance(bn, nn.BatchNorm2d):   # stats far from the identity, as after training
+                bn.running_mean.uniform_(-1, 1)
+                bn.running_var.uniform_(0.3, 3)
+                bn.weight.data.uniform_(0.5, 1.5)
+                bn.bias.data.uniform_(-0.5, 0.5)
+        model.eval()
+        keys = set(model.state_dict())
+        x = torch.randn(4, 3, 64, 64)
+        with torch.no_grad():
+            expect = model(x)
+            folded = fold_batchnorm(model)
+            got = folded(x)
+            prepared = prepare_model(model, choose_precision(torch.device("cpu"), "fp32"))
+            again = prepared(x.contiguous(memory_format=torch.channels_last))
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(got, expect, rtol=1e-4, atol=1e-4 * float(expect.abs().max()))
+        assert torch.allclose(again, expect, rtol=1e-4, atol=1e-4 * float(expect.abs().max()))
+        assert set(model.state_dict()) == keys and any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    assert fold_batchnorm(plain) is plain   # nothing to fold: the same object

@@ -87,6 +87,37 @@ def test_pair_members_share_size_and_processing():
     assert np.array_equal(real, expect)
 
 
+def test_chained_pair_is_made_at_4x_by_two_tails():
+    crop = _photo_crops(2, 64)[0]
+    a = T.build_tail(T.TailSpec("tconv", 8, False, 0, "relu", "random", seed=1, residual_std=0.03))
+    b = T.build_tail(T.TailSpec("zeroins", 8, False, 0, "relu", "random", seed=2, residual_std=0.03))
+    cfg = T.PairConfig(size=64, interp_real_prob=1.0, jpeg_prob=0.0, blur_prob=0.0)
+    pair = T.make_pair(crop, a, cfg, np.random.default_rng(0), tail2=b)
+    down = crop.resize((16, 16), T.DOWN_FILTERS[pair["down"]])
+    with torch.no_grad():
+        expect_fake = T.to_image(b(a(T.to_tensor(down)).clamp(-1, 1)))
+    assert np.array_equal(np.asarray(pair["fake"]), np.asarray(T._geom(expect_fake, pair["geom"])))
+    expect_real = T._geom(down.resize((64, 64), T.UP_FILTERS[pair["up"]]), pair["geom"])
+    assert np.array_equal(np.asarray(pair["real"]), np.asarray(expect_real))
+
+
+def test_chain_prob_chains_some_tails_and_zero_keeps_the_old_pairs(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for p in sorted(PHOTOS.glob("*.jpg"))[:2]:
+        (src / p.name).write_bytes(p.read_bytes())
+    bank = [(s, T.build_tail(s, _photo_crops(), steps=2)) for s in T.sample_specs(0, ("tconv", "nearest"), 1)]
+    sources = sorted(str(p) for p in src.iterdir())
+    plain = T.write_twins(sources, tmp_path / "plain", bank, T.PairConfig(size=64), seed=3, max_crops=4)
+    zero = T.write_twins(sources, tmp_path / "zero", bank, T.PairConfig(size=64, chain_prob=0.0), seed=3, max_crops=4)
+    assert plain == zero
+    for f in (tmp_path / "plain" / "1_fake").iterdir():
+        assert f.read_bytes() == (tmp_path / "zero" / "1_fake" / f.name).read_bytes()
+    T.write_twins(sources, tmp_path / "chain", bank, T.PairConfig(size=64, chain_prob=1.0), seed=3, max_crops=4)
+    tails = [r["tail"] for r in csv.DictReader(open(tmp_path / "chain" / "pairs.csv"))]
+    assert tails and all(t.count("+") == 1 for t in tails)
+
+
 def test_written_pairs_match_in_format_and_jpeg_tables(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -186,6 +217,30 @@ def test_fused_detector_combines_its_members(tmp_path):
         fused_state({"bogus": torch.zeros(1)}, npr.state_dict(), [1, 1], 0)
 
 
+def test_fusion_with_the_half_width_member(tmp_path):
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.autogan import ImageClassifier
+    from ganscan.detectors.zoo.families import NPRNet, NPRNet32
+    from ganscan.detectors.zoo.fusion import SpectrumNPR32Fusion, fused_state
+
+    torch.manual_seed(0)
+    spec, npr = ImageClassifier(True).eval(), NPRNet32().eval()
+    assert npr.stem[0].out_channels == 32
+    state = fused_state(spec.state_dict(), npr.state_dict(), [0.5, 2.0], -0.1, npr_arch="npr32")
+    path = tmp_path / "fused32.safetensors"
+    save_checkpoint(path, state, {"kind": "detector", "arch": "fusion-spectrum-npr32", "threshold": 0.5})
+    det = load_detector(str(path))
+    assert isinstance(det.model, SpectrumNPR32Fusion)
+    x = torch.rand(2, 3, 64, 64)
+    imagenet = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expect = 0.5 * spec((x - 0.5) / 0.5) + 2.0 * npr(imagenet) - 0.1
+        assert torch.allclose(det.model((x - 0.5) / 0.5), expect, atol=1e-4)
+    with pytest.raises(Exception, match="do not fit"):   # a full-width member is not an npr32 one
+        fused_state(spec.state_dict(), NPRNet().state_dict(), [1, 1], 0, npr_arch="npr32")
+
+
 def test_models_fuse_command(runner, cli, tmp_path):
     from ganscan.detectors.zoo.families import NPRNet
     from ganscan.detectors.load import load_detector
@@ -219,7 +274,7 @@ def test_models_fuse_command(runner, cli, tmp_path):
     assert res.exit_code == 1 and "exists" in res.output
     res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
                               "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])
-    assert res.exit_code == 1 and "must be npr" in res.output
+    assert res.exit_code == 1 and "must be npr or npr32" in res.output
 
 
 def test_shipped_default_is_the_fusion_of_the_shipped_members():

@@ -138,7 +138,7 @@ Examples:
 @command.command("fuse", epilog=FUSE_EXAMPLES)
 @click.option("--spectrum", "spectrum_model", default="ganscan-spectrum-v1", show_default=True,
               help="The alexnet64-spectrum member (shipped name or checkpoint).")
-@click.option("--npr", "npr_model", required=True, help="The npr member (e.g. RUN/best.safetensors).")
+@click.option("--npr", "npr_model", required=True, help="The npr or npr32 member (e.g. RUN/best.safetensors).")
 @click.option("--fsd", "fsd_model", default=None,
               help="An fsd64 member (from `ganscan models fit-fsd`): fuses three members (fusion-spectrum-npr-fsd).")
 @click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
@@ -155,7 +155,8 @@ Examples:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
                  precision):
-    """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr): logistic weights fitted on --fit,
+    """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr, or -npr32 for an npr32 member):
+    logistic weights fitted on --fit,
     the threshold set so that no --calibrate kind of real photo is flagged more than --fpr."""
     from ganscan.console import Progress, info
     from ganscan.core.checkpoint import save_checkpoint

@@ -36,10 +36,12 @@ def _kinds(ctx, param, value):
               help="Side of each pair's crops (even); images smaller than this are skipped.")
 @click.option("--max-crops", type=click.IntRange(1, 1000), default=12, show_default=True,
               help="Most crops per image (one per ~16 crop areas of the photo).")
+@click.option("--chain-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of fakes made at 4x: down-scaled 4x, then two tails in a row (--size a multiple of 4).")
 @click.option("--seed", type=click.IntRange(0, 2 ** 31 - 1), default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Write into a folder that already holds pairs.")
 @quiet_option
-def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force):
+def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, chain_prob, seed, force):
     """Write band-aligned twins of every real image under INPUTS: the fake is the image down-scaled 2x and
     brought back up through a random generator tail; the real twin is the same down-scaled image
     up-scaled by a standard filter (about half of them) or the image itself; both are post-processed
@@ -56,6 +58,8 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force
 
     if size % 2:
         raise click.BadParameter("must be even", param_hint="--size")
+    if chain_prob and size % 4:
+        raise click.BadParameter("must be a multiple of 4 with --chain-prob", param_hint="--size")
     if (Path(out_dir) / "pairs.csv").exists() and not force:
         raise GanscanError(f"{out_dir} already holds pairs (pairs.csv)", hint="pass --force or choose another -o")
     torch.set_num_threads(1)
@@ -66,7 +70,7 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, seed, force
     with Progress("building the tail bank", total=len(kinds) * tails_per_kind) as bar:
         bank = T.build_bank(seed, kinds, tails_per_kind, fit_crops, progress=lambda _n: bar.update(advance=1))
     with Progress("writing pairs", total=len(sources)) as bar:
-        counts = T.write_twins(sources, out_dir, bank, T.PairConfig(size=size), seed=seed, max_crops=max_crops,
+        counts = T.write_twins(sources, out_dir, bank, T.PairConfig(size=size, chain_prob=chain_prob), seed=seed, max_crops=max_crops,
                                progress=lambda i, n: bar.update(advance=1), on_error=warn)
     info(f"{counts['pairs']} pairs from {counts['sources']} images in {out_dir}/ "
          f"({counts['skipped_small']} smaller than {size} px, {counts['errors']} unreadable); manifest: "

@@ -191,6 +191,7 @@ class PairConfig:
     jpeg_quality: tuple[int, int] = (60, 100)
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.2, 1.0)
+    chain_prob: float = 0.0         # share of fakes made 4x: down-scaled 4x, then two tails in a row
 
 
 def _geom(img: Image.Image, k: int) -> Image.Image:
@@ -201,9 +202,15 @@ def _geom(img: Image.Image, k: int) -> Image.Image:
     return img.transpose([None, Image.ROTATE_90, Image.ROTATE_180, Image.ROTATE_270][rot]) if rot else img
 
 
-def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Generator) -> dict:
-    """One (real, fake) pair from one crop of ``cfg.size``; returns both images and how they were made."""
+def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Generator,
+              tail2: Tail | None = None) -> dict:
+    """One (real, fake) pair from one crop of ``cfg.size``; returns both images and how they were made.
+
+    With ``tail2`` the fake is made at 4x, as a generator's last two up-sampling stages make it: the crop
+    down-scaled 4x, then ``tail`` and ``tail2`` in a row (the real twin is then the 4x down-scaled crop
+    up-scaled by a standard filter, or the crop itself)."""
     s = cfg.size
+    f = 4 if tail2 is not None else 2
     down_name = str(rng.choice(list(DOWN_FILTERS)))
     up_name = str(rng.choice(list(UP_FILTERS)))
     interp = bool(rng.random() < cfg.interp_real_prob)
@@ -212,9 +219,10 @@ def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Gen
     sigma = float(rng.uniform(*cfg.blur_sigma))
     jpeg = bool(rng.random() < cfg.jpeg_prob)
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-    down = crop.resize((s // 2, s // 2), DOWN_FILTERS[down_name])
+    down = crop.resize((s // f, s // f), DOWN_FILTERS[down_name])
     with torch.no_grad():
-        fake = to_image(tail(to_tensor(down)))
+        t = tail(to_tensor(down))
+        fake = to_image(tail2(t.clamp(-1, 1)) if tail2 is not None else t)
     real = down.resize((s, s), UP_FILTERS[up_name]) if interp else crop
     out = {}
     for name, im in (("real", real), ("fake", fake)):
@@ -300,10 +308,14 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
             counts["sources"] += 1
             for j, crop in enumerate(crops):
                 spec, tail = bank[int(rng.integers(len(bank)))]
-                pair = make_pair(crop, tail, cfg, rng)
+                name, tail2 = spec.name(), None
+                if cfg.chain_prob > 0 and cfg.size % 4 == 0 and rng.random() < cfg.chain_prob:
+                    spec2, tail2 = bank[int(rng.integers(len(bank)))]
+                    name += "+" + spec2.name()
+                pair = make_pair(crop, tail, cfg, rng, tail2=tail2)
                 rp = save_pair_image(pair["real"], out / "0_real" / f"{stem0}_{j}", pair["jpeg"])
                 fp = save_pair_image(pair["fake"], out / "1_fake" / f"{stem0}_{j}", pair["jpeg"])
-                rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": spec.name(),
+                rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": name,
                              "down": pair["down"], "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"],
                              "jpeg": pair["jpeg"]})
                 counts["pairs"] += 1

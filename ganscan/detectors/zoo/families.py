@@ -50,6 +50,13 @@ class NPRNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+@register_detector("npr32", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
+                   description="npr at half the width (32/64 channels): about 2.3x faster to scan")
+class NPRNet32(NPRNet):
+    def __init__(self):
+        super().__init__(width=32)
+
+
 def radial_profile(x: torch.Tensor, bins: int) -> torch.Tensor:
     """(N,C,H,W) -> (N,C*bins): mean log power per frequency ring, per channel."""
     n, c, h, w = x.shape

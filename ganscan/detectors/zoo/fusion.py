@@ -6,7 +6,8 @@
 ``fusion-spectrum-npr`` holds two members, both reading the same 64 px native-resolution tiles:
 
 - ``spectrum``: ``alexnet64-spectrum`` (AlexNet on the tile's log power spectrum, ganscan-spectrum-v1);
-- ``npr``: the NPR-residual network trained on band-aligned twins (``ganscan.detectors.train.twins``).
+- ``npr``: the NPR-residual network trained on band-aligned twins (``ganscan.detectors.train.twins``);
+  ``fusion-spectrum-npr32`` is the same with the half-width ``npr32`` network.
 
 The fused logit is ``w . (member logits) + b``. It is linear, so averaging the fused tile logits (the
 ``tiles`` policy) equals fusing the members' averaged logits, which is what the weights are fitted on
@@ -26,13 +27,15 @@ MEMBERS3 = ("spectrum", "npr", "fsd")
 
 
 class SpectrumNPRFusion(nn.Module):
+    npr_width = 64
+
     def __init__(self):
         super().__init__()
         from ganscan.detectors.zoo.autogan import ImageClassifier
         from ganscan.detectors.zoo.families import NPRNet
 
         self.spectrum = ImageClassifier(True)
-        self.npr = NPRNet()
+        self.npr = NPRNet(self.npr_width)
         self.register_buffer("weight", torch.zeros(len(MEMBERS)))
         self.register_buffer("bias", torch.zeros(1))
         for name, value in (("in_mean", INCEPTION_MEAN), ("in_std", INCEPTION_STD), ("npr_mean", IMAGENET_MEAN),
@@ -48,6 +51,11 @@ class SpectrumNPRFusion(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.member_logits(x) @ self.weight.view(-1, 1) + self.bias
+
+
+class SpectrumNPR32Fusion(SpectrumNPRFusion):
+    """The same fusion with the half-width NPR member (``npr32``)."""
+    npr_width = 32
 
 
 CLAMP = 8.0   # member logits are clipped to +-CLAMP in the three-member fusion
@@ -74,12 +82,14 @@ class SpectrumNPRFSDFusion(SpectrumNPRFusion):
 FUSIONS = {
     "fusion-spectrum-npr": (SpectrumNPRFusion, MEMBERS, ("alexnet64-spectrum", "npr"), None),
     "fusion-spectrum-npr-fsd": (SpectrumNPRFSDFusion, MEMBERS3, ("alexnet64-spectrum", "npr", "fsd64"), CLAMP),
+    "fusion-spectrum-npr32": (SpectrumNPR32Fusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
 }
 
 
 for _arch, _cls, _members in (
         ("fusion-spectrum-npr-fsd", SpectrumNPRFSDFusion, "alexnet64-spectrum, the twin-trained NPR network and fsd64"),
-        ("fusion-spectrum-npr", SpectrumNPRFusion, "alexnet64-spectrum and the twin-trained NPR network")):
+        ("fusion-spectrum-npr", SpectrumNPRFusion, "alexnet64-spectrum and the twin-trained NPR network"),
+        ("fusion-spectrum-npr32", SpectrumNPR32Fusion, "alexnet64-spectrum and the twin-trained npr32 network")):
     register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                       classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
@@ -213,10 +223,21 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
             "threshold_calibration": calibration_record(fpr, rates, scores)}
 
 
-def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None) -> dict:
+def fusion_arch(npr_arch: str, three: bool) -> str:
+    """The fusion architecture for an NPR member's architecture (``npr`` or ``npr32``), with or without fsd64."""
+    from ganscan.errors import DataError
+
+    for arch, (_, _, archs, _) in FUSIONS.items():
+        if archs[1] == npr_arch and (len(archs) == 3) == three:
+            return arch
+    raise DataError(f"no fusion of a {npr_arch} member{' with fsd64' if three else ''}")
+
+
+def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None,
+                npr_arch: str = "npr") -> dict:
     """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights (three members
     when ``fsd_state`` is given)."""
-    arch = "fusion-spectrum-npr" if fsd_state is None else "fusion-spectrum-npr-fsd"
+    arch = fusion_arch(npr_arch, fsd_state is not None)
     cls, members = FUSIONS[arch][:2]
     own = cls().state_dict()
     parts = [("spectrum.", spectrum_state), ("npr.", npr_state)] + ([("fsd.", fsd_state)] if fsd_state else [])
@@ -227,11 +248,12 @@ def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_
         state.setdefault(k, v)
     missing = set(own) - set(state)
     extra = set(state) - set(own)
-    if missing or extra:
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or extra or shape:
         from ganscan.errors import CheckpointError
 
         raise CheckpointError(f"member weights do not fit {arch} (missing {sorted(missing)[:3]}, "
-                              f"unexpected {sorted(extra)[:3]})")
+                              f"unexpected {sorted(extra)[:3]}, other shapes {shape[:3]})")
     return {k: v.contiguous() for k, v in state.items()}
 
 
@@ -248,12 +270,15 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     from ganscan.detectors import metrics as M
     from ganscan.errors import DataError
 
-    fusion_arch = "fusion-spectrum-npr" if fsd is None else "fusion-spectrum-npr-fsd"
-    _, names, archs, clip = FUSIONS[fusion_arch]
+    npr_archs = sorted({archs[1] for _, _, archs, _ in FUSIONS.values()})
+    if npr.config.name not in npr_archs:
+        raise DataError(f"{npr.label}: a {npr.config.name} detector, but this member must be {' or '.join(npr_archs)}")
+    arch = fusion_arch(npr.config.name, fsd is not None)
+    _, names, archs, clip = FUSIONS[arch]
     dets = [spectrum, npr] + ([fsd] if fsd is not None else [])
-    for det, arch in zip(dets, archs):
-        if det.config.name != arch:
-            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {arch}")
+    for det, member_arch in zip(dets, archs):
+        if det.config.name != member_arch:
+            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
         pre = det.config.preprocessing()
         if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
             raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
@@ -276,11 +301,11 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     calib_scores = split_by_kind(1 / (1 + np.exp(-zc)), reals)
     threshold, rates = threshold_at_fpr(calib_scores, fpr)
     state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b,
-                        fsd.model.state_dict() if fsd is not None else None)
+                        fsd.model.state_dict() if fsd is not None else None, npr_arch=npr.config.name)
     meta = {
-        "kind": "detector", "arch": fusion_arch, "name": name, "threshold": threshold,
+        "kind": "detector", "arch": arch, "name": name, "threshold": threshold,
         "threshold_rule": threshold_rule(fpr),
-        "preprocessing": get_config(fusion_arch).preprocessing(),
+        "preprocessing": get_config(arch).preprocessing(),
         "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
                     for m, d in zip(names, dets)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
