@@ -45,6 +45,13 @@ HOLDOUT = 0.10
 SOURCES = ("camera-full", "dreambooth", "cats", "photos-lossless", "flowers128", "celeba128")
 TRAIN_KINDS = ("tconv", "nearest", "bilinear", "zeroins")
 HELD_KIND = "shuffle"
+# --recipe: the shipped builds. Pair folders: (folder, seed, share of 4x chains, most crops per photo).
+RECIPES = {
+    "v1": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 12, "arch": "npr",
+           "name": "ganscan-twins-v1", "run": "run"},
+    "v2": {"pairs": [("pairs", 0, 0.0, 32), ("pairs2", 1, 0.0, 32), ("pairs3", 2, 0.5, 16)], "small": "pairs-small",
+           "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v2", "run": "run-v2-32"},
+}
 
 
 def held_out(name: str) -> bool:
@@ -88,29 +95,36 @@ def progress(label: str):
     return report
 
 
+def pair_jobs(args) -> list[tuple[str, int, float, int]]:
+    """(folder, seed, chain share, most crops per photo) of every pair folder the pairs stage writes."""
+    if args.recipe:
+        return RECIPES[args.recipe]["pairs"]
+    return [(args.pairs[0], args.seed, args.chain_prob, args.max_crops)]
+
+
 def stage_pairs(data: Path, work: Path, args) -> None:
-    """Write the first pair folder of ``--pairs`` (seed ``--seed``, 4x chains at ``--chain-prob``) and, with
-    ``--small``, a folder of small pairs (32-56 px crops of every sixth source: images smaller than the
-    detector's 64 px tile, which it reads mirror-padded)."""
+    """Write the pair folders (each with its own seed, bank and share of 4x chains) and, with ``--small``, a
+    folder of small pairs (32-56 px crops of every sixth source: images smaller than the detector's 64 px
+    tile, which it reads mirror-padded), made with the last folder's bank."""
     import torch
 
     from ganscan.detectors.train import twins as T
 
     torch.set_num_threads(1)
-    jobs = [(work / args.pairs[0], [T.PairConfig(chain_prob=args.chain_prob)], args.max_crops, 1)]
+    jobs = [(work / f, seed, [T.PairConfig(chain_prob=chain)], crops, 1) for f, seed, chain, crops in pair_jobs(args)]
     if args.small:
-        jobs.append((work / args.small, [T.PairConfig(size=s) for s in (32, 40, 48, 56)], 1, 6))
-    train, bank = sources(data, held=False), None
-    for out, cfgs, max_crops, every in jobs:
+        jobs.append((work / args.small, jobs[-1][1], [T.PairConfig(size=s) for s in (32, 40, 48, 56)], 1, 6))
+    train, banks = sources(data, held=False), {}
+    for out, seed, cfgs, max_crops, every in jobs:
         if (out / "pairs.csv").exists() or (out / f"size{cfgs[0].size}" / "pairs.csv").exists():
             print(f"{out}: exists")
             continue
-        if bank is None:
-            bank = T.build_bank(args.seed, TRAIN_KINDS, args.tails_per_kind, fit_crops(train),
-                                progress=lambda n: print("tail", n, flush=True))
+        if seed not in banks:
+            banks[seed] = T.build_bank(seed, TRAIN_KINDS, args.tails_per_kind, fit_crops(train),
+                                       progress=lambda n: print("tail", n, flush=True))
         for cfg in cfgs:
-            dst, seed = (out, args.seed) if len(cfgs) == 1 else (out / f"size{cfg.size}", args.seed + cfg.size)
-            counts = T.write_twins(train[::every], dst, bank, cfg, seed=seed, max_crops=max_crops,
+            dst, s = (out, seed) if len(cfgs) == 1 else (out / f"size{cfg.size}", seed + cfg.size)
+            counts = T.write_twins(train[::every], dst, banks[seed], cfg, seed=s, max_crops=max_crops,
                                    progress=progress(str(dst)))
             print(dst, counts, flush=True)
 
@@ -206,7 +220,7 @@ def stage_train(work: Path, args) -> Path:
     if (run / "best.safetensors").exists() and not args.resume:
         print(f"{run}: trained")
         return run
-    pairs = [work / p for p in args.pairs]
+    pairs = [work / j[0] for j in pair_jobs(args)] if args.recipe else [work / p for p in args.pairs]
     if args.small:
         pairs += sorted((work / args.small).glob("size*"))
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))],
@@ -266,6 +280,8 @@ def main() -> None:
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
     ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fsd", "fuse", "table"], default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
+    ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                    help="a shipped build: its pair folders, small pairs, epochs, architecture, name and run folder")
     ap.add_argument("--arch", default="npr")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -286,6 +302,10 @@ def main() -> None:
         from ganscan.core.device import cpu_has_fast_bf16
 
         args.precision = "bf16" if cpu_has_fast_bf16() else "auto"
+    if args.recipe:
+        r = RECIPES[args.recipe]
+        args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
+        args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = [args.stage] if args.stage else ["pairs", "heldout", "train"] + (["fsd"] if args.fsd else []) + \

@@ -14,7 +14,8 @@ From the held-out reals (``examples/train_twins.py``'s 10 % hash hold-out; never
 - ``heldout/full/lossless``: the held-out lossless photos, whole;
 - ``heldout/full/web``: every held-out photo of 512 px or more, down-scaled 0.5x (Lanczos) and saved
   as JPEG 75, as sharing sites do;
-- ``heldout/full/camera``: the camera photos of ``camera-exif`` (none is a training image).
+- ``heldout/full/camera``: the camera photos of ``camera-exif`` (none is a training image), whole; also
+  halved into ``calib/camera`` (a calibration kind: whole camera JPEGs) and ``report/camera``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def main() -> None:
             img.resize((img.width // 2, img.height // 2), Image.LANCZOS).save(out, "JPEG", quality=75)
     for p in list_images(str(data / "camera-exif")):
         link(Path(p), full / "camera" / "0_real" / Path(p).name)
+        link(Path(p), held / half(Path(p).name) / "camera" / "0_real" / Path(p).name)
     for d in sorted(held.glob("*/*/0_real")):
         print(d, len(list(d.iterdir())))
 

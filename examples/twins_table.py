@@ -19,7 +19,7 @@ from pathlib import Path
 
 FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/progan"]}
 SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("small/"), when the folder exists
-REAL_SETS = ["small-real", "full/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
+REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
 

@@ -287,12 +287,16 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
     from ganscan.core.weights import weights_dir
     from ganscan.detectors.load import default_detector_name, load_detector
 
+    from ganscan.detectors.zoo.fusion import FUSIONS
+
     name = default_detector_name()
     card = json.loads((weights_dir() / f"{name}.json").read_text())
-    assert card["arch"] == "fusion-spectrum-npr"
+    assert card["arch"] in FUSIONS and len(card["members"]) == 2
     fused = load_detector(None)
-    spec, npr = load_detector("ganscan-spectrum-v1"), load_detector("ganscan-twins-v1")
-    assert {m["name"] for m in card["members"].values()} >= {"ganscan-spectrum-v1"}
+    spec, npr = load_detector(card["members"]["spectrum"]["name"]), load_detector(card["members"]["npr"]["name"])
+    assert spec.label == "ganscan-spectrum-v1" and load_detector("ganscan-twins-v1").config.name == "npr"
+    for member, det in (("spectrum", spec), ("npr", npr)):   # the shipped members are the fused ones
+        assert det.sha256 == card["members"][member]["weights_sha256"]
     img, _ = load_image(str(sorted(PHOTOS.glob("*.jpg"))[0]))
     with torch.inference_mode():
         ls = spec.model(preprocess(img, spec.config)).mean()
