@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Build the band-aligned-twin artifact detector from ../shared/data, stage by stage.
 
-    python examples/train_twins.py --data ../shared/data --work runs/twins               # everything
+    python examples/train_twins.py --recipe v2 --data ../shared/data --work runs/twins   # ganscan-fusion-v2
+    python examples/train_twins.py --recipe v1 --data ../shared/data --work runs/twins   # ganscan-fusion-v1
     python examples/train_twins.py --data ../shared/data --work runs/twins --stage pairs  # one stage
+
+``--recipe`` is a shipped build (``RECIPES``: its pair folders with their seeds and 4x-chain shares, the small
+pairs, epochs, architecture, name and run folder); without it the flags say what to build.
 
 Stages (each skips what already exists, so a stopped run continues):
 

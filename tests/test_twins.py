@@ -164,6 +164,13 @@ def test_twins_command(runner, cli, tmp_path):
     assert res.exit_code == 1 and "already holds pairs" in res.output
     res = runner.invoke(cli, ["twins", str(src), "-o", str(tmp_path / "x"), "--kinds", "tconv,bicubic"])
     assert res.exit_code == 2 and "unknown tail kind bicubic" in res.output
+    res = runner.invoke(cli, ["twins", str(src), "-o", str(tmp_path / "y"), "--size", "66", "--chain-prob", "0.5"])
+    assert res.exit_code == 2 and "multiple of 4" in res.output
+    out4 = tmp_path / "pairs4x"
+    run_ok(runner, cli, ["twins", str(src), "-o", str(out4), "--kinds", "tconv", "--tails-per-kind", "1", "--size", "64",
+                         "--max-crops", "3", "--chain-prob", "1"])
+    rows = list(csv.DictReader(open(out4 / "pairs.csv")))
+    assert len(rows) == 3 and all("+" in r["tail"] for r in rows)
 
 
 # --- fusion ---------------------------------------------------------------------------------------------
