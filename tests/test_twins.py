@@ -116,6 +116,8 @@ def test_chain_prob_chains_some_tails_and_zero_keeps_the_old_pairs(tmp_path):
     T.write_twins(sources, tmp_path / "chain", bank, T.PairConfig(size=64, chain_prob=1.0), seed=3, max_crops=4)
     tails = [r["tail"] for r in csv.DictReader(open(tmp_path / "chain" / "pairs.csv"))]
     assert tails and all(t.count("+") == 1 for t in tails)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        T.write_twins(sources, tmp_path / "odd", bank, T.PairConfig(size=66, chain_prob=0.5), seed=3)
 
 
 def test_written_pairs_match_in_format_and_jpeg_tables(tmp_path):

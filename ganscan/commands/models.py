@@ -156,8 +156,8 @@ Examples:
 def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
                  precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr, or -npr32 for an npr32 member):
-    logistic weights fitted on --fit,
-    the threshold set so that no --calibrate kind of real photo is flagged more than --fpr."""
+    logistic weights fitted on --fit, the threshold set so that no --calibrate kind of real photo is flagged
+    more than --fpr."""
     from ganscan.console import Progress, info
     from ganscan.core.checkpoint import save_checkpoint
     from ganscan.data.datasets import test_sets

@@ -70,8 +70,8 @@ def command(inputs, out_dir, kinds, tails_per_kind, size, max_crops, chain_prob,
     with Progress("building the tail bank", total=len(kinds) * tails_per_kind) as bar:
         bank = T.build_bank(seed, kinds, tails_per_kind, fit_crops, progress=lambda _n: bar.update(advance=1))
     with Progress("writing pairs", total=len(sources)) as bar:
-        counts = T.write_twins(sources, out_dir, bank, T.PairConfig(size=size, chain_prob=chain_prob), seed=seed, max_crops=max_crops,
-                               progress=lambda i, n: bar.update(advance=1), on_error=warn)
+        counts = T.write_twins(sources, out_dir, bank, T.PairConfig(size=size, chain_prob=chain_prob), seed=seed,
+                               max_crops=max_crops, progress=lambda i, n: bar.update(advance=1), on_error=warn)
     info(f"{counts['pairs']} pairs from {counts['sources']} images in {out_dir}/ "
          f"({counts['skipped_small']} smaller than {size} px, {counts['errors']} unreadable); manifest: "
          f"{Path(out_dir) / 'pairs.csv'}")

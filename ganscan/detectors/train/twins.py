@@ -286,6 +286,8 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
 
     from ganscan.data.decode import DecodeError, load_image
 
+    if cfg.chain_prob > 0 and cfg.size % 4:
+        raise ValueError(f"4x chains need a pair size that is a multiple of 4, not {cfg.size}")
     load = load or (lambda p: load_image(p)[0])
     out = Path(out_dir)
     (out / "0_real").mkdir(parents=True, exist_ok=True)
@@ -309,7 +311,7 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
             for j, crop in enumerate(crops):
                 spec, tail = bank[int(rng.integers(len(bank)))]
                 name, tail2 = spec.name(), None
-                if cfg.chain_prob > 0 and cfg.size % 4 == 0 and rng.random() < cfg.chain_prob:
+                if cfg.chain_prob > 0 and rng.random() < cfg.chain_prob:
                     spec2, tail2 = bank[int(rng.integers(len(bank)))]
                     name += "+" + spec2.name()
                 pair = make_pair(crop, tail, cfg, rng, tail2=tail2)

@@ -223,14 +223,16 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
             "threshold_calibration": calibration_record(fpr, rates, scores)}
 
 
-def fusion_arch(npr_arch: str, three: bool) -> str:
-    """The fusion architecture for an NPR member's architecture (``npr`` or ``npr32``), with or without fsd64."""
+def fusion_arch(npr_arch: str, three: bool, label: str | None = None) -> str:
+    """The fusion architecture for an NPR member's architecture (``npr`` or ``npr32``), with or without fsd64;
+    a DataError naming the architectures that fit (and the member ``label``) otherwise."""
     from ganscan.errors import DataError
 
-    for arch, (_, _, archs, _) in FUSIONS.items():
-        if archs[1] == npr_arch and (len(archs) == 3) == three:
-            return arch
-    raise DataError(f"no fusion of a {npr_arch} member{' with fsd64' if three else ''}")
+    fits = {archs[1]: arch for arch, (_, _, archs, _) in FUSIONS.items() if (len(archs) == 3) == three}
+    if npr_arch not in fits:
+        raise DataError(f"{label + ': ' if label else ''}a {npr_arch} detector, but this member must be "
+                        f"{' or '.join(sorted(fits))}")
+    return fits[npr_arch]
 
 
 def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None,
@@ -270,10 +272,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     from ganscan.detectors import metrics as M
     from ganscan.errors import DataError
 
-    npr_archs = sorted({archs[1] for _, _, archs, _ in FUSIONS.values()})
-    if npr.config.name not in npr_archs:
-        raise DataError(f"{npr.label}: a {npr.config.name} detector, but this member must be {' or '.join(npr_archs)}")
-    arch = fusion_arch(npr.config.name, fsd is not None)
+    arch = fusion_arch(npr.config.name, fsd is not None, npr.label)
     _, names, archs, clip = FUSIONS[arch]
     dets = [spectrum, npr] + ([fsd] if fsd is not None else [])
     for det, member_arch in zip(dets, archs):
