@@ -5,8 +5,10 @@
     python examples/train_twins.py --recipe v1 --data ../shared/data --work runs/twins   # ganscan-fusion-v1
     python examples/train_twins.py --data ../shared/data --work runs/twins --stage pairs  # one stage
 
-``--recipe`` is a shipped build (``RECIPES``: its pair folders with their seeds and 4x-chain shares, the small
-pairs, epochs, architecture, name and run folder); without it the flags say what to build.
+``--recipe`` is a build (``RECIPES``: its pair folders with their seeds and 4x-chain shares, the small pairs,
+epochs, architecture, train-time JPEG, name and run folder); without it the flags say what to build. ``v1`` and
+``v2`` are shipped; ``v3`` is v2's pairs with JPEG-heavier training and the fusion also fitted on JPEG copies
+of its fit sets (``heldout/fit-jpeg``).
 
 Stages (each skips what already exists, so a stopped run continues):
 
@@ -49,12 +51,17 @@ HOLDOUT = 0.10
 SOURCES = ("camera-full", "dreambooth", "cats", "photos-lossless", "flowers128", "celeba128")
 TRAIN_KINDS = ("tconv", "nearest", "bilinear", "zeroins")
 HELD_KIND = "shuffle"
-# --recipe: the shipped builds. Pair folders: (folder, seed, share of 4x chains, most crops per photo).
+# --recipe: the shipped builds. Pair folders: (folder, seed, share of 4x chains, most crops per photo);
+# jpeg: train-time JPEG re-compression (probability, lowest quality, highest quality); fit_jpeg: the fusion is
+# fitted on heldout/fit-jpeg too.
+PAIRS_V2 = [("pairs", 0, 0.0, 32), ("pairs2", 1, 0.0, 32), ("pairs3", 2, 0.5, 16)]
 RECIPES = {
     "v1": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 12, "arch": "npr",
-           "name": "ganscan-twins-v1", "run": "run"},
-    "v2": {"pairs": [("pairs", 0, 0.0, 32), ("pairs2", 1, 0.0, 32), ("pairs3", 2, 0.5, 16)], "small": "pairs-small",
-           "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v2", "run": "run-v2-32"},
+           "name": "ganscan-twins-v1", "run": "run", "jpeg": (0.1, 30, 100)},
+    "v2": {"pairs": PAIRS_V2, "small": "pairs-small", "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v2",
+           "run": "run-v2-32", "jpeg": (0.1, 30, 100)},
+    "v3": {"pairs": PAIRS_V2, "small": "pairs-small", "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v3",
+           "run": "run-v3", "jpeg": (0.4, 65, 100), "fit_jpeg": True},
 }
 
 
@@ -229,7 +236,8 @@ def stage_train(work: Path, args) -> Path:
         pairs += sorted((work / args.small).glob("size*"))
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))],
            "--val", str(work / "heldout" / "twins-shuffle"), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
-           "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", "0.1", "--blur-prob", "0.0",
+           "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", str(args.jpeg[0]),
+           "--jpeg-quality", f"{int(args.jpeg[1])},{int(args.jpeg[2])}", "--blur-prob", "0.0",
            "--monitor", "val_auc", "--threshold-rule", args.threshold_rule, "--seed", str(args.seed),
            "--name", args.name, "--precision", args.precision, "--workers", "1", "--checkpoint-every", "100",
            "-o", str(run)]
@@ -262,6 +270,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     out = run / ("fused3.safetensors" if args.fsd else "fused.safetensors")
     held = work / "heldout"
     extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
+    if args.recipe and RECIPES[args.recipe].get("fit_jpeg"):
+        extra += ["--fit", str(held / "fit-jpeg")]
     name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
     ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
@@ -293,6 +303,8 @@ def main() -> None:
     ap.add_argument("--tails-per-kind", type=int, default=24)
     ap.add_argument("--max-crops", type=int, default=32)
     ap.add_argument("--threshold-rule", default="fpr:0.05")
+    ap.add_argument("--jpeg", type=float, nargs=3, default=(0.1, 30, 100), metavar=("P", "QLO", "QHI"),
+                    help="train-time JPEG re-compression: probability and quality range")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--chain-prob", type=float, default=0.0,
                     help="share of the first pair folder's fakes made at 4x by two tails in a row")
@@ -309,6 +321,7 @@ def main() -> None:
     if args.recipe:
         r = RECIPES[args.recipe]
         args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
+        args.jpeg = r["jpeg"]
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

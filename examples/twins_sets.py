@@ -14,6 +14,9 @@ From the held-out reals (``examples/train_twins.py``'s 10 % hash hold-out; never
 - ``heldout/full/lossless``: the held-out lossless photos, whole;
 - ``heldout/full/web``: every held-out photo of 512 px or more, down-scaled 0.5x (Lanczos) and saved
   as JPEG 75, as sharing sites do;
+- ``heldout/fit-jpeg/<set>``: JPEG copies of the fusion's fit sets (``twins-seen`` and ``fit/<family>``) at a
+  quality of 70..95 drawn from a hash of the name (so both twins of a pair share it): fitting the fusion on
+  them too weights its members by how they hold up under re-compression;
 - ``heldout/full/camera``: the camera photos of ``camera-exif`` (none is a training image), whole; also
   halved into ``calib/camera`` (a calibration kind: whole camera JPEGs) and ``report/camera``.
 """
@@ -32,6 +35,21 @@ from train_twins import sources  # noqa: E402
 
 def half(name: str) -> str:
     return "calib" if int(hashlib.sha1(b"calib:" + name.encode()).hexdigest()[:8], 16) % 2 == 0 else "report"
+
+
+def jpeg_quality(name: str) -> int:
+    return 70 + int(hashlib.sha1(b"jpeg:" + Path(name).stem.encode()).hexdigest()[:8], 16) % 26
+
+
+def jpeg_copies(src: Path, dst: Path) -> None:
+    from ganscan.data.decode import load_image
+
+    for cls in ("0_real", "1_fake"):
+        (dst / cls).mkdir(parents=True, exist_ok=True)
+        for f in sorted((src / cls).iterdir()):
+            out = dst / cls / (f.stem + ".jpg")
+            if f.suffix.lower() in (".png", ".jpg", ".jpeg") and not out.exists():
+                load_image(str(f))[0].save(out, "JPEG", quality=jpeg_quality(f.name))
 
 
 def link(src: Path, dst: Path) -> None:
@@ -59,6 +77,8 @@ def main() -> None:
             for f in sorted((held / fam / cls).iterdir()):
                 if f.suffix.lower() in (".png", ".jpg", ".jpeg"):
                     link(f, held / ("fit" if half(f.name) == "calib" else "report") / fam / cls / f.name)
+    for src in [held / "twins-seen", *sorted((held / "fit").iterdir())]:
+        jpeg_copies(src, held / "fit-jpeg" / src.name)
     full = held / "full"
     for p in sources(data, held=True):
         if "photos-lossless" in p:

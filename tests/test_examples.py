@@ -101,3 +101,26 @@ def test_detector_table_per_set_with_perturbation_drops(tmp_path, capsys):
     assert "jpeg:90 acc / AP (drop)" in lines[0]
     assert lines[2].startswith("| cyclegan | 5 / 7 |") and "0.850 (-0.050)" in lines[2]
     assert "mean (val)" in lines[3]
+
+
+def test_fit_jpeg_copies_give_both_twins_of_a_pair_the_same_quality(tmp_path):
+    from ganscan.data.provenance import jpeg_quality
+
+    sets = _load("twins_sets")
+    src = tmp_path / "twins-seen"
+    for i in range(6):
+        for cls in ("0_real", "1_fake"):
+            (src / cls).mkdir(parents=True, exist_ok=True)
+            px = np.random.default_rng(i * 2 + (cls == "1_fake")).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(px).save(src / cls / f"s{i}_0.png")
+    dst = tmp_path / "fit-jpeg" / "twins-seen"
+    sets.jpeg_copies(src, dst)
+    qualities = set()
+    for i in range(6):
+        q = [jpeg_quality(Image.open(dst / cls / f"s{i}_0.jpg").quantization) for cls in ("0_real", "1_fake")]
+        assert q[0] == q[1] and 70 <= q[0] <= 95
+        qualities.add(q[0])
+    assert len(qualities) > 1                     # drawn per pair, not one quality for all
+    before = {p: p.stat().st_mtime_ns for p in dst.rglob("*.jpg")}
+    sets.jpeg_copies(src, dst)                    # a second run leaves what exists alone
+    assert {p: p.stat().st_mtime_ns for p in dst.rglob("*.jpg")} == before
