@@ -91,9 +91,10 @@ def main() -> None:
         for r in rr.sets:
             y, s, _ = r.scored()
             rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= res.threshold).mean())}
-        out[det.label] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
+        key = det.label if det.label not in out else f"{det.label} ({model})"   # two files of one name
+        out[key] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
                           "seconds": round(time.time() - t0, 1)}
-        print(f"{det.label}: {time.time() - t0:.0f} s", flush=True)
+        print(f"{key}: {time.time() - t0:.0f} s", flush=True)
     Path(args.output).write_text(json.dumps(out, indent=1))
     print(markdown(out))
 
