@@ -51,7 +51,7 @@ HOLDOUT = 0.10
 SOURCES = ("camera-full", "dreambooth", "cats", "photos-lossless", "flowers128", "celeba128")
 TRAIN_KINDS = ("tconv", "nearest", "bilinear", "zeroins")
 HELD_KIND = "shuffle"
-# --recipe: the shipped builds. Pair folders: (folder, seed, share of 4x chains, most crops per photo);
+# --recipe: the named builds (v1, v2 shipped). Pair folders: (folder, seed, share of 4x chains, most crops per photo);
 # jpeg: train-time JPEG re-compression (probability, lowest quality, highest quality); fit_jpeg: the fusion is
 # fitted on heldout/fit-jpeg too.
 PAIRS_V2 = [("pairs", 0, 0.0, 32), ("pairs2", 1, 0.0, 32), ("pairs3", 2, 0.5, 16)]
@@ -270,7 +270,7 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     out = run / ("fused3.safetensors" if args.fsd else "fused.safetensors")
     held = work / "heldout"
     extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
-    if args.recipe and RECIPES[args.recipe].get("fit_jpeg"):
+    if args.fit_jpeg:
         extra += ["--fit", str(held / "fit-jpeg")]
     name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
     ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
@@ -295,7 +295,8 @@ def main() -> None:
     ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fsd", "fuse", "table"], default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                    help="a shipped build: its pair folders, small pairs, epochs, architecture, name and run folder")
+                    help="a named build: its pair folders, small pairs, epochs, architecture, train-time JPEG, "
+                         "name and run folder")
     ap.add_argument("--arch", default="npr")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--lr", type=float, default=2e-4)
@@ -305,6 +306,7 @@ def main() -> None:
     ap.add_argument("--threshold-rule", default="fpr:0.05")
     ap.add_argument("--jpeg", type=float, nargs=3, default=(0.1, 30, 100), metavar=("P", "QLO", "QHI"),
                     help="train-time JPEG re-compression: probability and quality range")
+    ap.add_argument("--fit-jpeg", action="store_true", help="fit the fusion on heldout/fit-jpeg too")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--chain-prob", type=float, default=0.0,
                     help="share of the first pair folder's fakes made at 4x by two tails in a row")
@@ -321,7 +323,7 @@ def main() -> None:
     if args.recipe:
         r = RECIPES[args.recipe]
         args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
-        args.jpeg = r["jpeg"]
+        args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
