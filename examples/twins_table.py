@@ -19,6 +19,8 @@ from pathlib import Path
 
 FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/progan"]}
 SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("small/"), when the folder exists
+# our own image-translation generators (examples/translation_family.py), when the folders exist: "translate/"
+TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet"]
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
@@ -58,6 +60,11 @@ def main() -> None:
         if (held / n).is_dir():
             for s in test_sets(str(held / n)):
                 s.name = f"small/{n}"
+                fake_sets.append(s)
+    for n in TRANSLATE_SETS:
+        if (held / n).is_dir():
+            for s in test_sets(str(held / n)):
+                s.name = f"translate/{n.split('/')[-1]}"
                 fake_sets.append(s)
     if not args.no_val:
         for s in test_sets(str(data / "val")):
@@ -115,7 +122,7 @@ def markdown(out: dict) -> str:
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
                          f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
-        for group in ("val/", "own/", "small/"):
+        for group in ("val/", "own/", "small/", "translate/"):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
                 mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))

@@ -124,3 +124,45 @@ def test_fit_jpeg_copies_give_both_twins_of_a_pair_the_same_quality(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in dst.rglob("*.jpg")}
     sets.jpeg_copies(src, dst)                    # a second run leaves what exists alone
     assert {p: p.stat().st_mtime_ns for p in dst.rglob("*.jpg")} == before
+
+
+def test_translation_generators_keep_size_and_their_twins_share_format_and_size(tmp_path):
+    import torch
+
+    tf = _load("translation_family")
+    for arch in tf.ARCHS:
+        g = tf.build({"arch": arch, "task": "sr", "ngf": 8, "blocks": 1, "depth": 5, "norm": "instance", "seed": 1})
+        y = g(torch.rand(1, 3, 64, 64) * 2 - 1)
+        assert y.shape == (1, 3, 64, 64) and float(y.abs().max()) <= 1.0
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    assert torch.equal(tf.degrade(x, "identity"), x)
+    gray = tf.degrade(x, "gray")
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    assert not torch.equal(tf.degrade(x, "sr"), x)
+
+    data = tmp_path / "data"
+    for folder in tf.sources.__globals__["SOURCES"]:
+        (data / "train" / "real" / folder).mkdir(parents=True)
+    for i in range(8):
+        _jpeg(data / "train" / "real" / "flowers128" / f"f{i}.jpg", 160, i)
+    work = tmp_path / "work"
+    base = ["--data", str(data), "--work", str(work), "--side", "train"]
+    import sys
+    argv = sys.argv
+    try:
+        sys.argv = ["tf", "bank", *base, "--archs", "unet,resnet3", "--per-arch", "1", "--steps", "2", "--pool", "6"]
+        tf.main()
+        assert len(list((work / "translate-banks" / "bank-s0").glob("*.safetensors"))) == 2
+        sys.argv = ["tf", "pairs", *base, "--bank", "bank-s0", "--out", "tr", "--size", "64", "--max-crops", "2"]
+        tf.main()
+    finally:
+        sys.argv = argv
+    real = sorted(p.name for p in (work / "tr" / "0_real").iterdir())
+    assert real and real == sorted(p.name for p in (work / "tr" / "1_fake").iterdir())   # same stem and format
+    for name in real:
+        a, b = Image.open(work / "tr" / "0_real" / name), Image.open(work / "tr" / "1_fake" / name)
+        assert a.size == b.size == (64, 64)
+        if name.endswith(".jpg"):
+            assert a.quantization == b.quantization
+    rows = (work / "tr" / "pairs.csv").read_text().splitlines()
+    assert len(rows) == len(real) + 1 and "generator" in rows[0]
