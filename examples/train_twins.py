@@ -62,7 +62,18 @@ RECIPES = {
            "run": "run-v2-32", "jpeg": (0.1, 30, 100)},
     "v3": {"pairs": PAIRS_V2, "small": "pairs-small", "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v3",
            "run": "run-v3", "jpeg": (0.4, 65, 100), "fit_jpeg": True},
+    # v4: ganscan-twins-v2 fine-tuned on twins made by our own translation generators (the translate stage)
+    # plus v2's first pair folder, validated on twins-shuffle and the seen-architecture translation half
+    "v4": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 4, "arch": "npr32", "name": "ganscan-twins-v4",
+           "run": "run-v4", "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v2", "lr": 1e-4},
 }
+# the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
+# architecture, steps, adversarial weight) and the pair folders made with them (bank, folder, side, seed,
+# most crops per photo). bank-s9's U-Nets move to bank-s9u: an architecture no training pair comes from.
+TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0), (9, "held", "resnet3,resnet4,resnet-up,unet", 2, 150, 0.0),
+                   (19, "held", "unet,resnet4", 1, 300, 0.05)]
+TRANSLATE_PAIRS = [("bank-s0", "translate", "train", 0, 8), ("bank-s9", "heldout/translate-seen", "held", 9, 4),
+                   ("bank-s9u", "heldout/translate-unet", "held", 10, 4), ("bank-s19", "heldout/translate-gan", "held", 19, 4)]
 
 
 def held_out(name: str) -> bool:
@@ -226,6 +237,36 @@ def stage_families(data: Path, work: Path) -> None:
                     "--work", str(work)], check=True)
 
 
+def stage_translate(data: Path, work: Path) -> None:
+    """Our own image-translation generators, their training twins and three held-out families (new weights of
+    the trained architectures, the U-Net left out of training, adversarially trained nets), each halved: the
+    fusion is fitted on translate-seen's calib half, the table reports the other halves."""
+    import translation_family as TF
+
+    script = str(Path(__file__).with_name("translation_family.py"))
+    banks = work / "translate-banks"
+    for seed, side, archs, per, steps, adv in TRANSLATE_BANKS:
+        if seed == 9 and (banks / "bank-s9u").is_dir():
+            continue
+        subprocess.run([sys.executable, script, "bank", "--data", str(data), "--work", str(work), "--seed", str(seed),
+                        "--side", side, "--archs", archs, "--per-arch", str(per), "--steps", str(steps),
+                        "--pool", "400" if side == "train" else "300", "--adv", str(adv)], check=True)
+        if seed == 9:
+            (banks / "bank-s9u").mkdir(exist_ok=True)
+            for f in sorted((banks / "bank-s9").glob("unet-*")):
+                f.rename(banks / "bank-s9u" / f.name)
+    for bank, out, side, seed, crops in TRANSLATE_PAIRS:
+        subprocess.run([sys.executable, script, "pairs", "--data", str(data), "--work", str(work), "--bank", bank,
+                        "--out", out, "--side", side, "--seed", str(seed), "--max-crops", str(crops)], check=True)
+    held = work / "heldout"
+    for name in ("translate-seen", "translate-unet", "translate-gan"):
+        fit = held / ("fit-translate" if name == "translate-seen" else "unused") / name
+        if not (held / "report" / name).is_dir():
+            print(name, TF.split_halves(held / name, fit, held / "report" / name), flush=True)
+    if not (held / "val-mix").is_dir():
+        TF.merge_sets(held / "val-mix", {"ts": held / "twins-shuffle", "tr": held / "fit-translate" / "translate-seen"})
+
+
 def stage_train(work: Path, args) -> Path:
     run = Path(args.run) if args.run else work / "run"
     if (run / "best.safetensors").exists() and not args.resume:
@@ -234,8 +275,11 @@ def stage_train(work: Path, args) -> Path:
     pairs = [work / j[0] for j in pair_jobs(args)] if args.recipe else [work / p for p in args.pairs]
     if args.small:
         pairs += sorted((work / args.small).glob("size*"))
-    cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))],
-           "--val", str(work / "heldout" / "twins-shuffle"), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
+    if args.translate:
+        pairs = [work / "translate", *pairs]
+    init = ["--init", args.init] if args.init else []
+    cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))], *init,
+           "--val", str(work / "heldout" / ("val-mix" if args.translate else "twins-shuffle")), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
            "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", str(args.jpeg[0]),
            "--jpeg-quality", f"{int(args.jpeg[1])},{int(args.jpeg[2])}", "--blur-prob", "0.0",
            "--monitor", "val_auc", "--threshold-rule", args.threshold_rule, "--seed", str(args.seed),
@@ -272,6 +316,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
     if args.fit_jpeg:
         extra += ["--fit", str(held / "fit-jpeg")]
+    if args.translate:
+        extra += ["--fit", str(held / "fit-translate")]
     name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
     ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
@@ -292,7 +338,7 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "train", "fsd", "fuse", "table"], default=None)
+    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "train", "fsd", "fuse", "table"], default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                     help="a named build: its pair folders, small pairs, epochs, architecture, train-time JPEG, "
@@ -307,6 +353,9 @@ def main() -> None:
     ap.add_argument("--jpeg", type=float, nargs=3, default=(0.1, 30, 100), metavar=("P", "QLO", "QHI"),
                     help="train-time JPEG re-compression: probability and quality range")
     ap.add_argument("--fit-jpeg", action="store_true", help="fit the fusion on heldout/fit-jpeg too")
+    ap.add_argument("--translate", action="store_true",
+                    help="the translate stage: our own translation generators' twins, trained on and held out")
+    ap.add_argument("--init", default=None, help="fine-tune this detector (a shipped name or a file)")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--chain-prob", type=float, default=0.0,
                     help="share of the first pair folder's fakes made at 4x by two tails in a row")
@@ -324,11 +373,12 @@ def main() -> None:
         r = RECIPES[args.recipe]
         args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
         args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
+        args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = [args.stage] if args.stage else ["pairs", "heldout", "train"] + (["fsd"] if args.fsd else []) + \
-        ["fuse", "table"]
+    stages = [args.stage] if args.stage else ["pairs", "heldout"] + (["translate"] if args.translate else []) + \
+        ["train"] + (["fsd"] if args.fsd else []) + ["fuse", "table"]
     run = Path(args.run) if args.run else work / "run"
     for s in stages:
         t = time.time()
@@ -337,6 +387,8 @@ def main() -> None:
         elif s == "heldout":
             stage_heldout(data, work, args)
             stage_families(data, work)
+        elif s == "translate":
+            stage_translate(data, work)
         elif s == "train":
             run = stage_train(work, args)
         elif s == "fsd":

@@ -174,14 +174,27 @@ def sample_specs(seed: int, archs: list[str], per_arch: int) -> list[dict]:
 
 
 def spec_name(s: dict) -> str:
-    return f"{s['arch']}-{s['task']}-g{s['ngf']}-{s['norm'][:4]}-s{s['seed']}"
+    return f"{s['arch']}-{s['task']}-g{s['ngf']}-{s['norm'][:4]}{'-adv' if s.get('adv') else ''}-s{s['seed']}"
 
 
-def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log) -> nn.Module:
+def patch_discriminator(seed: int) -> nn.Module:
+    """pix2pix's PatchGAN, three layers (70x70 receptive field), on the output alone."""
+    torch.manual_seed(seed + 1)
+    return nn.Sequential(nn.Conv2d(3, 32, 4, 2, 1), nn.LeakyReLU(0.2, True),
+                         nn.Conv2d(32, 64, 4, 2, 1), nn.InstanceNorm2d(64, affine=True), nn.LeakyReLU(0.2, True),
+                         nn.Conv2d(64, 128, 4, 1, 1), nn.InstanceNorm2d(128, affine=True), nn.LeakyReLU(0.2, True),
+                         nn.Conv2d(128, 1, 4, 1, 1))
+
+
+def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, adv: float = 0.0) -> nn.Module:
+    """L1 on pixels and gradients; with ``adv`` > 0 also a least-squares GAN loss against a PatchGAN critic
+    (weight ``adv``), as translation GANs are trained, which pushes outputs toward the reals' statistics."""
     from ganscan.detectors.train.twins import random_crops
 
     g = build(spec)
     opt = torch.optim.Adam(g.parameters(), lr=2e-4 if spec["arch"] == "unet" else 5e-4, betas=(0.5, 0.999))
+    d = patch_discriminator(spec["seed"]) if adv > 0 else None
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)) if d is not None else None
     rng = np.random.default_rng(spec["seed"])
     gen = torch.Generator().manual_seed(spec["seed"])
     t0 = time.time()
@@ -192,9 +205,16 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log) -
             y = g(degrade(x, spec["task"], gen)).float()
         dy = lambda t: (t[..., 1:, :] - t[..., :-1, :], t[..., :, 1:] - t[..., :, :-1])  # noqa: E731
         loss = (y - x).abs().mean() + sum((a - b).abs().mean() for a, b in zip(dy(y), dy(x)))
+        if d is not None:
+            loss = loss + adv * ((d(y) - 1) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if d is not None:
+            loss_d = ((d(x) - 1) ** 2).mean() + (d(y.detach()) ** 2).mean()
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
         if step % 50 == 0 or step == steps - 1:
             log(f"{spec_name(spec)}: step {step + 1}/{steps} loss {float(loss.detach()):.3f} {time.time() - t0:.0f} s")
     return g.eval()
@@ -210,10 +230,11 @@ def cmd_bank(args) -> None:
     print(f"{len(pool)} crops to train on", flush=True)
     specs = sample_specs(args.seed, args.archs.split(","), args.per_arch)
     for spec in specs:
+        spec["adv"] = args.adv
         f = out / (spec_name(spec) + ".safetensors")
         if f.exists():
             continue
-        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True))
+        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv)
         save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(f), metadata={"spec": json.dumps(spec)})
 
 
@@ -285,6 +306,29 @@ def cmd_pairs(args) -> None:
         w.writerows(rows)
 
 
+def split_halves(src: Path, fit: Path, report: Path) -> dict:
+    """Link a held-out pair folder's two halves (``twins_sets.half`` of the file name, so both twins of a
+    pair fall in the same half) into FIT and REPORT."""
+    from twins_sets import half, link
+
+    n = {"calib": 0, "report": 0}
+    for cls in ("0_real", "1_fake"):
+        for f in sorted((src / cls).iterdir()):
+            n[half(f.name)] += 1
+            link(f, (fit if half(f.name) == "calib" else report) / cls / f.name)
+    return n
+
+
+def merge_sets(dst: Path, parts: dict[str, Path]) -> None:
+    """DST/0_real and DST/1_fake linking every part's files, each name prefixed by its part's key."""
+    from twins_sets import link
+
+    for cls in ("0_real", "1_fake"):
+        for key, src in parts.items():
+            for f in sorted((src / cls).iterdir()):
+                link(f, dst / cls / f"{key}_{f.name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -301,6 +345,7 @@ def main() -> None:
     b.add_argument("--per-arch", type=int, default=4)
     b.add_argument("--steps", type=int, default=300)
     b.add_argument("--pool", type=int, default=400, help="photos the training crops come from")
+    b.add_argument("--adv", type=float, default=0.0, help="weight of a PatchGAN adversarial loss (0: L1 only)")
     p = sub.choices["pairs"]
     p.add_argument("--bank", required=True, help="a folder under WORK/translate-banks")
     p.add_argument("--out", required=True, help="the pair folder, under WORK")

@@ -20,7 +20,7 @@ from pathlib import Path
 FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/progan"]}
 SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("small/"), when the folder exists
 # our own image-translation generators (examples/translation_family.py), when the folders exist: "translate/"
-TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet"]
+TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet", "report/translate-gan"]
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
