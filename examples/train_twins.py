@@ -68,10 +68,12 @@ RECIPES = {
            "run": "run-v4", "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v2", "lr": 1e-4},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
-# architecture, steps, adversarial weight) and the pair folders made with them (bank, folder, side, seed,
-# most crops per photo). bank-s9's U-Nets move to bank-s9u: an architecture no training pair comes from.
-TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0), (9, "held", "resnet3,resnet4,resnet-up,unet", 2, 150, 0.0),
-                   (19, "held", "unet,resnet4", 1, 300, 0.05)]
+# architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
+# a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
+# bank-s9's U-Nets move to bank-s9u: an architecture no training pair comes from.
+TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0, 400, None),
+                   (9, "held", "resnet3,resnet4,resnet-up,unet", 2, 150, 0.0, 300, ("unet", "bank-s9u")),
+                   (19, "held", "unet,resnet4", 1, 300, 0.05, 300, None)]
 TRANSLATE_PAIRS = [("bank-s0", "translate", "train", 0, 8), ("bank-s9", "heldout/translate-seen", "held", 9, 4),
                    ("bank-s9u", "heldout/translate-unet", "held", 10, 4), ("bank-s19", "heldout/translate-gan", "held", 19, 4)]
 
@@ -245,16 +247,16 @@ def stage_translate(data: Path, work: Path) -> None:
 
     script = str(Path(__file__).with_name("translation_family.py"))
     banks = work / "translate-banks"
-    for seed, side, archs, per, steps, adv in TRANSLATE_BANKS:
-        if seed == 9 and (banks / "bank-s9u").is_dir():
+    for seed, side, archs, per, steps, adv, pool, split in TRANSLATE_BANKS:
+        if split and (banks / split[1]).is_dir():   # built and split already (the bank would retrain the moved nets)
             continue
         subprocess.run([sys.executable, script, "bank", "--data", str(data), "--work", str(work), "--seed", str(seed),
                         "--side", side, "--archs", archs, "--per-arch", str(per), "--steps", str(steps),
-                        "--pool", "400" if side == "train" else "300", "--adv", str(adv)], check=True)
-        if seed == 9:
-            (banks / "bank-s9u").mkdir(exist_ok=True)
-            for f in sorted((banks / "bank-s9").glob("unet-*")):
-                f.rename(banks / "bank-s9u" / f.name)
+                        "--pool", str(pool), "--adv", str(adv)], check=True)
+        if split:
+            (banks / split[1]).mkdir()
+            for f in sorted((banks / f"bank-s{seed}").glob(f"{split[0]}-*")):
+                f.rename(banks / split[1] / f.name)
     for bank, out, side, seed, crops in TRANSLATE_PAIRS:
         subprocess.run([sys.executable, script, "pairs", "--data", str(data), "--work", str(work), "--bank", bank,
                         "--out", out, "--side", side, "--seed", str(seed), "--max-crops", str(crops)], check=True)

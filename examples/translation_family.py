@@ -138,30 +138,6 @@ def degrade(x: torch.Tensor, task: str, g: torch.Generator | None = None) -> tor
     return x
 
 
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    a = np.asarray(img.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(a).permute(2, 0, 1).contiguous()
-
-
-def to_image(t: torch.Tensor) -> Image.Image:
-    a = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return Image.fromarray(a)
-
-
-def crop_pool(paths: list[str], n: int, size: int, seed: int) -> list[Image.Image]:
-    from ganscan.data.decode import DecodeError, load_image
-    from ganscan.detectors.train.twins import random_crops
-
-    rng = np.random.default_rng(seed)
-    out: list[Image.Image] = []
-    for p in paths[:: max(1, len(paths) // n)]:
-        try:
-            out += random_crops(load_image(p)[0], size, 2, rng)
-        except (DecodeError, OSError, ValueError):
-            continue
-    return out
-
-
 def sample_specs(seed: int, archs: list[str], per_arch: int) -> list[dict]:
     rng = np.random.default_rng(seed)
     specs = []
@@ -189,7 +165,7 @@ def patch_discriminator(seed: int) -> nn.Module:
 def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, adv: float = 0.0) -> nn.Module:
     """L1 on pixels and gradients; with ``adv`` > 0 also a least-squares GAN loss against a PatchGAN critic
     (weight ``adv``), as translation GANs are trained, which pushes outputs toward the reals' statistics."""
-    from ganscan.detectors.train.twins import random_crops
+    from ganscan.detectors.train.twins import random_crops, to_tensor
 
     g = build(spec)
     opt = torch.optim.Adam(g.parameters(), lr=2e-4 if spec["arch"] == "unet" else 5e-4, betas=(0.5, 0.999))
@@ -197,13 +173,15 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)) if d is not None else None
     rng = np.random.default_rng(spec["seed"])
     gen = torch.Generator().manual_seed(spec["seed"])
+    def dy(t):
+        return t[..., 1:, :] - t[..., :-1, :], t[..., :, 1:] - t[..., :, :-1]
+
     t0 = time.time()
     for step in range(steps):
-        x = torch.stack([to_tensor(random_crops(pool[int(rng.integers(len(pool)))], crop, 1, rng)[0])
-                         for _ in range(8)])
+        x = torch.cat([to_tensor(random_crops(pool[int(rng.integers(len(pool)))], crop, 1, rng)[0])
+                       for _ in range(8)])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = g(degrade(x, spec["task"], gen)).float()
-        dy = lambda t: (t[..., 1:, :] - t[..., :-1, :], t[..., :, 1:] - t[..., :, :-1])  # noqa: E731
         loss = (y - x).abs().mean() + sum((a - b).abs().mean() for a, b in zip(dy(y), dy(x)))
         if d is not None:
             loss = loss + adv * ((d(y) - 1) ** 2).mean()
@@ -223,17 +201,25 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
 def cmd_bank(args) -> None:
     from safetensors.torch import save_file
 
+    from ganscan.data.decode import load_image
+    from ganscan.detectors.train.twins import fit_crop_pool
+
     torch.set_num_threads(args.threads)
     out = Path(args.work) / "translate-banks" / f"bank-s{args.seed}"
     out.mkdir(parents=True, exist_ok=True)
-    pool = crop_pool(sources(Path(args.data), held=args.side == "held"), args.pool, 96, args.seed)
-    print(f"{len(pool)} crops to train on", flush=True)
-    specs = sample_specs(args.seed, args.archs.split(","), args.per_arch)
-    for spec in specs:
+    todo = []
+    for spec in sample_specs(args.seed, args.archs.split(","), args.per_arch):
         spec["adv"] = args.adv
         f = out / (spec_name(spec) + ".safetensors")
-        if f.exists():
-            continue
+        if not f.exists():
+            todo.append((spec, f))
+    if not todo:
+        print(f"{out}: trained")
+        return
+    pool = fit_crop_pool(sources(Path(args.data), held=args.side == "held"), lambda p: load_image(p)[0],
+                         n=args.pool, size=96, seed=args.seed, per_path=2)
+    print(f"{len(pool)} crops to train on", flush=True)
+    for spec, f in todo:
         g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv)
         save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(f), metadata={"spec": json.dumps(spec)})
 
@@ -257,14 +243,14 @@ def load_bank(folder: Path) -> list[tuple[dict, nn.Module]]:
 def cmd_pairs(args) -> None:
     from ganscan.data.decode import DecodeError, load_image
     from ganscan.detectors.train.twins import (DOWN_FILTERS, UP_FILTERS, _geom, crops_per_image, random_crops,
-                                               save_pair_image)
+                                               save_pair_image, to_image, to_tensor)
 
-    torch.set_num_threads(args.threads)
-    bank = load_bank(Path(args.work) / "translate-banks" / args.bank)
     out = Path(args.work) / args.out
     if (out / "pairs.csv").exists():
         print(f"{out}: exists")
         return
+    torch.set_num_threads(args.threads)
+    bank = load_bank(Path(args.work) / "translate-banks" / args.bank)
     (out / "0_real").mkdir(parents=True, exist_ok=True)
     (out / "1_fake").mkdir(parents=True, exist_ok=True)
     srcs = sources(Path(args.data), held=args.side == "held")[:: args.every]
@@ -281,7 +267,7 @@ def cmd_pairs(args) -> None:
             spec, g = bank[int(rng.integers(len(bank)))]
             gen = torch.Generator().manual_seed(int(rng.integers(2 ** 31)))
             with torch.no_grad():
-                fake = to_image(g(degrade(to_tensor(crop)[None], spec["task"], gen))[0])
+                fake = to_image(g(degrade(to_tensor(crop), spec["task"], gen)))
             interp = rng.random() < 0.5
             down_name, up_name = str(rng.choice(list(DOWN_FILTERS))), str(rng.choice(list(UP_FILTERS)))
             s = args.size
@@ -314,8 +300,9 @@ def split_halves(src: Path, fit: Path, report: Path) -> dict:
     n = {"calib": 0, "report": 0}
     for cls in ("0_real", "1_fake"):
         for f in sorted((src / cls).iterdir()):
-            n[half(f.name)] += 1
-            link(f, (fit if half(f.name) == "calib" else report) / cls / f.name)
+            h = half(f.name)
+            n[h] += 1
+            link(f, (fit if h == "calib" else report) / cls / f.name)
     return n
 
 

@@ -141,7 +141,7 @@ def test_translation_generators_keep_size_and_their_twins_share_format_and_size(
     assert not torch.equal(tf.degrade(x, "sr"), x)
 
     data = tmp_path / "data"
-    for folder in tf.sources.__globals__["SOURCES"]:
+    for folder in _load("train_twins").SOURCES:
         (data / "train" / "real" / folder).mkdir(parents=True)
     for i in range(8):
         _jpeg(data / "train" / "real" / "flowers128" / f"f{i}.jpg", 160, i)

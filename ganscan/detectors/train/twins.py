@@ -254,15 +254,17 @@ def random_crops(img: Image.Image, size: int, n: int, rng: np.random.Generator) 
     return out
 
 
-def fit_crop_pool(paths: list[str], load: Callable, n: int = 64, size: int = 64, seed: int = 7) -> list[Image.Image]:
-    """About ``n`` crops of ``size`` spread over ``paths``: what the trained tails learn to reconstruct."""
+def fit_crop_pool(paths: list[str], load: Callable, n: int = 64, size: int = 64, seed: int = 7,
+                  per_path: int = 1) -> list[Image.Image]:
+    """``per_path`` crops of ``size`` from each of about ``n`` of ``paths``, spread over them: what the trained
+    tails (and the translation generators) learn to reconstruct."""
     from ganscan.data.decode import DecodeError
 
     rng = np.random.default_rng(seed)
     crops: list[Image.Image] = []
     for p in paths[:: max(1, len(paths) // n)]:
         try:
-            crops += random_crops(load(p), size, 1, rng)
+            crops += random_crops(load(p), size, per_path, rng)
         except (DecodeError, OSError, ValueError):
             continue
     return crops
