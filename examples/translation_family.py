@@ -162,9 +162,12 @@ def patch_discriminator(seed: int) -> nn.Module:
                          nn.Conv2d(128, 1, 4, 1, 1))
 
 
-def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, adv: float = 0.0) -> nn.Module:
+def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, adv: float = 0.0,
+              decay: float = 0.0) -> nn.Module:
     """L1 on pixels and gradients; with ``adv`` > 0 also a least-squares GAN loss against a PatchGAN critic
-    (weight ``adv``), as translation GANs are trained, which pushes outputs toward the reals' statistics."""
+    (weight ``adv``), as translation GANs are trained, which pushes outputs toward the reals' statistics.
+    With ``decay`` > 0 the learning rates fall linearly to zero over that last share of the steps (CycleGAN's
+    schedule), so a long run ends converged."""
     from ganscan.detectors.train.twins import random_crops, to_tensor
 
     g = build(spec)
@@ -176,8 +179,13 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
     def dy(t):
         return t[..., 1:, :] - t[..., :-1, :], t[..., :, 1:] - t[..., :, :-1]
 
+    lr0 = [o.param_groups[0]["lr"] for o in (opt, opt_d) if o is not None]
+    start = steps - int(decay * steps)
     t0 = time.time()
     for step in range(steps):
+        if step >= start:
+            for o, lr in zip((opt, opt_d), lr0):
+                o.param_groups[0]["lr"] = lr * (steps - step) / (steps - start + 1)
         x = torch.cat([to_tensor(random_crops(pool[int(rng.integers(len(pool)))], crop, 1, rng)[0])
                        for _ in range(8)])
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -210,6 +218,7 @@ def cmd_bank(args) -> None:
     todo = []
     for spec in sample_specs(args.seed, args.archs.split(","), args.per_arch):
         spec["adv"] = args.adv
+        spec.update({k: v for k, v in (("ngf", args.width), ("blocks", args.blocks)) if v})
         f = out / (spec_name(spec) + ".safetensors")
         if not f.exists():
             todo.append((spec, f))
@@ -220,7 +229,7 @@ def cmd_bank(args) -> None:
                          n=args.pool, size=96, seed=args.seed, per_path=2)
     print(f"{len(pool)} crops to train on", flush=True)
     for spec, f in todo:
-        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv)
+        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv, decay=args.decay)
         save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(f), metadata={"spec": json.dumps(spec)})
 
 
@@ -333,6 +342,9 @@ def main() -> None:
     b.add_argument("--steps", type=int, default=300)
     b.add_argument("--pool", type=int, default=400, help="photos the training crops come from")
     b.add_argument("--adv", type=float, default=0.0, help="weight of a PatchGAN adversarial loss (0: L1 only)")
+    b.add_argument("--decay", type=float, default=0.0, help="share of the steps over which the LR falls to 0")
+    b.add_argument("--width", type=int, default=0, help="base channels of every net (0: drawn from 16 and 32)")
+    b.add_argument("--blocks", type=int, default=0, help="residual blocks of every ResNet (0: drawn from 2-4)")
     p = sub.choices["pairs"]
     p.add_argument("--bank", required=True, help="a folder under WORK/translate-banks")
     p.add_argument("--out", required=True, help="the pair folder, under WORK")

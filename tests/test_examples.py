@@ -153,6 +153,12 @@ def test_translation_generators_keep_size_and_their_twins_share_format_and_size(
         sys.argv = ["tf", "bank", *base, "--archs", "unet,resnet3", "--per-arch", "1", "--steps", "2", "--pool", "6"]
         tf.main()
         assert len(list((work / "translate-banks" / "bank-s0").glob("*.safetensors"))) == 2
+        sys.argv = ["tf", "bank", *base, "--seed", "1", "--archs", "resnet4", "--per-arch", "1", "--steps", "2",
+                    "--pool", "6", "--width", "8", "--blocks", "1", "--decay", "0.5"]
+        tf.main()
+        (spec, g), = tf.load_bank(work / "translate-banks" / "bank-s1")
+        assert (spec["ngf"], spec["blocks"]) == (8, 1)
+        assert sum(isinstance(m, tf.ResBlock) for m in g.modules()) == 1
         sys.argv = ["tf", "pairs", *base, "--bank", "bank-s0", "--out", "tr", "--size", "64", "--max-crops", "2"]
         tf.main()
     finally:
