@@ -2,13 +2,15 @@
 """Build the band-aligned-twin artifact detector from ../shared/data, stage by stage.
 
     python examples/train_twins.py --recipe v2 --data ../shared/data --work runs/twins   # ganscan-fusion-v2
+    python examples/train_twins.py --recipe v4 --data ../shared/data --work runs/twins   # ganscan-fusion-v4
     python examples/train_twins.py --recipe v1 --data ../shared/data --work runs/twins   # ganscan-fusion-v1
     python examples/train_twins.py --data ../shared/data --work runs/twins --stage pairs  # one stage
 
 ``--recipe`` is a build (``RECIPES``: its pair folders with their seeds and 4x-chain shares, the small pairs,
-epochs, architecture, train-time JPEG, name and run folder); without it the flags say what to build. ``v1`` and
-``v2`` are shipped; ``v3`` is v2's pairs with JPEG-heavier training and the fusion also fitted on JPEG copies
-of its fit sets (``heldout/fit-jpeg``).
+epochs, architecture, train-time JPEG, name and run folder); without it the flags say what to build. ``v1``,
+``v2`` and ``v4`` are shipped; ``v3`` is v2's pairs with JPEG-heavier training and the fusion also fitted on JPEG
+copies of its fit sets (``heldout/fit-jpeg``); ``v5`` fine-tunes v4's member with that JPEG on v4's data plus
+the ``long`` stage's twins.
 
 Stages (each skips what already exists, so a stopped run continues):
 
@@ -24,6 +26,10 @@ Stages (each skips what already exists, so a stopped run continues):
    0.5x, JPEG 75; split by a hash into ``calib/`` for the fusion's threshold and ``report/``), whole
    lossless and web-processed photos, and two other generator families: AutoGAN reconstructions and
    ProGAN samples (``examples/twins_sets.py``).
+   ``translate`` (``--translate``, after ``heldout``): our own image-translation generators
+   (``examples/translation_family.py``), trained minutes each, their training twins and three held-out
+   families, halved. ``long`` (``--long``): two more banks of fewer, bigger nets trained 1,500 steps with
+   the adversarial loss (``long-train``; held out: ``long-seen`` and the U-Net's ``long-unet``).
 3. ``train``: ``ganscan train --arch npr --crop 64`` on the pairs, validated on
    ``heldout/twins-shuffle`` (monitor: AUC); the format check is logged in the run folder.
 4. ``fsd`` (only with ``--fsd``): ``ganscan models fit-fsd`` (the real-only member, ``fsd64``) on the
@@ -66,16 +72,37 @@ RECIPES = {
     # plus v2's first pair folder, validated on twins-shuffle and the seen-architecture translation half
     "v4": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 4, "arch": "npr32", "name": "ganscan-twins-v4",
            "run": "run-v4", "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v2", "lr": 1e-4},
+    # v5 (a candidate): ganscan-twins-v4 fine-tuned with v3's train-time JPEG on v4's data plus twins of longer-trained
+    # translation generators (the long stage), validated on val-mix plus the seen-architecture long half
+    "v5": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v5",
+           "run": "run-v5", "jpeg": (0.4, 65, 100), "translate": True, "long": True, "init": "ganscan-twins-v4",
+           "lr": 1e-4},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
 # a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
 # bank-s9's U-Nets move to bank-s9u: an architecture no training pair comes from.
-TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0, 400, None),
-                   (9, "held", "resnet3,resnet4,resnet-up,unet", 2, 150, 0.0, 300, ("unet", "bank-s9u")),
-                   (19, "held", "unet,resnet4", 1, 300, 0.05, 300, None)]
+TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0, 400, None, ()),
+                   (9, "held", "resnet3,resnet4,resnet-up,unet", 2, 150, 0.0, 300, ("unet", "bank-s9u"), ()),
+                   (19, "held", "unet,resnet4", 1, 300, 0.05, 300, None, ())]
 TRANSLATE_PAIRS = [("bank-s0", "translate", "train", 0, 8), ("bank-s9", "heldout/translate-seen", "held", 9, 4),
                    ("bank-s9u", "heldout/translate-unet", "held", 10, 4), ("bank-s19", "heldout/translate-gan", "held", 19, 4)]
+# the long stage: fewer, bigger nets (width 32, 6 residual blocks) trained 1,500 steps with the adversarial loss
+# and CycleGAN's LR decay; bank-s39's U-Net moves to bank-s39u (left out of training, as in bank-s9u)
+LONG_NET = ("--width", "32", "--blocks", "6", "--decay", "0.5")
+LONG_BANKS = [(30, "train", "resnet4,resnet3", 1, 1500, 0.05, 800, None, LONG_NET),
+              (39, "held", "resnet4,unet", 1, 1500, 0.05, 800, ("unet", "bank-s39u"), LONG_NET)]
+LONG_PAIRS = [("bank-s30", "long-train", "train", 30, 8), ("bank-s39", "heldout/long-seen", "held", 39, 4),
+              ("bank-s39u", "heldout/long-unet", "held", 40, 4)]
+# per stage: banks, pair folders, the held-out folders to halve (with the folder their fusion-fit half goes to;
+# None: that half is unused) and the validation mix (name, parts under heldout/)
+FAMILY_STAGES = {
+    "translate": (TRANSLATE_BANKS, TRANSLATE_PAIRS, {"translate-seen": "fit-translate", "translate-unet": None,
+                                                     "translate-gan": None},
+                  ("val-mix", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen"})),
+    "long": (LONG_BANKS, LONG_PAIRS, {"long-seen": "fit-long", "long-unet": None},
+             ("val-mix-long", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen", "lg": "fit-long/long-seen"})),
+}
 
 
 def held_out(name: str) -> bool:
@@ -239,34 +266,35 @@ def stage_families(data: Path, work: Path) -> None:
                     "--work", str(work)], check=True)
 
 
-def stage_translate(data: Path, work: Path) -> None:
-    """Our own image-translation generators, their training twins and three held-out families (new weights of
-    the trained architectures, the U-Net left out of training, adversarially trained nets), each halved: the
-    fusion is fitted on translate-seen's calib half, the table reports the other halves."""
+def stage_translate(data: Path, work: Path, stage: str = "translate") -> None:
+    """Our own image-translation generators, their training twins and held-out families, each halved: the
+    fusion is fitted on one half of the seen-architecture family, the table reports the other halves.
+    ``translate``: three held-out families (new weights of the trained architectures, the U-Net left out of
+    training, adversarially trained nets); ``long``: the seen architectures and the U-Net, trained longer."""
     import translation_family as TF
 
+    bank_specs, pair_specs, halves, (mix, parts) = FAMILY_STAGES[stage]
     script = str(Path(__file__).with_name("translation_family.py"))
     banks = work / "translate-banks"
-    for seed, side, archs, per, steps, adv, pool, split in TRANSLATE_BANKS:
+    for seed, side, archs, per, steps, adv, pool, split, net in bank_specs:
         if split and (banks / split[1]).is_dir():   # built and split already (the bank would retrain the moved nets)
             continue
         subprocess.run([sys.executable, script, "bank", "--data", str(data), "--work", str(work), "--seed", str(seed),
                         "--side", side, "--archs", archs, "--per-arch", str(per), "--steps", str(steps),
-                        "--pool", str(pool), "--adv", str(adv)], check=True)
+                        "--pool", str(pool), "--adv", str(adv), *net], check=True)
         if split:
             (banks / split[1]).mkdir()
             for f in sorted((banks / f"bank-s{seed}").glob(f"{split[0]}-*")):
                 f.rename(banks / split[1] / f.name)
-    for bank, out, side, seed, crops in TRANSLATE_PAIRS:
+    for bank, out, side, seed, crops in pair_specs:
         subprocess.run([sys.executable, script, "pairs", "--data", str(data), "--work", str(work), "--bank", bank,
                         "--out", out, "--side", side, "--seed", str(seed), "--max-crops", str(crops)], check=True)
     held = work / "heldout"
-    for name in ("translate-seen", "translate-unet", "translate-gan"):
-        fit = held / ("fit-translate" if name == "translate-seen" else "unused") / name
+    for name, fit in halves.items():
         if not (held / "report" / name).is_dir():
-            print(name, TF.split_halves(held / name, fit, held / "report" / name), flush=True)
-    if not (held / "val-mix").is_dir():
-        TF.merge_sets(held / "val-mix", {"ts": held / "twins-shuffle", "tr": held / "fit-translate" / "translate-seen"})
+            print(name, TF.split_halves(held / name, held / (fit or "unused") / name, held / "report" / name), flush=True)
+    if not (held / mix).is_dir():
+        TF.merge_sets(held / mix, {k: held / v for k, v in parts.items()})
 
 
 def stage_train(work: Path, args) -> Path:
@@ -279,9 +307,11 @@ def stage_train(work: Path, args) -> Path:
         pairs += sorted((work / args.small).glob("size*"))
     if args.translate:
         pairs = [work / "translate", *pairs]
+    if args.long:
+        pairs = [work / "long-train", *pairs]
     init = ["--init", args.init] if args.init else []
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))], *init,
-           "--val", str(work / "heldout" / ("val-mix" if args.translate else "twins-shuffle")), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
+           "--val", str(work / "heldout" / ("val-mix-long" if args.long else "val-mix" if args.translate else "twins-shuffle")), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
            "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", str(args.jpeg[0]),
            "--jpeg-quality", f"{int(args.jpeg[1])},{int(args.jpeg[2])}", "--blur-prob", "0.0",
            "--monitor", "val_auc", "--threshold-rule", args.threshold_rule, "--seed", str(args.seed),
@@ -320,6 +350,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
         extra += ["--fit", str(held / "fit-jpeg")]
     if args.translate:
         extra += ["--fit", str(held / "fit-translate")]
+    if args.long:
+        extra += ["--fit", str(held / "fit-long")]
     name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
     ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
@@ -340,7 +372,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "train", "fsd", "fuse", "table"], default=None)
+    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "long", "train", "fsd", "fuse", "table"],
+                    default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                     help="a named build: its pair folders, small pairs, epochs, architecture, train-time JPEG, "
@@ -357,6 +390,8 @@ def main() -> None:
     ap.add_argument("--fit-jpeg", action="store_true", help="fit the fusion on heldout/fit-jpeg too")
     ap.add_argument("--translate", action="store_true",
                     help="the translate stage: our own translation generators' twins, trained on and held out")
+    ap.add_argument("--long", action="store_true",
+                    help="the long stage: twins of longer-trained translation generators (needs --translate)")
     ap.add_argument("--init", default=None, help="fine-tune this detector (a shipped name or a file)")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--chain-prob", type=float, default=0.0,
@@ -376,10 +411,12 @@ def main() -> None:
         args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
         args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
         args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
+        args.long = r.get("long", False)
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = [args.stage] if args.stage else ["pairs", "heldout"] + (["translate"] if args.translate else []) + \
+        (["long"] if args.long else []) + \
         ["train"] + (["fsd"] if args.fsd else []) + ["fuse", "table"]
     run = Path(args.run) if args.run else work / "run"
     for s in stages:
@@ -389,8 +426,8 @@ def main() -> None:
         elif s == "heldout":
             stage_heldout(data, work, args)
             stage_families(data, work)
-        elif s == "translate":
-            stage_translate(data, work)
+        elif s in FAMILY_STAGES:
+            stage_translate(data, work, s)
         elif s == "train":
             run = stage_train(work, args)
         elif s == "fsd":

@@ -21,6 +21,7 @@ FAKE_SETS = {"own": ["twins-shuffle", "twins-seen", "report/autogan1", "report/p
 SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("small/"), when the folder exists
 # our own image-translation generators (examples/translation_family.py), when the folders exist: "translate/"
 TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet", "report/translate-gan"]
+LONG_SETS = ["report/long-seen", "report/long-unet"]   # the same, trained longer (train_twins.py's long stage): "long/"
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
@@ -61,11 +62,12 @@ def main() -> None:
             for s in test_sets(str(held / n)):
                 s.name = f"small/{n}"
                 fake_sets.append(s)
-    for n in TRANSLATE_SETS:
-        if (held / n).is_dir():
-            for s in test_sets(str(held / n)):
-                s.name = f"translate/{n.split('/')[-1]}"
-                fake_sets.append(s)
+    for group, names in (("translate", TRANSLATE_SETS), ("long", LONG_SETS)):
+        for n in names:
+            if (held / n).is_dir():
+                for s in test_sets(str(held / n)):
+                    s.name = f"{group}/{n.split('/')[-1]}"
+                    fake_sets.append(s)
     if not args.no_val:
         for s in test_sets(str(data / "val")):
             s.name = f"val/{s.name}"
@@ -122,7 +124,7 @@ def markdown(out: dict) -> str:
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
                          f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
-        for group in ("val/", "own/", "small/", "translate/"):
+        for group in ("val/", "own/", "small/", "translate/", "long/"):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
                 mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))

@@ -172,3 +172,19 @@ def test_translation_generators_keep_size_and_their_twins_share_format_and_size(
             assert a.quantization == b.quantization
     rows = (work / "tr" / "pairs.csv").read_text().splitlines()
     assert len(rows) == len(real) + 1 and "generator" in rows[0]
+
+
+def test_each_family_stage_makes_its_pairs_from_its_own_banks_and_halves_only_folders_it_writes():
+    tt = _load("train_twins")
+    held_folders = set()
+    for stage, (banks, pairs, halves, (mix, parts)) in tt.FAMILY_STAGES.items():
+        made = {f"bank-s{b[0]}" for b in banks} | {b[7][1] for b in banks if b[7]}
+        assert {p[0] for p in pairs} <= made, stage
+        written = {p[1].removeprefix("heldout/") for p in pairs if p[1].startswith("heldout/")}
+        assert set(halves) <= written, stage
+        assert held_folders.isdisjoint(written), stage   # no stage overwrites another's held-out family
+        held_folders |= written
+        fits = {f"{fit}/{name}" for name, fit in halves.items() if fit}
+        assert {v for k, v in parts.items() if v.startswith("fit-")} <= fits | {"fit-translate/translate-seen"}, stage
+    for r in tt.RECIPES.values():
+        assert not r.get("long") or r.get("translate")   # the long mix reads translate's fit half
