@@ -38,7 +38,7 @@ def headline(table: dict, label: str) -> dict:
     """Scalar numbers `ganscan models` shows: means over val/ and the own held-out sets, and each real kind's FPR."""
     m = table.get(label) or next(iter(table.values()))
     out = {}
-    for group, prefix in (("val", "val/"), ("own", "own/"), ("translate", "translate/")):
+    for group, prefix in (("val", "val/"), ("own", "own/"), ("translate", "translate/"), ("long", "long/")):
         rows = [r for k, r in m["sets"].items() if k.startswith(prefix) and r.get("auc") is not None]
         for key in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", "auc_jpeg:90", "auc_resize:0.5"):
             vals = [r[key] for r in rows if r.get(key) is not None]
