@@ -297,6 +297,17 @@ def stage_translate(data: Path, work: Path, stage: str = "translate") -> None:
         TF.merge_sets(held / mix, {k: held / v for k, v in parts.items()})
 
 
+def family_stages(args) -> list[str]:
+    """The family stages this build runs (``--translate``, ``--long``), in FAMILY_STAGES order."""
+    return [s for s in FAMILY_STAGES if getattr(args, s)]
+
+
+def val_set(args) -> str:
+    """The trainer's validation set: the mix of the last family stage, else the left-out tail family."""
+    stages = family_stages(args)
+    return FAMILY_STAGES[stages[-1]][3][0] if stages else "twins-shuffle"
+
+
 def stage_train(work: Path, args) -> Path:
     run = Path(args.run) if args.run else work / "run"
     if (run / "best.safetensors").exists() and not args.resume:
@@ -305,13 +316,11 @@ def stage_train(work: Path, args) -> Path:
     pairs = [work / j[0] for j in pair_jobs(args)] if args.recipe else [work / p for p in args.pairs]
     if args.small:
         pairs += sorted((work / args.small).glob("size*"))
-    if args.translate:
-        pairs = [work / "translate", *pairs]
-    if args.long:
-        pairs = [work / "long-train", *pairs]
+    for stage in family_stages(args):   # each family's training twins go first, the latest family first
+        pairs = [work / out for _, out, side, _, _ in FAMILY_STAGES[stage][1] if side == "train"] + pairs
     init = ["--init", args.init] if args.init else []
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))], *init,
-           "--val", str(work / "heldout" / ("val-mix-long" if args.long else "val-mix" if args.translate else "twins-shuffle")), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
+           "--val", str(work / "heldout" / val_set(args)), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),
            "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", str(args.jpeg[0]),
            "--jpeg-quality", f"{int(args.jpeg[1])},{int(args.jpeg[2])}", "--blur-prob", "0.0",
            "--monitor", "val_auc", "--threshold-rule", args.threshold_rule, "--seed", str(args.seed),
@@ -348,10 +357,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
     if args.fit_jpeg:
         extra += ["--fit", str(held / "fit-jpeg")]
-    if args.translate:
-        extra += ["--fit", str(held / "fit-translate")]
-    if args.long:
-        extra += ["--fit", str(held / "fit-long")]
+    for stage in family_stages(args):   # the fusion-fit half of each family stage
+        extra += [a for fit in FAMILY_STAGES[stage][2].values() if fit for a in ("--fit", str(held / fit))]
     name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
     ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
@@ -415,9 +422,8 @@ def main() -> None:
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    stages = [args.stage] if args.stage else ["pairs", "heldout"] + (["translate"] if args.translate else []) + \
-        (["long"] if args.long else []) + \
-        ["train"] + (["fsd"] if args.fsd else []) + ["fuse", "table"]
+    stages = [args.stage] if args.stage else ["pairs", "heldout", *family_stages(args), "train"] + \
+        (["fsd"] if args.fsd else []) + ["fuse", "table"]
     run = Path(args.run) if args.run else work / "run"
     for s in stages:
         t = time.time()

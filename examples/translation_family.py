@@ -179,12 +179,13 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
     def dy(t):
         return t[..., 1:, :] - t[..., :-1, :], t[..., :, 1:] - t[..., :, :-1]
 
-    lr0 = [o.param_groups[0]["lr"] for o in (opt, opt_d) if o is not None]
+    opts = [o for o in (opt, opt_d) if o is not None]
+    lr0 = [o.param_groups[0]["lr"] for o in opts]
     start = steps - int(decay * steps)
     t0 = time.time()
     for step in range(steps):
         if step >= start:
-            for o, lr in zip((opt, opt_d), lr0):
+            for o, lr in zip(opts, lr0):
                 o.param_groups[0]["lr"] = lr * (steps - step) / (steps - start + 1)
         x = torch.cat([to_tensor(random_crops(pool[int(rng.integers(len(pool)))], crop, 1, rng)[0])
                        for _ in range(8)])
@@ -218,7 +219,10 @@ def cmd_bank(args) -> None:
     todo = []
     for spec in sample_specs(args.seed, args.archs.split(","), args.per_arch):
         spec["adv"] = args.adv
-        spec.update({k: v for k, v in (("ngf", args.width), ("blocks", args.blocks)) if v})
+        if args.width:
+            spec["ngf"] = args.width
+        if args.blocks:
+            spec["blocks"] = args.blocks
         f = out / (spec_name(spec) + ".safetensors")
         if not f.exists():
             todo.append((spec, f))

@@ -22,6 +22,7 @@ SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("sm
 # our own image-translation generators (examples/translation_family.py), when the folders exist: "translate/"
 TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet", "report/translate-gan"]
 LONG_SETS = ["report/long-seen", "report/long-unet"]   # the same, trained longer (train_twins.py's long stage): "long/"
+HELD_GROUPS = {"small": SMALL_SETS, "translate": TRANSLATE_SETS, "long": LONG_SETS}   # group: sets, when they exist
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 
@@ -57,12 +58,7 @@ def main() -> None:
     fake_sets = [s for n in FAKE_SETS["own"] for s in test_sets(str(held / n))]
     for s, n in zip(fake_sets, FAKE_SETS["own"]):
         s.name = f"own/{n}"
-    for n in SMALL_SETS:
-        if (held / n).is_dir():
-            for s in test_sets(str(held / n)):
-                s.name = f"small/{n}"
-                fake_sets.append(s)
-    for group, names in (("translate", TRANSLATE_SETS), ("long", LONG_SETS)):
+    for group, names in HELD_GROUPS.items():
         for n in names:
             if (held / n).is_dir():
                 for s in test_sets(str(held / n)):
@@ -124,7 +120,7 @@ def markdown(out: dict) -> str:
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
                          f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
-        for group in ("val/", "own/", "small/", "translate/", "long/"):
+        for group in ("val/", "own/", *(f"{g}/" for g in HELD_GROUPS)):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
                 mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))
