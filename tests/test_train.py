@@ -206,6 +206,27 @@ def test_parse_perturbations():
             parse_perturbations(bad)
 
 
+def test_rescale_perturbations_use_their_own_filter():
+    import numpy as np
+    from PIL import Image
+
+    from ganscan.data.augment import apply_perturbation, parse_perturbations
+
+    assert parse_perturbations("nearest:2,lanczos:0.5") == [("nearest", 2.0), ("lanczos", 0.5)]
+    with pytest.raises(ValueError, match="scale"):
+        parse_perturbations("bicubic:5")
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    out = {k: np.asarray(apply_perturbation(img, k, 2.0)[0]) for k in ("nearest", "resize", "bicubic", "lanczos")}
+    assert all(a.shape == (16, 16, 3) for a in out.values())
+    # nearest-neighbour 2x repeats every pixel in a 2x2 block; the interpolating filters do not
+    assert np.array_equal(out["nearest"], np.asarray(img).repeat(2, 0).repeat(2, 1))
+    for k in ("resize", "bicubic", "lanczos"):
+        assert not np.array_equal(out[k], out["nearest"])
+    assert not np.array_equal(out["bicubic"], out["resize"]) and not np.array_equal(out["lanczos"], out["bicubic"])
+    assert apply_perturbation(img, "nearest", 2.0)[1] == "png"
+
+
 # --- recipes ---------------------------------------------------------------------------------------
 
 def test_recipes_and_overrides():

@@ -35,7 +35,8 @@ Examples:
 @click.option("--misclassified", type=click.IntRange(0, 200), default=24, show_default=True,
               help="How many of the most confident mistakes the grid shows.")
 @click.option("--perturb", default=None, metavar="SPEC",
-              help="Re-run on perturbed copies, e.g. jpeg:90,jpeg:75,blur:1,resize:0.5; reports the drop.")
+              help="Re-run on perturbed copies, e.g. jpeg:90,jpeg:75,blur:1,resize:0.5 (bilinear; nearest:2, "
+                   "bicubic:2, lanczos:2 choose the filter); reports the drop.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold (default: the checkpoint's calibrated one).")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Decompression-bomb guard.")

@@ -29,7 +29,8 @@ blur sigma (1.5, the middle of U[0, 3]) and JPEG quality (65, the middle of 30..
 is blurred or compressed is decided once per image from the seed, so every validation pass sees
 exactly the same pixels. The crop is then scan's centre crop (ganscan.detectors.preprocess).
 
-Evaluation perturbations (``--perturb jpeg:90,blur:1,resize:0.5``) are ``parse_perturbations`` and
+Evaluation perturbations (``--perturb jpeg:90,blur:1,resize:0.5``; ``nearest``, ``bicubic`` and ``lanczos``
+rescale with that filter where ``resize`` is bilinear) are ``parse_perturbations`` and
 ``apply_perturbation``.
 """
 
@@ -204,7 +205,12 @@ PERTURBATIONS = {
     "jpeg": "re-compress as JPEG at quality Q (1-100), e.g. jpeg:75",
     "blur": "Gaussian blur with sigma S pixels, e.g. blur:1",
     "resize": "rescale by factor F (bilinear), e.g. resize:0.5",
+    "nearest": "rescale by factor F with nearest-neighbour sampling, e.g. nearest:2",
+    "bicubic": "rescale by factor F (bicubic), e.g. bicubic:2",
+    "lanczos": "rescale by factor F (Lanczos), e.g. lanczos:2",
 }
+RESCALE_FILTERS = {"resize": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC,
+                   "lanczos": Image.LANCZOS}
 
 
 def parse_perturbations(spec: str) -> list[tuple[str, float]]:
@@ -227,7 +233,7 @@ def parse_perturbations(spec: str) -> list[tuple[str, float]]:
             raise ValueError(f"perturbation {part!r}: JPEG quality must be an integer in 1..100")
         if kind == "blur" and not v > 0:
             raise ValueError(f"perturbation {part!r}: sigma must be positive")
-        if kind == "resize" and not 0 < v <= 4:
+        if kind in RESCALE_FILTERS and not 0 < v <= 4:
             raise ValueError(f"perturbation {part!r}: scale must be in (0, 4]")
         out.append((kind, v))
     return out
@@ -244,6 +250,6 @@ def apply_perturbation(img: Image.Image, kind: str, value: float) -> tuple[Image
         return img, f"jpeg:{int(value)}"
     if kind == "blur":
         return gaussian_blur(img, value), "png"
-    if kind == "resize":
-        return rescale(img, value, Image.BILINEAR), "png"
+    if kind in RESCALE_FILTERS:
+        return rescale(img, value, RESCALE_FILTERS[kind]), "png"
     raise ValueError(f"unknown perturbation {kind!r}")
