@@ -124,3 +124,25 @@ def test_camera_file_resaved_by_software_is_flagged(runner, cli, tmp_path):
     assert not any(f.startswith("re-compressed") for f in rows["apple-iphone-4.jpg"]["flags"])
     assert rows["resaved.jpg"]["jpeg_tables"] == "standard" and rows["resaved.jpg"]["jpeg_quality"] == 90
     assert any(f.startswith("re-compressed") for f in rows["resaved.jpg"]["flags"])
+
+
+def test_nearest_neighbour_upscaling_is_measured_and_flagged(runner, cli, tmp_path):
+    photo = Image.open(PHOTOS / "samsung-galaxy-s.jpg").convert("RGB")
+    w, h = photo.size
+    photo.save(tmp_path / "photo.png")
+    for name, factor, f in (("nearest15", 1.5, Image.NEAREST), ("nearest2", 2, Image.NEAREST),
+                            ("bicubic15", 1.5, Image.BICUBIC)):
+        photo.resize((round(w * factor), round(h * factor)), f).save(tmp_path / f"{name}.png")
+    res = run_ok(runner, cli, ["scan", str(tmp_path), "--workers", "0", "--format", "jsonl", "-q"])
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in map(json.loads, res.stdout.splitlines())}
+    rep = {k: rows[f"{k}.png"]["repeated_lines"] for k in ("photo", "nearest15", "nearest2", "bicubic15")}
+    # nearest 1.5x repeats one line in three, 2x one in two; the photo and its bicubic enlargement about none
+    assert abs(rep["nearest15"] - 1 / 3) < 0.02 and abs(rep["nearest2"] - 0.5) < 0.02
+    assert rep["photo"] < 0.05 and rep["bicubic15"] < 0.05
+    for k in ("nearest15", "nearest2"):
+        assert any(f.startswith("up-scaled by pixel repetition") for f in rows[f"{k}.png"]["flags"])
+        assert rows[f"{k}.png"]["evidence_verdict"] == "inconclusive"
+    for k in ("photo", "bicubic15"):
+        assert not any(f.startswith("up-scaled") for f in rows[f"{k}.png"]["flags"])
+    flat = Image.new("RGB", (64, 64), (90, 90, 90))
+    assert pv.repeated_lines(flat) is None and pv.repeated_lines(flat.resize((4, 4))) is None

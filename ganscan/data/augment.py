@@ -209,7 +209,7 @@ PERTURBATIONS = {
     "bicubic": "rescale by factor F (bicubic), e.g. bicubic:2",
     "lanczos": "rescale by factor F (Lanczos), e.g. lanczos:2",
 }
-RESCALE_FILTERS = {"resize": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC,
+PERTURB_FILTERS = {"resize": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC,
                    "lanczos": Image.LANCZOS}
 
 
@@ -233,7 +233,7 @@ def parse_perturbations(spec: str) -> list[tuple[str, float]]:
             raise ValueError(f"perturbation {part!r}: JPEG quality must be an integer in 1..100")
         if kind == "blur" and not v > 0:
             raise ValueError(f"perturbation {part!r}: sigma must be positive")
-        if kind in RESCALE_FILTERS and not 0 < v <= 4:
+        if kind in PERTURB_FILTERS and not 0 < v <= 4:
             raise ValueError(f"perturbation {part!r}: scale must be in (0, 4]")
         out.append((kind, v))
     return out
@@ -250,6 +250,6 @@ def apply_perturbation(img: Image.Image, kind: str, value: float) -> tuple[Image
         return img, f"jpeg:{int(value)}"
     if kind == "blur":
         return gaussian_blur(img, value), "png"
-    if kind in RESCALE_FILTERS:
-        return rescale(img, value, RESCALE_FILTERS[kind]), "png"
+    if kind in PERTURB_FILTERS:
+        return rescale(img, value, PERTURB_FILTERS[kind]), "png"
     raise ValueError(f"unknown perturbation {kind!r}")

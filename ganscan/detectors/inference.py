@@ -18,7 +18,7 @@ from ganscan.data.decode import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES,
 from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
-from ganscan.data.provenance import assess, dhash, phash, provenance
+from ganscan.data.provenance import assess, dhash, phash, provenance, repeated_lines
 from ganscan.detectors.preprocess import aggregate_logits, normalize, views_uint8
 from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
@@ -48,7 +48,7 @@ class ScanSettings:
 
 
 PROVENANCE_KEYS = ("phash", "dhash", "changed", "xmp", "xmp_creator_tool", "digital_source_type", "c2pa",
-                   "c2pa_claim_generator", "generator_text", "jpeg_quality", "jpeg_tables")
+                   "c2pa_claim_generator", "generator_text", "jpeg_quality", "jpeg_tables", "repeated_lines")
 
 
 def base_row(path: str) -> dict:
@@ -116,7 +116,8 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
     if not settings.evidence:
         return row, tensors
     try:
-        row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img))
+        row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img),
+                   repeated_lines=repeated_lines(img))
     except Exception as exc:  # evidence is extra: never lose the row over it
         row["note"] = "; ".join(x for x in (row["note"], f"provenance failed: {type(exc).__name__}") if x)
     return row, tensors

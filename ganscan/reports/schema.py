@@ -43,6 +43,7 @@ SCAN_SCHEMA = pa.schema([
     ("generator_text", pa.map_(pa.string(), pa.string())),
     ("jpeg_quality", pa.int32()),
     ("jpeg_tables", pa.string()),
+    ("repeated_lines", pa.float64()),
     ("evidence_verdict", pa.string()),
     ("evidence_generation", pa.list_(pa.string())),
     ("evidence_camera", pa.list_(pa.string())),
