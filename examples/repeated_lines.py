@@ -17,19 +17,20 @@ from ganscan.data.datasets import list_images
 from ganscan.data.decode import load_image
 from ganscan.data.provenance import REPEAT_FLAG, repeated_lines
 
-KINDS = (("unchanged", None, 1.0), ("bicubic 1.5x", Image.BICUBIC, 1.5), ("nearest 1.5x", Image.NEAREST, 1.5),
-         ("nearest 2x", Image.NEAREST, 2.0))
+# (kind, filter, factor, whether the flag must come on): the table gives the largest value where it must stay off
+# and the smallest where it must come on
+KINDS = (("unchanged", None, 1.0, False), ("bicubic 1.5x", Image.BICUBIC, 1.5, False),
+         ("nearest 1.5x", Image.NEAREST, 1.5, True), ("nearest 2x", Image.NEAREST, 2.0, True))
 
 for folder in sys.argv[1:]:
-    vals: dict[str, list[float]] = {k: [] for k, _, _ in KINDS}
+    vals: dict[str, list[float]] = {k[0]: [] for k in KINDS}
     files = list_images(folder)
     for path in files:
         img = load_image(path)[0].convert("RGB")
         small = img.resize((img.width // 4, img.height // 4), Image.LANCZOS) if min(img.size) > 1200 else img
-        for kind, f, s in KINDS:
+        for kind, f, s, _ in KINDS:
             x = img if f is None else small.resize((round(small.width * s), round(small.height * s)), f)
             vals[kind].append(repeated_lines(x) or 0.0)
-    cells = [f"{k} {'max' if k in ('unchanged', 'bicubic 1.5x') else 'min'} "
-             f"{(max if k in ('unchanged', 'bicubic 1.5x') else min)(v):.3f}, "
-             f"flagged {sum(x >= REPEAT_FLAG for x in v)}" for k, v in vals.items() if v]
+    cells = [f"{kind} {'min' if on else 'max'} {(min if on else max)(vals[kind]):.3f}, "
+             f"flagged {sum(x >= REPEAT_FLAG for x in vals[kind])}" for kind, _, _, on in KINDS if vals[kind]]
     print(f"{folder}: {len(files)} photos; " + "; ".join(cells), flush=True)

@@ -242,6 +242,9 @@ def exif_dimensions(exif_tags: dict) -> tuple[int, int] | None:
         return None
 
 
+UNRELIABLE = ("low JPEG", "smaller", "resized", "up-scaled")   # flags after which the score decides nothing
+
+
 def assess(row: dict, threshold: float, input_size: int, placeholder: bool, margin: float = 0.1) -> dict:
     """The combined ``evidence``: signals for generation, for a camera, reliability flags, and a verdict
     among ``fake (metadata)``, ``fake (detector)``, ``real``, ``inconclusive`` (or ``error``)."""
@@ -291,7 +294,7 @@ def assess(row: dict, threshold: float, input_size: int, placeholder: bool, marg
         verdict = "fake (metadata)"
     elif placeholder or score is None:
         verdict = "inconclusive"
-    elif abs(score - threshold) < margin or any(f.startswith(("low JPEG", "smaller", "resized", "up-scaled")) for f in flags):
+    elif abs(score - threshold) < margin or any(f.startswith(UNRELIABLE) for f in flags):
         verdict = "inconclusive"
     elif score >= threshold:
         verdict = "fake (detector)"
