@@ -77,6 +77,10 @@ RECIPES = {
     "v5": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v5",
            "run": "run-v5", "jpeg": (0.4, 65, 100), "translate": True, "long": True, "init": "ganscan-twins-v4",
            "lr": 1e-4},
+    # v6 (a candidate): ganscan-twins-v4 fine-tuned on v4's data with JPEG at high qualities more often (p 0.3,
+    # quality 85-100): one JPEG pass at quality 95 cost v4's fakes most of their logit (examples/jpeg_shift.py)
+    "v6": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v6",
+           "run": "run-v6", "jpeg": (0.3, 85, 100), "translate": True, "init": "ganscan-twins-v4", "lr": 1e-4},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
