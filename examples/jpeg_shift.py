@@ -15,22 +15,20 @@ and/or ``1_fake``; at most ``--max`` files of each class are read (sorted by nam
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ganscan.data.augment import jpeg_roundtrip
-from ganscan.data.datasets import list_images
-from ganscan.data.decode import DecodeError, load_image
-from ganscan.detectors.evaluate import EvalSettings, score_models
+from ganscan.data.datasets import LabelledSet, list_images
+from ganscan.detectors.evaluate import EvalSettings, perturbed_copies, score_models
 from ganscan.detectors.load import open_detectors
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+def logits(scores: dict) -> np.ndarray:
+    """The logits of the scores of the files that decoded."""
+    p = np.clip([s for s, _ in scores.values() if s is not None], 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 def main() -> None:
@@ -44,7 +42,8 @@ def main() -> None:
     _dev, prec, dets = open_detectors(args.model, "auto", "auto")
     settings = EvalSettings(workers=1)
     print("| folder | class | model | n | clean logit | "
-          + " | ".join(f"JPEG {q}: logit (shift)" for q in qualities) + " | flagged clean | " + " | ".join(f"flagged JPEG {q}" for q in qualities) + " |")
+          + " | ".join(f"JPEG {q}: logit (shift)" for q in qualities) + " | flagged clean | "
+          + " | ".join(f"flagged JPEG {q}" for q in qualities) + " |")
     print("|---" * (5 + 2 * len(qualities) + 1) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         for fi, folder in enumerate(args.folders):
@@ -53,29 +52,18 @@ def main() -> None:
                 files = sorted(list_images(str(sub)))[:args.max] if sub.is_dir() else []
                 if not files:
                     continue
+                clean = LabelledSet(cls, files, [int(cls[0])] * len(files))
                 versions = {0: files}
-                for q in qualities:
-                    out = Path(tmp) / f"{fi}-{cls}-{q}"
-                    out.mkdir()
-                    versions[q] = []
-                    for i, f in enumerate(files):
-                        dst = out / f"{i:06d}.png"
-                        try:
-                            img = load_image(f)[0]
-                        except DecodeError:
-                            continue
-                        # one JPEG pass, its pixels kept losslessly
-                        jpeg_roundtrip(img, q).save(dst, format="PNG", compress_level=1)
-                        versions[q].append(str(dst))
+                for q in qualities:   # evaluate --perturb's copies: JPEG files at quality q
+                    versions[q] = perturbed_copies([clean], "jpeg", q, f"{tmp}/{fi}-{cls}-{q}", workers=1)[0].paths
                 scores = {q: score_models(dets, paths, prec, settings) for q, paths in versions.items()}
                 for d, det in enumerate(dets):
-                    logits = {q: np.array([logit(s) for s, _ in scores[q][d].values() if s is not None])
-                              for q in scores}
-                    clean = logits[0]
-                    thr = logit(det.threshold)
-                    cells = [f"{logits[q].mean():+.2f} ({logits[q].mean() - clean.mean():+.2f})" for q in qualities]
-                    flags = [f"{(logits[q] >= thr).mean():.0%}" for q in [0, *qualities]]
-                    print(f"| {folder} | {cls[2:]} | {det.label} | {len(clean)} | {clean.mean():+.2f} | "
+                    lg = {q: logits(scores[q][d]) for q in scores}
+                    base = lg[0]
+                    thr = np.log(det.threshold / (1 - det.threshold))
+                    cells = [f"{lg[q].mean():+.2f} ({lg[q].mean() - base.mean():+.2f})" for q in qualities]
+                    flags = [f"{(lg[q] >= thr).mean():.0%}" for q in [0, *qualities]]
+                    print(f"| {folder} | {cls[2:]} | {det.label} | {len(base)} | {base.mean():+.2f} | "
                           + " | ".join(cells) + " | " + " | ".join(flags) + " |", flush=True)
 
 
