@@ -10,7 +10,8 @@
 epochs, architecture, train-time JPEG, name and run folder); without it the flags say what to build. ``v1``,
 ``v2`` and ``v4`` are shipped; ``v3`` is v2's pairs with JPEG-heavier training and the fusion also fitted on JPEG
 copies of its fit sets (``heldout/fit-jpeg``); ``v5`` fine-tunes v4's member with that JPEG on v4's data plus
-the ``long`` stage's twins.
+the ``long`` stage's twins; ``v7`` and ``v7s`` train the *spectrum* member on v4's twins (fine-tuned from
+``ganscan-spectrum-v1``, or from scratch) and fuse it with ``ganscan-twins-v4``.
 
 Stages (each skips what already exists, so a stopped run continues):
 
@@ -81,6 +82,15 @@ RECIPES = {
     # quality 85-100): one JPEG pass at quality 95 cost v4's fakes most of their logit (examples/jpeg_shift.py)
     "v6": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v6",
            "run": "run-v6", "jpeg": (0.3, 85, 100), "translate": True, "init": "ganscan-twins-v4", "lr": 1e-4},
+    # v7 (candidates): the fusion's *spectrum* member trained on v4's band-aligned twins instead of ProGAN/DCGAN
+    # samples against unpaired reals, fused with ganscan-twins-v4 ("member": which member the run trains,
+    # "partner": the other one). v7 fine-tunes ganscan-spectrum-v1; v7s trains from scratch.
+    "v7": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 4, "arch": "alexnet64-spectrum",
+           "name": "ganscan-spectrum-v7", "run": "run-v7", "jpeg": (0.1, 60, 100), "translate": True,
+           "init": "ganscan-spectrum-v1", "lr": 1e-4, "member": "spectrum", "partner": "ganscan-twins-v4"},
+    "v7s": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 8, "arch": "alexnet64-spectrum",
+            "name": "ganscan-spectrum-v7s", "run": "run-v7s", "jpeg": (0.1, 60, 100), "translate": True,
+            "lr": 2e-4, "member": "spectrum", "partner": "ganscan-twins-v4"},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -363,8 +373,12 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
         extra += ["--fit", str(held / "fit-jpeg")]
     for stage in family_stages(args):   # the fusion-fit half of each family stage
         extra += [a for fit in FAMILY_STAGES[stage][2].values() if fit for a in ("--fit", str(held / fit))]
-    name = args.name.replace("twins", "fusion") + ("-fsd" if args.fsd else "")
-    ganscan("models", "fuse", "--npr", str(run / "best.safetensors"), *extra, "--fit", str(held / "twins-seen"),
+    name = args.name.replace("twins", "fusion").replace("spectrum", "fusion") + ("-fsd" if args.fsd else "")
+    if args.member == "spectrum":   # the run trained the spectrum member; the NPR member is the partner
+        members = ["--spectrum", str(run / "best.safetensors"), "--npr", args.partner]
+    else:
+        members = ["--npr", str(run / "best.safetensors")]
+    ganscan("models", "fuse", *members, *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
     return out
@@ -372,6 +386,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
 
 def stage_table(data: Path, work: Path, run: Path, args) -> None:
     models = ["ganscan-spectrum-v1", str(run / "best.safetensors")]
+    if args.member == "spectrum":
+        models.insert(1, args.partner)
     models += [str(work / "fsd.safetensors"), str(run / "fused3.safetensors")] if args.fsd else \
         [str(run / "fused.safetensors")]
     subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models", *models,
@@ -413,6 +429,7 @@ def main() -> None:
                     help="training precision (default: bf16 on CPUs that compute it natively, ~3x faster here; else auto)")
     ap.add_argument("--resume", action="store_true", help="continue the training run")
     args = ap.parse_args()
+    args.member, args.partner = "npr", None
     if args.precision is None:
         from ganscan.core.device import cpu_has_fast_bf16
 
@@ -423,6 +440,7 @@ def main() -> None:
         args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
         args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
         args.long = r.get("long", False)
+        args.member, args.partner = r.get("member", "npr"), r.get("partner")
         args.run = args.run or str(Path(args.work) / r["run"])
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

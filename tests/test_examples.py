@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -188,3 +189,22 @@ def test_each_family_stage_makes_its_pairs_from_its_own_banks_and_halves_only_fo
         assert {v for k, v in parts.items() if v.startswith("fit-")} <= fits | {"fit-translate/translate-seen"}, stage
     for r in tt.RECIPES.values():
         assert not r.get("long") or r.get("translate")   # the long mix reads translate's fit half
+
+
+def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
+    tt = _load("train_twins")
+    calls = []
+    monkeypatch.setattr(tt, "ganscan", lambda *a: calls.append(a))
+    for name, r in tt.RECIPES.items():
+        args = SimpleNamespace(fsd=False, fit_jpeg=False, translate=r.get("translate", False), long=False,
+                               name=r["name"], member=r.get("member", "npr"), partner=r.get("partner"))
+        calls.clear()
+        out = tt.stage_fuse(tmp_path, tmp_path / r["run"], args)
+        cmd = calls[0]
+        best = str(tmp_path / r["run"] / "best.safetensors")
+        if args.member == "spectrum":
+            assert r["arch"] == "alexnet64-spectrum" and r["partner"], name
+            assert cmd[cmd.index("--spectrum") + 1] == best and cmd[cmd.index("--npr") + 1] == r["partner"], name
+        else:
+            assert "--spectrum" not in cmd and cmd[cmd.index("--npr") + 1] == best, name
+        assert "fusion" in cmd[cmd.index("--name") + 1] and out.parent == tmp_path / r["run"], name
