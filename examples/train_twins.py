@@ -429,7 +429,6 @@ def main() -> None:
                     help="training precision (default: bf16 on CPUs that compute it natively, ~3x faster here; else auto)")
     ap.add_argument("--resume", action="store_true", help="continue the training run")
     args = ap.parse_args()
-    args.member, args.partner = "npr", None
     if args.precision is None:
         from ganscan.core.device import cpu_has_fast_bf16
 
@@ -440,8 +439,9 @@ def main() -> None:
         args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
         args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
         args.long = r.get("long", False)
-        args.member, args.partner = r.get("member", "npr"), r.get("partner")
         args.run = args.run or str(Path(args.work) / r["run"])
+    recipe = RECIPES[args.recipe] if args.recipe else {}
+    args.member, args.partner = recipe.get("member", "npr"), recipe.get("partner")   # which member the run trains
     data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = [args.stage] if args.stage else ["pairs", "heldout", *family_stages(args), "train"] + \
