@@ -11,7 +11,8 @@ epochs, architecture, train-time JPEG, name and run folder); without it the flag
 ``v2`` and ``v4`` are shipped; ``v3`` is v2's pairs with JPEG-heavier training and the fusion also fitted on JPEG
 copies of its fit sets (``heldout/fit-jpeg``); ``v5`` fine-tunes v4's member with that JPEG on v4's data plus
 the ``long`` stage's twins; ``v7`` and ``v7s`` train the *spectrum* member on v4's twins (fine-tuned from
-``ganscan-spectrum-v1``, or from scratch) and fuse it with ``ganscan-twins-v4``.
+``ganscan-spectrum-v1``, or from scratch) and fuse it with ``ganscan-twins-v4`` (measured, not adopted:
+``docs/selection-rule-v7.txt``).
 
 Stages (each skips what already exists, so a stopped run continues):
 
