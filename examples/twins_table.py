@@ -101,36 +101,44 @@ def main() -> None:
                           "seconds": round(time.time() - t0, 1)}
         print(f"{key}: {time.time() - t0:.0f} s", flush=True)
     Path(args.output).write_text(json.dumps(out, indent=1))
-    print(markdown(out))
+    print(markdown(out, [p for p in args.perturb.split(",") if p]))
 
 
-def markdown(out: dict) -> str:
+def markdown(out: dict, perturb: list[str]) -> str:
+    """One Markdown table per model: an AUC column for each perturbation in ``perturb`` (in that order); a mean
+    over a group counts only the sets that have the value, and reads n/a where none has."""
     def f(v, pct=False):
         if v is None:
             return "n/a"
         return f"{100 * v:.0f} %" if pct else f"{v:.3f}"
 
+    def mean_of(rows, key):
+        vals = [x[key] for x in rows if x.get(key) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    pcols = [f"auc_{p}" for p in perturb]
     lines = []
     for label, m in out.items():
         lines += [f"**{label}** (threshold {m['threshold']:.3f})", "",
-                  "| set | real / fake | AUC | AP | TPR at threshold | TPR at 5 % FPR | FPR | AUC jpeg:90 | AUC resize:0.5 |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| set | real / fake | AUC | AP | TPR at threshold | TPR at 5 % FPR | FPR | "
+                  + "".join(f"AUC {p} | " for p in perturb).rstrip(),
+                  "|---|---|---|---|---|---|---|" + "---|" * len(perturb)]
         fakes = {k: v for k, v in m["sets"].items() if "auc" in v}
         for name, r in fakes.items():
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
-                         f"{f(r.get('auc_jpeg:90'))} | {f(r.get('auc_resize:0.5'))} |")
+                         + "".join(f"{f(r.get(c))} | " for c in pcols).rstrip())
         for group in ("val/", "own/", *(f"{g}/" for g in HELD_GROUPS)):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
-                mean = {k: sum(x[k] for x in g if x.get(k) is not None) / max(1, sum(1 for x in g if x.get(k) is not None))
-                        for k in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", "auc_jpeg:90", "auc_resize:0.5")}
+                mean = {k: mean_of(g, k) for k in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", *pcols)}
                 lines.append(f"| **mean {group[:-1]}** | | **{f(mean['auc'])}** | {f(mean['ap'])} | "
                              f"{f(mean['tpr_at_threshold'], True)} | {f(mean['tpr_at_5fpr'], True)} | | "
-                             f"{f(mean['auc_jpeg:90'])} | {f(mean['auc_resize:0.5'])} |")
+                             + "".join(f"{f(mean[c])} | " for c in pcols).rstrip())
         for name, r in m["sets"].items():
             if "auc" not in r:
-                lines.append(f"| {name} (real only) | {r['n_real']} / 0 | | | | | {f(r['fpr_at_threshold'], True)} | | |")
+                lines.append(f"| {name} (real only) | {r['n_real']} / 0 | | | | | {f(r['fpr_at_threshold'], True)} | "
+                             + ("| " * len(perturb)).rstrip())
         lines.append("")
     return "\n".join(lines)
 

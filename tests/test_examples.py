@@ -208,3 +208,17 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         else:
             assert "--spectrum" not in cmd and cmd[cmd.index("--npr") + 1] == best, name
         assert "fusion" in cmd[cmd.index("--name") + 1] and out.parent == tmp_path / r["run"], name
+
+
+def test_twins_table_prints_a_column_per_requested_perturbation_and_na_where_no_set_has_it():
+    table = _load("twins_table")
+    fake = {"n_real": 2, "n_fake": 2, "auc": 0.9, "ap": 0.8, "tpr_at_threshold": 0.5, "tpr_at_5fpr": 0.5,
+            "fpr_at_threshold": 0.0, "auc_jpeg:75": 0.7}
+    out = {"m": {"threshold": 0.5, "sets": {"own/twins-seen": fake, "own/twins-shuffle": {**fake, "auc_jpeg:75": 0.6},
+                                            "full/web": {"n_real": 3, "fpr_at_threshold": 1 / 3}}}}
+    lines = table.markdown(out, ["jpeg:75", "blur:1"]).splitlines()
+    assert lines[2].endswith("| AUC jpeg:75 | AUC blur:1 |")
+    mean = next(l for l in lines if l.startswith("| **mean own**"))
+    assert mean.endswith("| 0.650 | n/a |")                     # mean of 0.7 and 0.6; no set has blur:1
+    real = next(l for l in lines if l.startswith("| full/web"))
+    assert real.count("|") == lines[2].count("|") and "33 %" in real
