@@ -22,7 +22,10 @@ SMALL_SETS = ["twins-small"]   # under the 64 px tile: a group of their own ("sm
 # our own image-translation generators (examples/translation_family.py), when the folders exist: "translate/"
 TRANSLATE_SETS = ["report/translate-seen", "report/translate-unet", "report/translate-gan"]
 LONG_SETS = ["report/long-seen", "report/long-unet"]   # the same, trained longer (train_twins.py's long stage): "long/"
-HELD_GROUPS = {"small": SMALL_SETS, "translate": TRANSLATE_SETS, "long": LONG_SETS}   # group: sets, when they exist
+# 512 px twins of the held-out translation banks (docs/selection-rule-v8.txt): images larger than 16 tiles, "large/"
+LARGE_SETS = ["large-seen", "large-unet", "large-gan"]
+HELD_GROUPS = {"small": SMALL_SETS, "translate": TRANSLATE_SETS, "long": LONG_SETS,
+               "large": LARGE_SETS}   # group: sets, when they exist
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
              "report/downscaled0.5", "report/jpeg75"]
 

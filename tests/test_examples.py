@@ -222,3 +222,48 @@ def test_twins_table_prints_a_column_per_requested_perturbation_and_na_where_no_
     assert mean.endswith("| 0.650 | n/a |")                     # mean of 0.7 and 0.6; no set has blur:1
     real = next(l for l in lines if l.startswith("| full/web"))
     assert real.count("|") == lines[2].count("|") and "33 %" in real
+
+
+def test_retile_changes_only_what_large_images_read_and_recalibrates_the_threshold(tmp_path):
+    import torch
+
+    from ganscan.core.checkpoint import read_metadata, save_checkpoint
+    from ganscan.core.device import choose_precision, resolve_device
+    from ganscan.detectors.evaluate import EvalSettings, score_files
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.registry import build_detector, get_config
+    from ganscan.errors import DataError
+
+    retile = _load("retile")
+    torch.manual_seed(0)
+    arch = "fusion-spectrum-npr32"
+    net = build_detector(arch)
+    state = {**net.state_dict(), "weight": torch.tensor([1.0, 1.0]), "bias": torch.tensor([0.0])}
+    src = tmp_path / "tiles16.safetensors"
+    save_checkpoint(src, state, {"kind": "detector", "arch": arch, "name": "t16", "threshold": 0.5,
+                                 "preprocessing": get_config(arch).preprocessing()})
+    rng = np.random.default_rng(0)
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(small)      # 4 tiles
+    Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(large)      # 64 tiles
+    for kind, size in (("crops", 96), ("photos", 400)):
+        for i in range(10):
+            px = rng.integers(0, 256, (size, size + 8 * i, 3), dtype=np.uint8)
+            p = tmp_path / "calib" / kind / "0_real" / f"{kind}{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(px).save(p)
+    out = tmp_path / "tiles64.safetensors"
+    meta = retile.retile(str(src), 64, [str(tmp_path / "calib")], 0.1, "t64", out)
+    assert read_metadata(out)["preprocessing"]["max_tiles"] == 64 and meta["retiled_from"]["max_tiles"] == 16
+    rates = meta["threshold_calibration"]["fpr_by_kind"]
+    assert set(rates) == {"crops", "photos"} and max(rates.values()) <= 0.1
+    prec, settings = choose_precision(resolve_device("cpu"), "fp32"), EvalSettings(workers=0)
+    before = score_files(load_detector(str(src)), [str(small), str(large)], prec, settings)
+    after = score_files(load_detector(str(out)), [str(small), str(large)], prec, settings)
+    assert after[str(small)][0] == pytest.approx(before[str(small)][0], abs=1e-6)   # 4 tiles: read whole either way
+    assert after[str(large)][0] != pytest.approx(before[str(large)][0], abs=1e-6)   # 64 tiles now, not 16
+    crop = tmp_path / "crop.safetensors"
+    save_checkpoint(crop, state, {"kind": "detector", "arch": arch, "name": "c",
+                                  "preprocessing": {**get_config(arch).preprocessing(), "policy": "crop"}})
+    with pytest.raises(DataError, match="not tiles"):
+        retile.retile(str(crop), 64, [str(tmp_path / "calib")], 0.1, "c64", tmp_path / "c64.safetensors")
