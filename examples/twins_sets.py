@@ -18,7 +18,11 @@ From the held-out reals (``examples/train_twins.py``'s 10 % hash hold-out; never
   quality of 70..95 drawn from a hash of the name (so both twins of a pair share it): fitting the fusion on
   them too weights its members by how they hold up under re-compression;
 - ``heldout/full/camera``: the camera photos of ``camera-exif`` (none is a training image), whole; also
-  halved into ``calib/camera`` (a calibration kind: whole camera JPEGs) and ``report/camera``.
+  halved into ``calib/camera`` (a calibration kind: whole camera JPEGs) and ``report/camera``;
+- ``heldout/report/upscaled-frac`` and ``heldout/calib-frac/upscaled-frac``: every unchanged crop enlarged by a
+  factor of 1.2-1.8 with bilinear, bicubic or Lanczos interpolation (factor and filter drawn from a hash of
+  the name), halved as above. The calibration half is a folder of its own, so the shipped recipes'
+  ``calib/`` stays as they built it (``docs/selection-rule-v9.txt``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,31 @@ def jpeg_copies(src: Path, dst: Path) -> None:
                 load_image(str(f))[0].save(out, "JPEG", quality=jpeg_quality(f.name))
 
 
+FRAC_FILTERS = ("bilinear", "bicubic", "lanczos")
+
+
+def fractional_upscale(name: str) -> tuple[float, str]:
+    """(factor in 1.2-1.8, filter) for a crop, drawn from a hash of its name."""
+    h = int(hashlib.sha1(b"frac:" + name.encode()).hexdigest()[:8], 16)
+    return 1.2 + 0.6 * (h % 1000) / 999, FRAC_FILTERS[(h // 1000) % len(FRAC_FILTERS)]
+
+
+def write_fractional_upscales(unchanged: Path, held: Path) -> None:
+    """Each crop of UNCHANGED enlarged by ``fractional_upscale``, into HELD/report or HELD/calib-frac."""
+    from PIL import Image
+
+    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+    for f in sorted(unchanged.iterdir()):
+        out = held / ("calib-frac" if half(f.name) == "calib" else "report") / "upscaled-frac" / "0_real" / f.name
+        if out.exists():
+            continue
+        factor, filt = fractional_upscale(f.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as img:
+            img.convert("RGB").resize((round(img.width * factor), round(img.height * factor)),
+                                      filters[filt]).save(out.with_suffix(".png"))
+
+
 def link(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not dst.exists():
@@ -72,6 +101,7 @@ def main() -> None:
     for kind_dir in sorted((held / "negatives").iterdir()):
         for f in sorted((kind_dir / "0_real").iterdir()):
             link(f, held / half(f.name) / kind_dir.name / "0_real" / f.name)
+    write_fractional_upscales(held / "negatives" / "unchanged" / "0_real", held)
     for fam in ("autogan1", "progan"):
         for cls in ("0_real", "1_fake"):
             for f in sorted((held / fam / cls).iterdir()):
