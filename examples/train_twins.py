@@ -92,6 +92,12 @@ RECIPES = {
     "v7s": {"pairs": [("pairs", 0, 0.0, 32)], "small": None, "epochs": 8, "arch": "alexnet64-spectrum",
             "name": "ganscan-spectrum-v7s", "run": "run-v7s", "jpeg": (0.1, 60, 100), "translate": True,
             "lr": 2e-4, "member": "spectrum", "partner": "ganscan-twins-v4"},
+    # v10 (a candidate): ganscan-twins-v4 fine-tuned on v4's translation twins plus pairs-rs, whose pairs are enlarged
+    # both members alike by 1.2-1.8x 30 % of the time ("rescale"), so that a photo enlarged by a non-integer factor
+    # belongs to the real class; threshold also on calib-frac (docs/selection-rule-v9.txt)
+    "v10": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
+            "name": "ganscan-twins-v10", "run": "run-v10", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v4", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -177,7 +183,8 @@ def stage_pairs(data: Path, work: Path, args) -> None:
     from ganscan.detectors.train import twins as T
 
     torch.set_num_threads(1)
-    jobs = [(work / f, seed, [T.PairConfig(chain_prob=chain)], crops, 1) for f, seed, chain, crops in pair_jobs(args)]
+    jobs = [(work / f, seed, [T.PairConfig(chain_prob=chain, rescale_prob=args.rescale)], crops, 1)
+            for f, seed, chain, crops in pair_jobs(args)]
     if args.small:
         jobs.append((work / args.small, jobs[-1][1], [T.PairConfig(size=s) for s in (32, 40, 48, 56)], 1, 6))
     train, banks = sources(data, held=False), {}
@@ -379,6 +386,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
         members = ["--spectrum", str(run / "best.safetensors"), "--npr", args.partner]
     else:
         members = ["--npr", str(run / "best.safetensors")]
+    if args.calib_frac:   # the kind of reals enlarged by a non-integer factor (examples/twins_sets.py)
+        extra += ["--calibrate", str(held / "calib-frac")]
     ganscan("models", "fuse", *members, *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
@@ -429,6 +438,10 @@ def main() -> None:
     ap.add_argument("--precision", default=None,
                     help="training precision (default: bf16 on CPUs that compute it natively, ~3x faster here; else auto)")
     ap.add_argument("--resume", action="store_true", help="continue the training run")
+    ap.add_argument("--rescale", type=float, default=0.0,
+                    help="share of pairs enlarged (both members alike) by a non-integer factor of 1.2-1.8")
+    ap.add_argument("--calib-frac", action="store_true",
+                    help="the fusion's threshold also on heldout/calib-frac (reals enlarged 1.2-1.8x)")
     args = ap.parse_args()
     if args.precision is None:
         from ganscan.core.device import cpu_has_fast_bf16
@@ -440,6 +453,7 @@ def main() -> None:
         args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
         args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
         args.long = r.get("long", False)
+        args.rescale, args.calib_frac = r.get("rescale", args.rescale), r.get("calib_frac", False)
         args.run = args.run or str(Path(args.work) / r["run"])
     recipe = RECIPES[args.recipe] if args.recipe else {}
     args.member, args.partner = recipe.get("member", "npr"), recipe.get("partner")   # which member the run trains

@@ -197,7 +197,8 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
     monkeypatch.setattr(tt, "ganscan", lambda *a: calls.append(a))
     for name, r in tt.RECIPES.items():
         args = SimpleNamespace(fsd=False, fit_jpeg=False, translate=r.get("translate", False), long=False,
-                               name=r["name"], member=r.get("member", "npr"), partner=r.get("partner"))
+                               name=r["name"], member=r.get("member", "npr"), partner=r.get("partner"),
+                               calib_frac=r.get("calib_frac", False))
         calls.clear()
         out = tt.stage_fuse(tmp_path, tmp_path / r["run"], args)
         cmd = calls[0]
@@ -208,6 +209,9 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         else:
             assert "--spectrum" not in cmd and cmd[cmd.index("--npr") + 1] == best, name
         assert "fusion" in cmd[cmd.index("--name") + 1] and out.parent == tmp_path / r["run"], name
+        calib = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--calibrate"]
+        assert calib[-1] == str(tmp_path / "heldout" / "calib"), name
+        assert (str(tmp_path / "heldout" / "calib-frac") in calib) == bool(r.get("calib_frac")), name
 
 
 def test_twins_table_prints_a_column_per_requested_perturbation_and_na_where_no_set_has_it():

@@ -101,6 +101,23 @@ def test_chained_pair_is_made_at_4x_by_two_tails():
     assert np.array_equal(np.asarray(pair["real"]), np.asarray(expect_real))
 
 
+def test_rescaled_pair_enlarges_both_members_alike_and_zero_keeps_the_old_pairs():
+    crop = _photo_crops(2, 64)[0]
+    tail = T.build_tail(T.TailSpec("tconv", 8, False, 0, "relu", "random", seed=1, residual_std=0.03))
+    base = dict(size=64, interp_real_prob=0.5, jpeg_prob=0.0, blur_prob=0.0)
+    plain = T.make_pair(crop, tail, T.PairConfig(**base), np.random.default_rng(4))
+    zero = T.make_pair(crop, tail, T.PairConfig(**base, rescale_prob=0.0), np.random.default_rng(4))
+    assert zero["rescale"] == 0.0 and zero["rescale_filter"] == "none"
+    assert all(np.array_equal(np.asarray(plain[k]), np.asarray(zero[k])) for k in ("real", "fake"))
+    big = T.make_pair(crop, tail, T.PairConfig(**base, rescale_prob=1.0), np.random.default_rng(4))
+    assert 1.2 <= big["rescale"] <= 1.8 and big["rescale_filter"] in T.ENLARGE_FILTERS
+    for k in ("real", "fake"):   # the same draws as the plain pair, then both members enlarged the same way
+        expect = T.enlarge_centre(plain[k], big["rescale"], T.ENLARGE_FILTERS[big["rescale_filter"]])
+        assert big[k].size == (64, 64)
+        assert np.abs(np.asarray(big[k], float) - np.asarray(expect, float)).max() <= 1   # factor rounded in the record
+        assert not np.array_equal(np.asarray(big[k]), np.asarray(plain[k]))
+
+
 def test_chain_prob_chains_some_tails_and_zero_keeps_the_old_pairs(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

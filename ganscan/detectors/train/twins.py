@@ -38,6 +38,8 @@ TAIL_KINDS = ("tconv", "nearest", "bilinear", "shuffle", "zeroins")
 DOWN_FILTERS = {"box": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 UP_FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
               "lanczos": Image.LANCZOS}
+# the filters a photo is enlarged with by a non-integer factor (nearest is left to scan's repeated_lines flag)
+ENLARGE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
 
 class _ZeroInsert(nn.Module):
@@ -192,6 +194,8 @@ class PairConfig:
     blur_prob: float = 0.1
     blur_sigma: tuple[float, float] = (0.2, 1.0)
     chain_prob: float = 0.0         # share of fakes made 4x: down-scaled 4x, then two tails in a row
+    rescale_prob: float = 0.0       # share of pairs whose two members are enlarged alike by a non-integer factor
+    rescale_range: tuple[float, float] = (1.2, 1.8)
 
 
 def _geom(img: Image.Image, k: int) -> Image.Image:
@@ -224,15 +228,27 @@ def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Gen
         t = tail(to_tensor(down))
         fake = to_image(tail2(t.clamp(-1, 1)) if tail2 is not None else t)
     real = down.resize((s, s), UP_FILTERS[up_name]) if interp else crop
+    factor, rs_name = 0.0, "none"   # drawn only when asked, so that other recipes keep their pairs byte for byte
+    if cfg.rescale_prob > 0 and rng.random() < cfg.rescale_prob:
+        factor, rs_name = float(rng.uniform(*cfg.rescale_range)), str(rng.choice(list(ENLARGE_FILTERS)))
     out = {}
     for name, im in (("real", real), ("fake", fake)):
         im = _geom(im, geom)
         if blur:
             im = im.filter(ImageFilter.GaussianBlur(sigma))
-        out[name] = im
+        out[name] = enlarge_centre(im, factor, ENLARGE_FILTERS[rs_name]) if factor else im
     out.update(down=down_name, up=up_name if interp else "none", geom=geom, blur=sigma if blur else 0.0,
-               jpeg=quality if jpeg else 0)
+               jpeg=quality if jpeg else 0, rescale=round(factor, 4), rescale_filter=rs_name)
     return out
+
+
+def enlarge_centre(im: Image.Image, factor: float, resample) -> Image.Image:
+    """``im`` enlarged by ``factor`` (> 1) and centre-cropped back to its own size, as a photo enlarged by a
+    non-integer factor looks in any crop of it."""
+    w, h = im.size
+    big = im.resize((max(w, round(w * factor)), max(h, round(h * factor))), resample)
+    x0, y0 = (big.width - w) // 2, (big.height - h) // 2
+    return big.crop((x0, y0, x0 + w, y0 + h))
 
 
 def save_pair_image(im: Image.Image, path_stem: Path, jpeg_quality: int) -> Path:
@@ -321,13 +337,14 @@ def write_twins(sources: list[str], out_dir: str | os.PathLike, bank: list[tuple
                 fp = save_pair_image(pair["fake"], out / "1_fake" / f"{stem0}_{j}", pair["jpeg"])
                 rows.append({"source": src, "real": rp.name, "fake": fp.name, "tail": name,
                              "down": pair["down"], "real_up": pair["up"], "geom": pair["geom"], "blur": pair["blur"],
-                             "jpeg": pair["jpeg"]})
+                             "jpeg": pair["jpeg"], **({"rescale": pair["rescale"], "rescale_filter": pair["rescale_filter"]}
+                                                      if cfg.rescale_prob > 0 else {})})
                 counts["pairs"] += 1
         if progress:
             progress(i + 1, len(sources))
     with open(out / "pairs.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["source", "real", "fake", "tail", "down", "real_up", "geom", "blur",
-                                          "jpeg"])
+                                          "jpeg"] + (["rescale", "rescale_filter"] if cfg.rescale_prob > 0 else []))
         w.writeheader()
         w.writerows(rows)
     return counts
