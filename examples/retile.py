@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 
 def retile(model: str, tiles: int, calibrate: list[str], fpr: float, name: str, output: Path) -> dict:
     """Write ``output`` (``model``'s tensors, tile cap ``tiles``, recalibrated threshold); its metadata."""
+    from dataclasses import replace
+
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
     from ganscan.core.device import choose_precision, configure_threads, default_workers, resolve_device
     from ganscan.data.datasets import test_sets
@@ -32,21 +33,19 @@ def retile(model: str, tiles: int, calibrate: list[str], fpr: float, name: str, 
 
     src = resolve_detector(model)
     state, meta = load_checkpoint(src)
-    pre = dict(meta.get("preprocessing") or {})
-    if pre.get("policy") != "tiles":
-        raise DataError(f"{model}: preprocessing {pre.get('policy', 'unknown')!r}, not tiles: no tile cap to change")
-    pre["max_tiles"] = int(tiles)
+    old = dict(meta.get("preprocessing") or {})
+    if old.get("policy") != "tiles":
+        raise DataError(f"{model}: preprocessing {old.get('policy', 'unknown')!r}, not tiles: no tile cap to change")
+    pre = {**old, "max_tiles": int(tiles)}
     meta = {**meta, "preprocessing": pre, "name": name,
-            "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int((meta.get("preprocessing") or {})
-                                                                                        .get("max_tiles", 16))}}
+            "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int(old.get("max_tiles", 16))}}
     configure_threads()
     prec = choose_precision(resolve_device("auto"), "auto")
     settings = EvalSettings(workers=default_workers())
     sets = [s for d in calibrate for s in test_sets(d)]
-    with tempfile.TemporaryDirectory() as tmp:   # the detector as it will score, to calibrate it
-        probe = Path(tmp) / "probe.safetensors"
-        save_checkpoint(probe, state, meta)
-        meta.update(calibrate_threshold(load_detector(str(probe)), sets, fpr, prec, settings))
+    det = load_detector(str(src))   # scored as the new checkpoint will score: the same network, the new cap
+    det = replace(det, config=det.config.with_preprocessing(pre))
+    meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)
     print(f"wrote {output} (max_tiles {tiles}, threshold {meta['threshold']:.4f}, sha256 {sha})")

@@ -56,20 +56,21 @@ def jpeg_copies(src: Path, dst: Path) -> None:
                 load_image(str(f))[0].save(out, "JPEG", quality=jpeg_quality(f.name))
 
 
-FRAC_FILTERS = ("bilinear", "bicubic", "lanczos")
-
-
 def fractional_upscale(name: str) -> tuple[float, str]:
-    """(factor in 1.2-1.8, filter) for a crop, drawn from a hash of its name."""
+    """(factor in 1.2-1.8, filter: a key of the twins' ENLARGE_FILTERS) for a crop, drawn from a hash of its name."""
+    from ganscan.detectors.train.twins import ENLARGE_FILTERS
+
     h = int(hashlib.sha1(b"frac:" + name.encode()).hexdigest()[:8], 16)
-    return 1.2 + 0.6 * (h % 1000) / 999, FRAC_FILTERS[(h // 1000) % len(FRAC_FILTERS)]
+    names = list(ENLARGE_FILTERS)
+    return 1.2 + 0.6 * (h % 1000) / 999, names[(h // 1000) % len(names)]
 
 
 def write_fractional_upscales(unchanged: Path, held: Path) -> None:
     """Each crop of UNCHANGED enlarged by ``fractional_upscale``, into HELD/report or HELD/calib-frac."""
     from PIL import Image
 
-    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+    from ganscan.detectors.train.twins import ENLARGE_FILTERS
+
     for f in sorted(unchanged.iterdir()):
         out = held / ("calib-frac" if half(f.name) == "calib" else "report") / "upscaled-frac" / "0_real" / f.name
         if out.exists():
@@ -78,7 +79,7 @@ def write_fractional_upscales(unchanged: Path, held: Path) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(f) as img:
             img.convert("RGB").resize((round(img.width * factor), round(img.height * factor)),
-                                      filters[filt]).save(out.with_suffix(".png"))
+                                      ENLARGE_FILTERS[filt]).save(out.with_suffix(".png"))
 
 
 def link(src: Path, dst: Path) -> None:
