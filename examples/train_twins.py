@@ -108,6 +108,10 @@ TRANSLATE_BANKS = [(0, "train", "resnet3,resnet4,resnet-up", 3, 150, 0.0, 400, N
                    (19, "held", "unet,resnet4", 1, 300, 0.05, 300, None, ())]
 TRANSLATE_PAIRS = [("bank-s0", "translate", "train", 0, 8), ("bank-s9", "heldout/translate-seen", "held", 9, 4),
                    ("bank-s9u", "heldout/translate-unet", "held", 10, 4), ("bank-s19", "heldout/translate-gan", "held", 19, 4)]
+# large/ (docs/selection-rule-v8.txt): 512 px twins of the held-out photos by the three held-out banks, reported whole
+# (images of more than 16 tiles); (bank, folder, side, seed, most crops per photo, side of the pair's images)
+LARGE_PAIRS = [("bank-s9", "heldout/large-seen", "held", 109, 4, 512), ("bank-s9u", "heldout/large-unet", "held", 110, 4, 512),
+               ("bank-s19", "heldout/large-gan", "held", 119, 4, 512)]
 # the long stage: fewer, bigger nets (width 32, 6 residual blocks) trained 1,500 steps with the adversarial loss
 # and CycleGAN's LR decay; bank-s39's U-Net moves to bank-s39u (left out of training, as in bank-s9u)
 LONG_NET = ("--width", "32", "--blocks", "6", "--decay", "0.5")
@@ -118,7 +122,7 @@ LONG_PAIRS = [("bank-s30", "long-train", "train", 30, 8), ("bank-s39", "heldout/
 # per stage: banks, pair folders, the held-out folders to halve (with the folder their fusion-fit half goes to;
 # None: that half is unused) and the validation mix (name, parts under heldout/)
 FAMILY_STAGES = {
-    "translate": (TRANSLATE_BANKS, TRANSLATE_PAIRS, {"translate-seen": "fit-translate", "translate-unet": None,
+    "translate": (TRANSLATE_BANKS, TRANSLATE_PAIRS + LARGE_PAIRS, {"translate-seen": "fit-translate", "translate-unet": None,
                                                      "translate-gan": None},
                   ("val-mix", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen"})),
     "long": (LONG_BANKS, LONG_PAIRS, {"long-seen": "fit-long", "long-unet": None},
@@ -308,9 +312,10 @@ def stage_translate(data: Path, work: Path, stage: str = "translate") -> None:
             (banks / split[1]).mkdir()
             for f in sorted((banks / f"bank-s{seed}").glob(f"{split[0]}-*")):
                 f.rename(banks / split[1] / f.name)
-    for bank, out, side, seed, crops in pair_specs:
+    for bank, out, side, seed, crops, *size in pair_specs:
         subprocess.run([sys.executable, script, "pairs", "--data", str(data), "--work", str(work), "--bank", bank,
-                        "--out", out, "--side", side, "--seed", str(seed), "--max-crops", str(crops)], check=True)
+                        "--out", out, "--side", side, "--seed", str(seed), "--max-crops", str(crops),
+                        *(("--size", str(size[0])) if size else ())], check=True)
     held = work / "heldout"
     for name, fit in halves.items():
         if not (held / "report" / name).is_dir():
@@ -339,7 +344,7 @@ def stage_train(work: Path, args) -> Path:
     if args.small:
         pairs += sorted((work / args.small).glob("size*"))
     for stage in family_stages(args):   # each family's training twins go first, the latest family first
-        pairs = [work / out for _, out, side, _, _ in FAMILY_STAGES[stage][1] if side == "train"] + pairs
+        pairs = [work / out for _, out, side, *_ in FAMILY_STAGES[stage][1] if side == "train"] + pairs
     init = ["--init", args.init] if args.init else []
     cmd = ["train", *[a for p in pairs for a in ("--real", str(p / "0_real"), "--fake", str(p / "1_fake"))], *init,
            "--val", str(work / "heldout" / val_set(args)), "--arch", args.arch, "--crop", "64", "--epochs", str(args.epochs),

@@ -134,7 +134,7 @@ def test_translation_generators_keep_size_and_their_twins_share_format_and_size(
     for arch in tf.ARCHS:
         g = tf.build({"arch": arch, "task": "sr", "ngf": 8, "blocks": 1, "depth": 5, "norm": "instance", "seed": 1})
         y = g(torch.rand(1, 3, 64, 64) * 2 - 1)
-        assert y.shape == (1, 3, 64, 64) and float(y.abs().max()) <= 1.0
+        assert y.shape == (1, 3, 64, 64) and float(y.detach().abs().max()) <= 1.0
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     assert torch.equal(tf.degrade(x, "identity"), x)
     gray = tf.degrade(x, "gray")
@@ -189,6 +189,26 @@ def test_each_family_stage_makes_its_pairs_from_its_own_banks_and_halves_only_fo
         assert {v for k, v in parts.items() if v.startswith("fit-")} <= fits | {"fit-translate/translate-seen"}, stage
     for r in tt.RECIPES.values():
         assert not r.get("long") or r.get("translate")   # the long mix reads translate's fit half
+
+
+def test_the_translate_stage_writes_the_large_family_that_twins_table_reports(tmp_path, monkeypatch):
+    tt, table = _load("train_twins"), _load("twins_table")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))   # as when the script runs: it imports translation_family
+    calls = []
+    monkeypatch.setattr(tt.subprocess, "run", lambda cmd, check: calls.append(cmd))
+    held = tmp_path / "heldout"
+    for d in [tmp_path / "translate-banks" / "bank-s9u", held / "val-mix",
+              *(held / "report" / n for n in tt.FAMILY_STAGES["translate"][2])]:
+        d.mkdir(parents=True)
+    tt.stage_translate(tmp_path / "data", tmp_path, "translate")
+    pairs = {c[c.index("--out") + 1]: c for c in calls if "pairs" in c}
+    large = {out.removeprefix("heldout/"): c for out, c in pairs.items() if "large" in out}
+    assert set(large) == set(table.LARGE_SETS)
+    for c in large.values():
+        assert c[c.index("--side") + 1] == "held" and c[c.index("--size") + 1] == "512"   # 64 tiles: over the cap
+    assert all("--size" not in c for out, c in pairs.items() if "large" not in out)     # the 128 px families as before
+    assert {large[n][large[n].index("--bank") + 1] for n in large} == \
+        {pairs[f"heldout/translate-{k}"][pairs[f"heldout/translate-{k}"].index("--bank") + 1] for k in ("seen", "unet", "gan")}
 
 
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
