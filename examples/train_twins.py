@@ -98,6 +98,12 @@ RECIPES = {
     "v10": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
             "name": "ganscan-twins-v10", "run": "run-v10", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v4", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
+    # v12 (a candidate, docs/selection-rule-v10.txt): the twin member in one build from scratch on the union of what
+    # the v2 -> v4 -> v10 chain of fine-tunes learnt from: v2's three pair folders made with v10's shared enlargement,
+    # v2's small pairs and v4's translation twins
+    "v12": {"pairs": [("pairs-rs", 0, 0.0, 32), ("pairs2-rs", 1, 0.0, 32), ("pairs3-rs", 2, 0.5, 16)],
+            "small": "pairs-small", "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v12", "run": "run-v12",
+            "jpeg": (0.1, 30, 100), "translate": True, "lr": 2e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
