@@ -415,6 +415,20 @@ def stage_table(data: Path, work: Path, run: Path, args) -> None:
                     "--work", str(work), "--data", str(data), "-o", str(run / "table.json")], check=True)
 
 
+def apply_recipe(args) -> None:
+    """Set what ``--recipe`` names; ``--init`` and ``--run`` given on the command line win over the recipe's (so
+    ``--recipe v4 --init runs/twins/run-v2-32/best.safetensors`` fine-tunes a rebuilt v2 instead of the shipped one)."""
+    if not args.recipe:
+        return
+    r = RECIPES[args.recipe]
+    args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
+    args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
+    args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
+    args.long = r.get("long", False)
+    args.rescale, args.calib_frac = r.get("rescale", args.rescale), r.get("calib_frac", False)
+    args.run = args.run or str(Path(args.work) / r["run"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data")
@@ -440,7 +454,8 @@ def main() -> None:
                     help="the translate stage: our own translation generators' twins, trained on and held out")
     ap.add_argument("--long", action="store_true",
                     help="the long stage: twins of longer-trained translation generators (needs --translate)")
-    ap.add_argument("--init", default=None, help="fine-tune this detector (a shipped name or a file)")
+    ap.add_argument("--init", default=None,
+                    help="fine-tune this detector (a shipped name or a file); with --recipe, instead of the recipe's own")
     ap.add_argument("--name", default="ganscan-twins-v1")
     ap.add_argument("--chain-prob", type=float, default=0.0,
                     help="share of the first pair folder's fakes made at 4x by two tails in a row")
@@ -458,14 +473,7 @@ def main() -> None:
         from ganscan.core.device import cpu_has_fast_bf16
 
         args.precision = "bf16" if cpu_has_fast_bf16() else "auto"
-    if args.recipe:
-        r = RECIPES[args.recipe]
-        args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
-        args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
-        args.translate, args.init, args.lr = r.get("translate", False), r.get("init"), r.get("lr", args.lr)
-        args.long = r.get("long", False)
-        args.rescale, args.calib_frac = r.get("rescale", args.rescale), r.get("calib_frac", False)
-        args.run = args.run or str(Path(args.work) / r["run"])
+    apply_recipe(args)
     recipe = RECIPES[args.recipe] if args.recipe else {}
     args.member, args.partner = recipe.get("member", "npr"), recipe.get("partner")   # which member the run trains
     data, work = Path(args.data), Path(args.work)

@@ -211,6 +211,23 @@ def test_the_translate_stage_writes_the_large_family_that_twins_table_reports(tm
         {pairs[f"heldout/translate-{k}"][pairs[f"heldout/translate-{k}"].index("--bank") + 1] for k in ("seen", "unet", "gan")}
 
 
+def test_a_recipe_fine_tunes_its_own_init_unless_the_command_line_names_another():
+    tt = _load("train_twins")
+
+    def args(**kw):
+        base = dict(recipe="v10", init=None, run=None, work="w", lr=2e-4, rescale=0.0)
+        return SimpleNamespace(**{**base, **kw})
+    a = args()
+    tt.apply_recipe(a)
+    assert a.init == "ganscan-twins-v4" and a.run == str(Path("w") / "run-v10") and a.rescale == 0.3
+    b = args(init="runs/x/best.safetensors", run="runs/mine")
+    tt.apply_recipe(b)
+    assert b.init == "runs/x/best.safetensors" and b.run == "runs/mine" and b.epochs == 3
+    c = args(recipe="v12")
+    tt.apply_recipe(c)
+    assert c.init is None and c.small == "pairs-small"   # from scratch
+
+
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
     tt = _load("train_twins")
     calls = []
