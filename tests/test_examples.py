@@ -308,3 +308,21 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
                                   "preprocessing": {**get_config(arch).preprocessing(), "policy": "crop"}})
     with pytest.raises(DataError, match="not tiles"):
         retile.retile(str(crop), 64, [str(tmp_path / "calib")], 0.1, "c64", tmp_path / "c64.safetensors")
+
+
+def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarged_image(tmp_path):
+    be = _load("band_energy")
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
+    assert abs(be.top_octave_share(noise) - 0.75) < 0.05          # white noise: three quarters of the plane
+    enlarged = noise.resize((32, 32), Image.BOX).resize((64, 64), Image.BICUBIC)
+    assert be.top_octave_share(enlarged) < 0.2 * be.top_octave_share(noise)    # bicubic 2x: about 0.09
+    assert be.top_octave_share(Image.new("L", (32, 32), 128)) == 0.0   # a flat image has no energy at all
+    for cls, img in (("0_real", noise), ("1_fake", enlarged)):
+        (tmp_path / "set" / cls).mkdir(parents=True)
+        img.convert("RGB").save(tmp_path / "set" / cls / "a.png")
+    (tmp_path / "set" / "1_fake" / "broken.png").write_bytes(b"not an image")
+    out = be.measure(tmp_path / "set", limit=10, quality=75)
+    assert out["0_real"]["share"] > 0.6 and out["1_fake"]["share"] < 0.15
+    assert out["1_fake"]["files"] == 1 and out["1_fake"]["unreadable"] == 1   # counted, not fatal
+    assert 0.0 <= out["0_real"]["share_jpeg"] <= 1.0
+    assert be.measure(tmp_path / "set", limit=10, quality=None)["0_real"]["share_jpeg"] is None   # --jpeg 0
