@@ -22,7 +22,10 @@ From the held-out reals (``examples/train_twins.py``'s 10 % hash hold-out; never
 - ``heldout/report/upscaled-frac`` and ``heldout/calib-frac/upscaled-frac``: every unchanged crop enlarged by a
   factor of 1.2-1.8 with bilinear, bicubic or Lanczos interpolation (factor and filter drawn from a hash of
   the name), halved as above. The calibration half is a folder of its own, so the shipped recipes'
-  ``calib/`` stays as they built it (``docs/selection-rule-v9.txt``).
+  ``calib/`` stays as they built it (``docs/selection-rule-v9.txt``);
+- ``heldout/report/upscaled2x-jpeg75`` and ``heldout/calib-u2j/upscaled2x-jpeg75``: every 2x up-scaled crop
+  (``negatives/upscaled2x``) saved as JPEG 75, as a photo enlarged and then re-saved for the web is, halved as
+  above (``docs/selection-rule-v10.txt``).
 """
 
 from __future__ import annotations
@@ -82,6 +85,18 @@ def write_fractional_upscales(unchanged: Path, held: Path) -> None:
                                       ENLARGE_FILTERS[filt]).save(out.with_suffix(".png"))
 
 
+def write_upscaled_jpegs(upscaled: Path, held: Path, quality: int = 75) -> None:
+    """Each crop of UPSCALED saved as JPEG ``quality``, into HELD/report or HELD/calib-u2j."""
+    from PIL import Image
+
+    for f in sorted(upscaled.iterdir()):
+        sub = "calib-u2j" if half(f.name) == "calib" else "report"
+        out = held / sub / f"upscaled2x-jpeg{quality}" / "0_real" / (f.stem + ".jpg")
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            Image.open(f).convert("RGB").save(out, "JPEG", quality=quality)
+
+
 def link(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not dst.exists():
@@ -103,6 +118,7 @@ def main() -> None:
         for f in sorted((kind_dir / "0_real").iterdir()):
             link(f, held / half(f.name) / kind_dir.name / "0_real" / f.name)
     write_fractional_upscales(held / "negatives" / "unchanged" / "0_real", held)
+    write_upscaled_jpegs(held / "negatives" / "upscaled2x" / "0_real", held)
     for fam in ("autogan1", "progan"):
         for cls in ("0_real", "1_fake"):
             for f in sorted((held / fam / cls).iterdir()):

@@ -27,7 +27,7 @@ LARGE_SETS = ["large-seen", "large-unet", "large-gan"]
 HELD_GROUPS = {"small": SMALL_SETS, "translate": TRANSLATE_SETS, "long": LONG_SETS,
                "large": LARGE_SETS}   # group: sets, when they exist
 REAL_SETS = ["small-real", "full/camera", "report/camera", "full/lossless", "full/web", "report/unchanged", "report/upscaled2x",
-             "report/upscaled-frac",
+             "report/upscaled-frac", "report/upscaled2x-jpeg75",
              "report/downscaled0.5", "report/jpeg75"]
 
 
