@@ -326,3 +326,27 @@ def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarge
     assert out["1_fake"]["files"] == 1 and out["1_fake"]["unreadable"] == 1   # counted, not fatal
     assert 0.0 <= out["0_real"]["share_jpeg"] <= 1.0
     assert be.measure(tmp_path / "set", limit=10, quality=None)["0_real"]["share_jpeg"] is None   # --jpeg 0
+
+
+def test_twins_sets_writes_each_upscaled_crop_as_jpeg75_into_its_half(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    ts = _load("twins_sets")
+    up = tmp_path / "negatives" / "upscaled2x" / "0_real"
+    up.mkdir(parents=True)
+    names = [f"crop{i}.png" for i in range(12)]
+    for i, n in enumerate(names):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(up / n)
+    ts.write_upscaled_jpegs(up, tmp_path)
+    Image.new("RGB", (8, 8)).save(tmp_path / "ref.jpg", "JPEG", quality=75)
+    q75 = Image.open(tmp_path / "ref.jpg").quantization                    # quality 75's tables
+    halves = {n: ("calib-u2j" if ts.half(n) == "calib" else "report") for n in names}
+    assert set(halves.values()) == {"calib-u2j", "report"}                 # both halves get some
+    for n, sub in halves.items():
+        out = tmp_path / sub / "upscaled2x-jpeg75" / "0_real" / n.replace(".png", ".jpg")
+        other = tmp_path / ({"calib-u2j": "report", "report": "calib-u2j"}[sub]) / "upscaled2x-jpeg75" / "0_real" / out.name
+        assert out.exists() and not other.exists()
+        with Image.open(out) as im:
+            assert im.format == "JPEG" and im.size == (32, 32) and im.quantization == q75
+    first = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.jpg"))
+    ts.write_upscaled_jpegs(up, tmp_path)                                   # a second run writes nothing again
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.jpg")) == first
