@@ -14,7 +14,6 @@ by bicubic interpolation about 0.09. It reads the first ``--limit`` files of eac
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -34,19 +33,13 @@ def top_octave_share(img: Image.Image) -> float:
     return float(power[np.maximum(fy, fx) > 0.5].sum() / total)
 
 
-def jpeg_pass(img: Image.Image, quality: int) -> Image.Image:
-    buf = io.BytesIO()
-    img.convert("RGB").save(buf, "JPEG", quality=quality)
-    buf.seek(0)
-    return Image.open(buf)
-
-
 def classes(folder: Path) -> dict[str, Path]:
     found = {c: folder / c for c in ("0_real", "1_fake") if (folder / c).is_dir()}
     return found or {"images": folder}
 
 
 def measure(folder: Path, limit: int, quality: int | None) -> dict[str, dict]:
+    from ganscan.data.augment import jpeg_roundtrip
     from ganscan.data.datasets import list_images
     from ganscan.data.decode import load_image
 
@@ -62,7 +55,7 @@ def measure(folder: Path, limit: int, quality: int | None) -> dict[str, dict]:
                 continue
             clean.append(top_octave_share(img))
             if quality:
-                jpeg.append(top_octave_share(jpeg_pass(img, quality)))
+                jpeg.append(top_octave_share(jpeg_roundtrip(img, quality)))
         out[name] = {"files": len(clean), "unreadable": bad, "share": float(np.mean(clean)) if clean else None,
                      "share_jpeg": float(np.mean(jpeg)) if jpeg else None}
     return out

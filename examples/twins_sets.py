@@ -59,6 +59,11 @@ def jpeg_copies(src: Path, dst: Path) -> None:
                 load_image(str(f))[0].save(out, "JPEG", quality=jpeg_quality(f.name))
 
 
+def halved(held: Path, calib: str, name: str) -> Path:
+    """HELD/CALIB for the calibration half of ``name`` (by ``half``), HELD/report for the other."""
+    return held / (calib if half(name) == "calib" else "report")
+
+
 def fractional_upscale(name: str) -> tuple[float, str]:
     """(factor in 1.2-1.8, filter: a key of the twins' ENLARGE_FILTERS) for a crop, drawn from a hash of its name."""
     from ganscan.detectors.train.twins import ENLARGE_FILTERS
@@ -75,7 +80,7 @@ def write_fractional_upscales(unchanged: Path, held: Path) -> None:
     from ganscan.detectors.train.twins import ENLARGE_FILTERS
 
     for f in sorted(unchanged.iterdir()):
-        out = held / ("calib-frac" if half(f.name) == "calib" else "report") / "upscaled-frac" / "0_real" / f.name
+        out = halved(held, "calib-frac", f.name) / "upscaled-frac" / "0_real" / f.name
         if out.exists():
             continue
         factor, filt = fractional_upscale(f.name)
@@ -90,11 +95,11 @@ def write_upscaled_jpegs(upscaled: Path, held: Path, quality: int = 75) -> None:
     from PIL import Image
 
     for f in sorted(upscaled.iterdir()):
-        sub = "calib-u2j" if half(f.name) == "calib" else "report"
-        out = held / sub / f"upscaled2x-jpeg{quality}" / "0_real" / (f.stem + ".jpg")
+        out = halved(held, "calib-u2j", f.name) / f"upscaled2x-jpeg{quality}" / "0_real" / (f.stem + ".jpg")
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            Image.open(f).convert("RGB").save(out, "JPEG", quality=quality)
+            with Image.open(f) as img:
+                img.convert("RGB").save(out, "JPEG", quality=quality)
 
 
 def link(src: Path, dst: Path) -> None:
@@ -123,7 +128,7 @@ def main() -> None:
         for cls in ("0_real", "1_fake"):
             for f in sorted((held / fam / cls).iterdir()):
                 if f.suffix.lower() in (".png", ".jpg", ".jpeg"):
-                    link(f, held / ("fit" if half(f.name) == "calib" else "report") / fam / cls / f.name)
+                    link(f, halved(held, "fit", f.name) / fam / cls / f.name)
     for src in [held / "twins-seen", *sorted((held / "fit").iterdir())]:
         jpeg_copies(src, held / "fit-jpeg" / src.name)
     full = held / "full"
