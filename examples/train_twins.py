@@ -59,7 +59,8 @@ HOLDOUT = 0.10
 SOURCES = ("camera-full", "dreambooth", "cats", "photos-lossless", "flowers128", "celeba128")
 TRAIN_KINDS = ("tconv", "nearest", "bilinear", "zeroins")
 HELD_KIND = "shuffle"
-# --recipe: the named builds (v1, v2 shipped). Pair folders: (folder, seed, share of 4x chains, most crops per photo);
+# --recipe: the named builds (v1, v2 shipped). Pair folders: (folder, seed, share of 4x chains, most crops per photo,
+# and optionally a dict of PairConfig fields that folder sets, e.g. the share of standard-up-scaled real twins);
 # jpeg: train-time JPEG re-compression (probability, lowest quality, highest quality); fit_jpeg: the fusion is
 # fitted on heldout/fit-jpeg too.
 PAIRS_V2 = [("pairs", 0, 0.0, 32), ("pairs2", 1, 0.0, 32), ("pairs3", 2, 0.5, 16)]
@@ -104,6 +105,14 @@ RECIPES = {
     "v12": {"pairs": [("pairs-rs", 0, 0.0, 32), ("pairs2-rs", 1, 0.0, 32), ("pairs3-rs", 2, 0.5, 16)],
             "small": "pairs-small", "epochs": 8, "arch": "npr32", "name": "ganscan-twins-v12", "run": "run-v12",
             "jpeg": (0.1, 30, 100), "translate": True, "lr": 2e-4, "rescale": 0.3, "calib_frac": True},
+    # v14 (a candidate, docs/selection-rule-v14.txt): ganscan-twins-v10 fine-tuned on v10's data plus pairs-u2j, in which
+    # every real twin is standard-up-scaled and every pair is JPEG-compressed (quality 60-95, both members alike), so
+    # that a photo enlarged and then compressed belongs to the real class; threshold also on calib-u2j
+    "v14": {"pairs": [("pairs-rs", 0, 0.0, 32),
+                      ("pairs-u2j", 4, 0.0, 16, {"interp_real_prob": 1.0, "jpeg_prob": 1.0, "jpeg_quality": (60, 95)})],
+            "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v14", "run": "run-v14",
+            "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3,
+            "calib_frac": True, "calib_u2j": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -177,11 +186,12 @@ def progress(label: str):
     return report
 
 
-def pair_jobs(args) -> list[tuple[str, int, float, int]]:
-    """(folder, seed, chain share, most crops per photo) of every pair folder the pairs stage writes."""
+def pair_jobs(args) -> list[tuple[str, int, float, int, dict]]:
+    """(folder, seed, chain share, most crops per photo, PairConfig fields) of every pair folder the pairs stage
+    writes."""
     if args.recipe:
-        return RECIPES[args.recipe]["pairs"]
-    return [(args.pairs[0], args.seed, args.chain_prob, args.max_crops)]
+        return [(*j[:4], j[4] if len(j) > 4 else {}) for j in RECIPES[args.recipe]["pairs"]]
+    return [(args.pairs[0], args.seed, args.chain_prob, args.max_crops, {})]
 
 
 def stage_pairs(data: Path, work: Path, args) -> None:
@@ -193,8 +203,8 @@ def stage_pairs(data: Path, work: Path, args) -> None:
     from ganscan.detectors.train import twins as T
 
     torch.set_num_threads(1)
-    jobs = [(work / f, seed, [T.PairConfig(chain_prob=chain, rescale_prob=args.rescale)], crops, 1)
-            for f, seed, chain, crops in pair_jobs(args)]
+    jobs = [(work / f, seed, [T.PairConfig(chain_prob=chain, rescale_prob=args.rescale, **fields)], crops, 1)
+            for f, seed, chain, crops, fields in pair_jobs(args)]
     if args.small:
         jobs.append((work / args.small, jobs[-1][1], [T.PairConfig(size=s) for s in (32, 40, 48, 56)], 1, 6))
     train, banks = sources(data, held=False), {}
@@ -399,6 +409,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
         members = ["--npr", str(run / "best.safetensors")]
     if args.calib_frac:   # the kind of reals enlarged by a non-integer factor (examples/twins_sets.py)
         extra += ["--calibrate", str(held / "calib-frac")]
+    if args.calib_u2j:   # reals enlarged 2x and then saved as JPEG 75 (examples/twins_sets.py)
+        extra += ["--calibrate", str(held / "calib-u2j")]
     ganscan("models", "fuse", *members, *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
@@ -426,6 +438,7 @@ def apply_recipe(args) -> None:
     args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
     args.long = r.get("long", False)
     args.rescale, args.calib_frac = r.get("rescale", args.rescale), r.get("calib_frac", False)
+    args.calib_u2j = r.get("calib_u2j", False)
     args.run = args.run or str(Path(args.work) / r["run"])
 
 
@@ -468,6 +481,8 @@ def main() -> None:
                     help="share of pairs enlarged (both members alike) by a non-integer factor of 1.2-1.8")
     ap.add_argument("--calib-frac", action="store_true",
                     help="the fusion's threshold also on heldout/calib-frac (reals enlarged 1.2-1.8x)")
+    ap.add_argument("--calib-u2j", action="store_true",
+                    help="the fusion's threshold also on heldout/calib-u2j (reals enlarged 2x, then JPEG 75)")
     args = ap.parse_args()
     if args.precision is None:
         from ganscan.core.device import cpu_has_fast_bf16

@@ -235,7 +235,7 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
     for name, r in tt.RECIPES.items():
         args = SimpleNamespace(fsd=False, fit_jpeg=False, translate=r.get("translate", False), long=False,
                                name=r["name"], member=r.get("member", "npr"), partner=r.get("partner"),
-                               calib_frac=r.get("calib_frac", False))
+                               calib_frac=r.get("calib_frac", False), calib_u2j=r.get("calib_u2j", False))
         calls.clear()
         out = tt.stage_fuse(tmp_path, tmp_path / r["run"], args)
         cmd = calls[0]
@@ -249,6 +249,40 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         calib = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--calibrate"]
         assert calib[-1] == str(tmp_path / "heldout" / "calib"), name
         assert (str(tmp_path / "heldout" / "calib-frac") in calib) == bool(r.get("calib_frac")), name
+        assert (str(tmp_path / "heldout" / "calib-u2j") in calib) == bool(r.get("calib_u2j")), name
+
+
+def test_a_recipe_pair_folder_sets_its_own_pair_fields_and_the_others_keep_the_defaults(tmp_path, monkeypatch):
+    from ganscan.detectors.train import twins as T
+
+    tt = _load("train_twins")
+    monkeypatch.setattr(tt, "sources", lambda data, held: [f"p{i}.jpg" for i in range(3)])
+    monkeypatch.setattr(tt, "fit_crops", lambda paths: [])
+    monkeypatch.setattr(T, "build_bank", lambda seed, *a, **k: f"bank{seed}")
+    seen = {}
+    monkeypatch.setattr(T, "write_twins", lambda src, dst, bank, cfg, **k: seen.setdefault(Path(dst).name, (bank, cfg)))
+    args = SimpleNamespace(recipe="v14", rescale=0.3, small=None, tails_per_kind=1)
+    assert [j[0] for j in tt.pair_jobs(args)] == ["pairs-rs", "pairs-u2j"]
+    tt.stage_pairs(tmp_path / "data", tmp_path, args)
+    rs, u2j = seen["pairs-rs"][1], seen["pairs-u2j"][1]
+    assert rs == T.PairConfig(rescale_prob=0.3)                                   # pairs-rs exactly as v10 made it
+    assert (u2j.interp_real_prob, u2j.jpeg_prob, u2j.jpeg_quality, u2j.rescale_prob) == (1.0, 1.0, (60, 95), 0.3)
+    assert seen["pairs-u2j"][0] == "bank4" and seen["pairs-rs"][0] == "bank0"   # each folder its own tail bank
+    v10 = SimpleNamespace(recipe="v10")
+    assert all(len(j) == 5 and j[4] == {} for j in tt.pair_jobs(v10))
+
+
+def test_a_pair_config_with_every_real_up_scaled_and_compressed_makes_only_such_pairs():
+    import torch
+    from ganscan.detectors.train import twins as T
+
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    tail = torch.nn.Upsample(scale_factor=2, mode="nearest")
+    cfg = T.PairConfig(size=32, interp_real_prob=1.0, jpeg_prob=1.0, jpeg_quality=(60, 95), blur_prob=0.0)
+    rng = np.random.default_rng(1)
+    pairs = [T.make_pair(crop, tail, cfg, rng) for _ in range(20)]
+    assert all(p["up"] != "none" and 60 <= p["jpeg"] <= 95 for p in pairs)
+    assert len({p["jpeg"] for p in pairs}) > 1
 
 
 def test_twins_table_prints_a_column_per_requested_perturbation_and_na_where_no_set_has_it():
