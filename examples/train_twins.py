@@ -113,6 +113,14 @@ RECIPES = {
             "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v14", "run": "run-v14",
             "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3,
             "calib_frac": True, "calib_u2j": True},
+    # v15 (a candidate, docs/selection-rule-v15.txt): as v14, but the new folder's pairs come from native crops: each
+    # pair's low-resolution source is the centre of the crop, not the crop down-scaled, so that a photo's own detail
+    # enlarged (and then compressed, half of them) belongs to the real class
+    "v15": {"pairs": [("pairs-rs", 0, 0.0, 32),
+                      ("pairs-nat", 5, 0.0, 16, {"native_prob": 1.0, "jpeg_prob": 0.5, "jpeg_quality": (60, 95)})],
+            "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v15", "run": "run-v15",
+            "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3,
+            "calib_frac": True, "calib_u2j": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to

@@ -384,3 +384,25 @@ def test_twins_sets_writes_each_upscaled_crop_as_jpeg75_into_its_half(tmp_path, 
     first = sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.jpg"))
     ts.write_upscaled_jpegs(up, tmp_path)                                   # a second run writes nothing again
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.jpg")) == first
+
+
+def test_a_native_pair_enlarges_the_centre_of_the_crop_itself_and_zero_keeps_the_old_pairs():
+    import torch
+    from ganscan.detectors.train import twins as T
+
+    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    tail = torch.nn.Upsample(scale_factor=2, mode="nearest")
+    base = dict(size=32, blur_prob=0.0, jpeg_prob=0.0, interp_real_prob=0.0)
+    old = T.make_pair(crop, tail, T.PairConfig(**base), np.random.default_rng(3))
+    zero = T.make_pair(crop, tail, T.PairConfig(**base, native_prob=0.0), np.random.default_rng(3))
+    assert old["real"].tobytes() == zero["real"].tobytes() and old["fake"].tobytes() == zero["fake"].tobytes()
+    assert old["up"] == "none"                                   # interp_real_prob 0: the crop itself is the real twin
+    nat = T.make_pair(crop, tail, T.PairConfig(**base, native_prob=1.0), np.random.default_rng(3))
+    assert nat["down"] == "native" and nat["up"] != "none"       # a native pair's real twin is always enlarged
+    centre = crop.crop((8, 8, 24, 24))
+    g = T._geom(centre.resize((32, 32), Image.NEAREST), nat["geom"])
+    assert nat["fake"].tobytes() == g.tobytes()                   # the nearest tail: the centre, pixels doubled
+    assert nat["real"].size == nat["fake"].size == (32, 32)
+    rt = _load("train_twins")
+    fields = [j[4] for j in rt.pair_jobs(SimpleNamespace(recipe="v15")) if j[0] == "pairs-nat"][0]
+    assert fields["native_prob"] == 1.0 and T.PairConfig(**fields).jpeg_prob == 0.5

@@ -196,6 +196,9 @@ class PairConfig:
     chain_prob: float = 0.0         # share of fakes made 4x: down-scaled 4x, then two tails in a row
     rescale_prob: float = 0.0       # share of pairs whose two members are enlarged alike by a non-integer factor
     rescale_range: tuple[float, float] = (1.2, 1.8)
+    native_prob: float = 0.0        # share of pairs whose low-resolution source is a native crop (the centre of the
+                                    # crop at 1/f of its side) instead of the crop down-scaled; such a pair's real
+                                    # twin is always that source standard-up-scaled
 
 
 def _geom(img: Image.Image, k: int) -> Image.Image:
@@ -223,7 +226,13 @@ def make_pair(crop: Image.Image, tail: Tail, cfg: PairConfig, rng: np.random.Gen
     sigma = float(rng.uniform(*cfg.blur_sigma))
     jpeg = bool(rng.random() < cfg.jpeg_prob)
     quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-    down = crop.resize((s // f, s // f), DOWN_FILTERS[down_name])
+    # drawn only when asked, so that other recipes keep their pairs byte for byte
+    native = cfg.native_prob > 0 and bool(rng.random() < cfg.native_prob)
+    if native:   # a photo's own detail at its Nyquist frequency, which a down-scaling filter would remove
+        x0 = (s - s // f) // 2
+        down, interp, down_name = crop.crop((x0, x0, x0 + s // f, x0 + s // f)), True, "native"
+    else:
+        down = crop.resize((s // f, s // f), DOWN_FILTERS[down_name])
     with torch.no_grad():
         t = tail(to_tensor(down))
         fake = to_image(tail2(t.clamp(-1, 1)) if tail2 is not None else t)
