@@ -406,3 +406,29 @@ def test_a_native_pair_enlarges_the_centre_of_the_crop_itself_and_zero_keeps_the
     rt = _load("train_twins")
     fields = [j[4] for j in rt.pair_jobs(SimpleNamespace(recipe="v15")) if j[0] == "pairs-nat"][0]
     assert fields["native_prob"] == 1.0 and T.PairConfig(**fields).jpeg_prob == 0.5
+
+
+def test_enlarge_diag_writes_three_kinds_of_each_crop_once_and_counts_verdicts_per_model(tmp_path):
+    diag = _load("enlarge_diag")
+    src = tmp_path / "unchanged" / "0_real"
+    src.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / f"c{i}.png")
+    (src / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "diag"
+    assert diag.write_kinds(tmp_path / "unchanged", out) == 3          # the broken file is skipped, not fatal
+    for k in diag.KINDS:
+        files = sorted((out / k / "0_real").iterdir())
+        assert len(files) == 3 and all(Image.open(f).size == (32, 32) for f in files)
+        assert all((f.suffix == ".png") == (k == "downup") for f in files)
+    a = Image.open(out / "native-jpeg75" / "0_real" / "c0.jpg")
+    assert a.format == "JPEG"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.*")}
+    assert diag.write_kinds(tmp_path / "unchanged", out) == 3
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.*")} == before   # written once
+    rows = [{"verdict_m1": "fake", "verdict_m2": "real"}, {"verdict_m1": "fake", "verdict_m2": "fake"},
+            {"verdict_m1": "real", "verdict_m2": "real"}, {"verdict_m1": None, "verdict_m2": None}]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert diag.flagged(tmp_path / "r.jsonl") == {"m1": 0.5, "m2": 0.25}
+    (tmp_path / "one.jsonl").write_text(json.dumps({"model": "m", "verdict": "fake"}) + "\n")
+    assert diag.flagged(tmp_path / "one.jsonl") == {"m": 1.0}
