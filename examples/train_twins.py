@@ -437,7 +437,8 @@ def stage_table(data: Path, work: Path, run: Path, args) -> None:
 
 def apply_recipe(args) -> None:
     """Set what ``--recipe`` names; ``--init`` and ``--run`` given on the command line win over the recipe's (so
-    ``--recipe v4 --init runs/twins/run-v2-32/best.safetensors`` fine-tunes a rebuilt v2 instead of the shipped one)."""
+    ``--recipe v4 --init runs/twins/run-v2-32/best.safetensors`` fine-tunes a rebuilt v2 instead of the shipped one),
+    and ``--calib-frac`` / ``--calib-u2j`` add their calibration kind to the recipe's."""
     if not args.recipe:
         return
     r = RECIPES[args.recipe]
@@ -445,8 +446,10 @@ def apply_recipe(args) -> None:
     args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
     args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
     args.long = r.get("long", False)
-    args.rescale, args.calib_frac = r.get("rescale", args.rescale), r.get("calib_frac", False)
-    args.calib_u2j = r.get("calib_u2j", False)
+    # a calibration kind named on the command line is added to the recipe's
+    args.rescale = r.get("rescale", args.rescale)
+    args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
+    args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)
     args.run = args.run or str(Path(args.work) / r["run"])
 
 

@@ -226,6 +226,15 @@ def test_a_recipe_fine_tunes_its_own_init_unless_the_command_line_names_another(
     c = args(recipe="v12")
     tt.apply_recipe(c)
     assert c.init is None and c.small == "pairs-small"   # from scratch
+    d = args(calib_u2j=True)
+    tt.apply_recipe(d)
+    assert d.calib_u2j and d.calib_frac                  # added to v10's own calibration kinds
+    e = args(recipe="v14")
+    tt.apply_recipe(e)
+    assert e.calib_u2j and e.init == "ganscan-twins-v10"
+    f = args()
+    tt.apply_recipe(f)
+    assert not f.calib_u2j                               # v10 itself is calibrated without the kind
 
 
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
