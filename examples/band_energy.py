@@ -41,7 +41,7 @@ def classes(folder: Path) -> dict[str, Path]:
 def measure(folder: Path, limit: int, quality: int | None) -> dict[str, dict]:
     from ganscan.data.augment import jpeg_roundtrip
     from ganscan.data.datasets import list_images
-    from ganscan.data.decode import load_image
+    from ganscan.data.decode import DecodeError, load_image
 
     out = {}
     for name, path in classes(folder).items():
@@ -50,7 +50,7 @@ def measure(folder: Path, limit: int, quality: int | None) -> dict[str, dict]:
         for f in files:
             try:
                 img = load_image(f)[0]
-            except Exception:   # one unreadable file never stops the measurement; it is counted
+            except (DecodeError, OSError, ValueError):   # one unreadable file never stops the measurement; it is counted
                 bad += 1
                 continue
             clean.append(top_octave_share(img))

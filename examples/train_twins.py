@@ -446,8 +446,8 @@ def apply_recipe(args) -> None:
     args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
     args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
     args.long = r.get("long", False)
-    # a calibration kind named on the command line is added to the recipe's
     args.rescale = r.get("rescale", args.rescale)
+    # a calibration kind named on the command line is added to the recipe's
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
     args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)
     args.run = args.run or str(Path(args.work) / r["run"])

@@ -24,10 +24,13 @@ def _load(name: str):
     return mod
 
 
+def _noise(size: int, seed: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
 def _jpeg(path: Path, size: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    px = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(px).save(path, "JPEG", quality=75)
+    _noise(size, seed).save(path, "JPEG", quality=75)
 
 
 @pytest.fixture
@@ -285,7 +288,7 @@ def test_a_pair_config_with_every_real_up_scaled_and_compressed_makes_only_such_
     import torch
     from ganscan.detectors.train import twins as T
 
-    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    crop = _noise(32, 0)
     tail = torch.nn.Upsample(scale_factor=2, mode="nearest")
     cfg = T.PairConfig(size=32, interp_real_prob=1.0, jpeg_prob=1.0, jpeg_quality=(60, 95), blur_prob=0.0)
     rng = np.random.default_rng(1)
@@ -378,7 +381,7 @@ def test_twins_sets_writes_each_upscaled_crop_as_jpeg75_into_its_half(tmp_path, 
     up.mkdir(parents=True)
     names = [f"crop{i}.png" for i in range(12)]
     for i, n in enumerate(names):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(up / n)
+        _noise(32, i).save(up / n)
     ts.write_upscaled_jpegs(up, tmp_path)
     Image.new("RGB", (8, 8)).save(tmp_path / "ref.jpg", "JPEG", quality=75)
     q75 = Image.open(tmp_path / "ref.jpg").quantization                    # quality 75's tables
@@ -399,7 +402,7 @@ def test_a_native_pair_enlarges_the_centre_of_the_crop_itself_and_zero_keeps_the
     import torch
     from ganscan.detectors.train import twins as T
 
-    crop = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    crop = _noise(32, 0)
     tail = torch.nn.Upsample(scale_factor=2, mode="nearest")
     base = dict(size=32, blur_prob=0.0, jpeg_prob=0.0, interp_real_prob=0.0)
     old = T.make_pair(crop, tail, T.PairConfig(**base), np.random.default_rng(3))
@@ -422,7 +425,7 @@ def test_enlarge_diag_writes_three_kinds_of_each_crop_once_and_counts_verdicts_p
     src = tmp_path / "unchanged" / "0_real"
     src.mkdir(parents=True)
     for i in range(3):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(src / f"c{i}.png")
+        _noise(32, i).save(src / f"c{i}.png")
     (src / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "diag"
     assert diag.write_kinds(tmp_path / "unchanged", out) == 3          # the broken file is skipped, not fatal
