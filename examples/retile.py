@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A tiles detector with another tile cap, its threshold recalibrated: the v8 candidates.
+"""A tiles detector with another tile cap or tile grid, its threshold recalibrated: the v8 candidates.
 
     python examples/retile.py ganscan-fusion-v4 --tiles 64 --calibrate runs/twins/heldout/calib --fpr 0.05 \\
         --name ganscan-fusion-v8 -o runs/twins/run-v8/fused64.safetensors
@@ -9,7 +9,9 @@ Every tiles detector scores at most ``max_tiles`` tiles of its input size, evenl
 checkpoint's preprocessing. This writes the same tensors with another cap and the threshold chosen again by
 the fusion's rule: the lowest at which no calibration kind of real photo (each folder under ``--calibrate``)
 is flagged more than ``--fpr`` of the time. Images with no more tiles than the old cap score exactly as
-before; only larger images read more of their area.
+before; only larger images read more of their area. ``--align N`` puts the tile grid's origin on a multiple of N
+(the v16 control: ``python examples/retile.py ganscan-fusion-v10 --align 8 ...``); images whose centred grid
+already starts there (128, 256, 512 px) score exactly as before.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import sys
 from pathlib import Path
 
 
-def retile(model: str, tiles: int, calibrate: list[str], fpr: float, name: str, output: Path) -> dict:
-    """Write ``output`` (``model``'s tensors, tile cap ``tiles``, recalibrated threshold); its metadata."""
+def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name: str, output: Path,
+           align: int | None = None) -> dict:
+    """Write ``output`` (``model``'s tensors, tile cap ``tiles`` and grid alignment ``align``, each kept when None;
+    recalibrated threshold); its metadata."""
     from dataclasses import replace
 
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
@@ -36,9 +40,11 @@ def retile(model: str, tiles: int, calibrate: list[str], fpr: float, name: str, 
     old = dict(meta.get("preprocessing") or {})
     if old.get("policy") != "tiles":
         raise DataError(f"{model}: preprocessing {old.get('policy', 'unknown')!r}, not tiles: no tile cap to change")
-    pre = {**old, "max_tiles": int(tiles)}
+    pre = {**old, **({"max_tiles": int(tiles)} if tiles is not None else {}),
+           **({"tile_align": int(align)} if align is not None else {})}
     meta = {**meta, "preprocessing": pre, "name": name,
-            "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int(old.get("max_tiles", 16))}}
+            "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int(old.get("max_tiles", 16)),
+                             "tile_align": int(old.get("tile_align", 1))}}
     configure_threads()
     prec = choose_precision(resolve_device("auto"), "auto")
     settings = EvalSettings(workers=default_workers())
@@ -48,25 +54,30 @@ def retile(model: str, tiles: int, calibrate: list[str], fpr: float, name: str, 
     meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)
-    print(f"wrote {output} (max_tiles {tiles}, threshold {meta['threshold']:.4f}, sha256 {sha})")
+    print(f"wrote {output} (max_tiles {pre['max_tiles']}, tile_align {pre.get('tile_align', 1)}, threshold {meta['threshold']:.4f}, sha256 {sha})")
     return meta
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="a shipped name or a checkpoint file with the tiles policy")
-    ap.add_argument("--tiles", type=int, required=True, help="the new cap on tiles per image")
+    ap.add_argument("--tiles", type=int, default=None, help="the new cap on tiles per image")
+    ap.add_argument("--align", type=int, default=None, help="the tile grid's origin on a multiple of N pixels")
     ap.add_argument("--calibrate", nargs="+", required=True, help="folders of calibration kinds (0_real in each)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--name", required=True)
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
-    if args.tiles < 1:
+    if args.tiles is None and args.align is None:
+        sys.exit("error: give --tiles, --align or both")
+    if args.tiles is not None and args.tiles < 1:
         sys.exit("error: --tiles must be at least 1")
+    if args.align is not None and not 1 <= args.align <= 64:
+        sys.exit("error: --align must be 1-64")
     from ganscan.errors import GanscanError
 
     try:
-        retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output)
+        retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align)
     except GanscanError as exc:
         sys.exit(f"error: {exc}")
 

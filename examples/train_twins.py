@@ -121,6 +121,12 @@ RECIPES = {
             "small": None, "epochs": 3, "arch": "npr32", "name": "ganscan-twins-v15", "run": "run-v15",
             "jpeg": (0.1, 30, 100), "translate": True, "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3,
             "calib_frac": True, "calib_u2j": True},
+    # v16 (a candidate, docs/selection-rule-v16.txt): ganscan-twins-v10 fine-tuned on v10's data with every training
+    # crop at a multiple of 8 pixels from the pair image's origin, and its tiles on the same grid ("crop_align"), so
+    # that it reads a generator's up-sampling cells and JPEG's blocks at the one phase scan reads them
+    "v16": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
+            "name": "ganscan-twins-v16", "run": "run-v16", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True, "crop_align": 8},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -375,6 +381,7 @@ def stage_train(work: Path, args) -> Path:
            "--batch-size", "64", "--lr", str(args.lr), "--jpeg-prob", str(args.jpeg[0]),
            "--jpeg-quality", f"{int(args.jpeg[1])},{int(args.jpeg[2])}", "--blur-prob", "0.0",
            "--monitor", "val_auc", "--threshold-rule", args.threshold_rule, "--seed", str(args.seed),
+           *(["--crop-align", str(args.crop_align)] if getattr(args, "crop_align", 1) != 1 else []),
            "--name", args.name, "--precision", args.precision, "--workers", "1", "--checkpoint-every", "100",
            "-o", str(run)]
     if args.resume:
@@ -451,6 +458,9 @@ def apply_recipe(args) -> None:
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
     args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)
     args.run = args.run or str(Path(args.work) / r["run"])
+    # --crop-align on the command line wins over the recipe's (v16's control: --recipe v16 --crop-align 1)
+    given = getattr(args, "crop_align", None)
+    args.crop_align = given if given is not None else r.get("crop_align", 1)
 
 
 def main() -> None:
@@ -494,7 +504,12 @@ def main() -> None:
                     help="the fusion's threshold also on heldout/calib-frac (reals enlarged 1.2-1.8x)")
     ap.add_argument("--calib-u2j", action="store_true",
                     help="the fusion's threshold also on heldout/calib-u2j (reals enlarged 2x, then JPEG 75)")
+    ap.add_argument("--crop-align", type=int, default=None,
+                    help="training crops at multiples of N pixels from the image's origin, tiles on that grid "
+                         "(default: the recipe's, else 1: any offset)")
     args = ap.parse_args()
+    if args.crop_align is None and not args.recipe:
+        args.crop_align = 1
     if args.precision is None:
         from ganscan.core.device import cpu_has_fast_bf16
 

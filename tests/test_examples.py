@@ -238,6 +238,11 @@ def test_a_recipe_fine_tunes_its_own_init_unless_the_command_line_names_another(
     f = args()
     tt.apply_recipe(f)
     assert not f.calib_u2j                               # v10 itself is calibrated without the kind
+    assert f.crop_align == 1                             # crops at any offset
+    g, h = args(recipe="v16"), args(recipe="v16", crop_align=1)
+    tt.apply_recipe(g)
+    tt.apply_recipe(h)
+    assert g.crop_align == 8 and g.init == "ganscan-twins-v10" and h.crop_align == 1   # the control: --crop-align 1
 
 
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
@@ -354,6 +359,17 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
                                   "preprocessing": {**get_config(arch).preprocessing(), "policy": "crop"}})
     with pytest.raises(DataError, match="not tiles"):
         retile.retile(str(crop), 64, [str(tmp_path / "calib")], 0.1, "c64", tmp_path / "c64.safetensors")
+    # the tile grid on multiples of 8: a 128 px image's grid already starts there, a 300 px one's does not
+    odd = tmp_path / "odd.png"
+    Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(odd)
+    a8 = tmp_path / "a8.safetensors"
+    meta = retile.retile(str(src), None, [str(tmp_path / "calib")], 0.1, "a8", a8, align=8)
+    pre = read_metadata(a8)["preprocessing"]
+    assert pre["tile_align"] == 8 and pre["max_tiles"] == 16 and meta["retiled_from"]["tile_align"] == 1
+    before = score_files(load_detector(str(src)), [str(small), str(odd)], prec, settings)
+    after = score_files(load_detector(str(a8)), [str(small), str(odd)], prec, settings)
+    assert after[str(small)][0] == pytest.approx(before[str(small)][0], abs=1e-6)
+    assert after[str(odd)][0] != pytest.approx(before[str(odd)][0], abs=1e-6)   # centred at 22, now at 16
 
 
 def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarged_image(tmp_path):

@@ -159,6 +159,39 @@ def test_train_view_deterministic_and_configurable():
         AugmentConfig(blur_prob=2)
 
 
+def test_train_view_aligned_crops_start_on_the_grid():
+    from ganscan.data.augment import AugmentConfig, aligned_offset, random_crop_array, sample_rng, train_view
+
+    # every pixel holds its own coordinates, so a view tells where it was cut
+    yy, xx = np.mgrid[0:128, 0:200]
+    coords = np.stack([yy, xx, np.zeros_like(yy)], axis=2).astype(np.uint8)
+    img = Image.fromarray(coords)
+    seen = set()
+    for i in range(40):
+        a = train_view(img, AugmentConfig(crop=64, flip_prob=0, crop_align=8), sample_rng(0, 0, i))
+        top, left = int(a[0, 0, 0]), int(a[0, 0, 1])
+        assert top % 8 == 0 and left % 8 == 0 and a.shape == (64, 64, 3)
+        assert np.array_equal(a, coords[top:top + 64, left:left + 64])
+        seen.add((top, left))
+    assert len(seen) > 10   # still spread over the image
+    # the default draws exactly the offsets it always drew
+    for u in (0.0, 0.37, 0.999):
+        assert aligned_offset(u, 64) == int(u * 65) and aligned_offset(u, 64, 8) == int(u * 9) * 8 <= 64
+    a = random_crop_array(coords, 64, 0.999, 0.999, 8)
+    assert (a[0, 0, 0], a[0, 0, 1]) == (64, 136)
+    # a large image is first cut to a window: the window is aligned too
+    big = np.zeros((600, 900, 3), np.uint8)
+    big[..., 0], big[..., 1] = (np.arange(600) % 256)[:, None], (np.arange(900) % 8)[None, :]
+    for i in range(10):
+        a = train_view(Image.fromarray(big), AugmentConfig(crop=64, flip_prob=0, crop_align=8), sample_rng(1, 0, i))
+        assert a[0, 0, 1] == 0 and int(a[0, 0, 0]) % 8 == 0
+    # flips keep a 64 px crop on the 8 px grid: the first column is the crop's last
+    f = train_view(img, AugmentConfig(crop=64, flip_prob=1, crop_align=8), sample_rng(0, 0, 0))
+    assert int(f[0, 0, 1]) % 8 == 7
+    with pytest.raises(ValueError, match="alignment"):
+        AugmentConfig(crop_align=0)
+
+
 def test_train_view_rescale():
     from ganscan.data.augment import AugmentConfig, degrade_for_validation, sample_rng, train_view
 
@@ -225,6 +258,42 @@ def test_rescale_perturbations_use_their_own_filter():
         assert not np.array_equal(out[k], out["nearest"])
     assert not np.array_equal(out["bicubic"], out["resize"]) and not np.array_equal(out["lanczos"], out["bicubic"])
     assert apply_perturbation(img, "nearest", 2.0)[1] == "png"
+
+
+def test_shift_perturbation_moves_the_grid_phase_losslessly():
+    from ganscan.data.augment import apply_perturbation, parse_perturbations
+
+    assert parse_perturbations("shift:1,shift:4") == [("shift", 1.0), ("shift", 4.0)]
+    for bad in ("shift:0", "shift:1.5", "shift:65"):
+        with pytest.raises(ValueError, match="shift"):
+            parse_perturbations(bad)
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    out, how = apply_perturbation(Image.fromarray(px), "shift", 3)
+    assert how == "png" and np.array_equal(np.asarray(out), px[3:, 3:])
+    tiny, _ = apply_perturbation(Image.fromarray(px[:2, :2]), "shift", 3)   # nothing would be left: unchanged
+    assert np.array_equal(np.asarray(tiny), px[:2, :2])
+
+
+def test_tiles_on_an_aligned_grid():
+    from ganscan.detectors.preprocess import tile_array, views_uint8
+    from ganscan.detectors.registry import get_config
+
+    yy, xx = np.mgrid[0:250, 0:300]
+    arr = np.stack([yy % 256, xx % 256, np.zeros_like(yy)], axis=2).astype(np.uint8)
+    free = tile_array(arr, 64, 16)
+    on8 = tile_array(arr, 64, 16, align=8)
+    # centred: the 3 x 4 grid starts at (29, 22); on the 8 px grid at (24, 16); the same tiles otherwise
+    assert (free[0, 0, 0, 0], free[0, 0, 0, 1]) == (29, 22) and (on8[0, 0, 0, 0], on8[0, 0, 0, 1]) == (24, 16)
+    assert free.shape == on8.shape == (12, 64, 64, 3)
+    square = np.concatenate([arr, arr[:6]])[:256, :256]   # 256 px: the centred grid starts at the origin
+    assert np.array_equal(tile_array(square, 64, 16, 8), tile_array(square, 64, 16))
+    cfg = get_config("npr32")
+    assert "tile_align" not in cfg.preprocessing() and cfg.describe_preprocessing() == "tiles64x16"
+    aligned = cfg.with_preprocessing({**cfg.preprocessing(), "tile_align": 8})
+    assert aligned.tile_align == 8 and aligned.preprocessing()["tile_align"] == 8
+    assert aligned.describe_preprocessing() == "tiles64x16a8"
+    assert np.array_equal(views_uint8(arr, aligned), on8) and np.array_equal(views_uint8(arr, cfg), free)
 
 
 # --- recipes ---------------------------------------------------------------------------------------
@@ -476,6 +545,18 @@ def test_init_from_another_architecture_is_refused(tmp_path):
     save_checkpoint(tmp_path / "wrong.safetensors", {"w": torch.zeros(3)}, {"kind": "detector", "arch": "test-cnn"})
     with pytest.raises(CheckpointError, match="do not fit architecture test-cnn"):
         train_tiny(data, tmp_path / "run2", epochs=1, init=str(tmp_path / "wrong.safetensors"))
+
+
+def test_a_run_on_aligned_crops_records_its_grid_for_scan(tmp_path):
+    from ganscan.core.checkpoint import read_metadata
+    from ganscan.detectors.load import load_detector
+
+    data = make_folder(tmp_path / "data", 8, 8, seed=11, size=48)
+    r = train_tiny(data, tmp_path / "run", epochs=1, crop_align=8)
+    assert read_metadata(r.best_path)["preprocessing"]["tile_align"] == 8
+    assert load_detector(str(r.best_path)).config.tile_align == 8
+    plain = train_tiny(data, tmp_path / "plain", epochs=1)
+    assert "tile_align" not in read_metadata(plain.best_path)["preprocessing"]
 
 
 # --- CLI -------------------------------------------------------------------------------------------

@@ -295,9 +295,20 @@ def test_models_fuse_command(runner, cli, tmp_path):
     assert meta["members"]["spectrum"]["name"] == "ganscan-spectrum-v1"
     det = load_detector(str(out))
     assert det.threshold == pytest.approx(meta["threshold"])
+    assert "tile_align" not in meta["preprocessing"]
     res = runner.invoke(cli, ["models", "fuse", "--npr", str(npr_path), "--fit", str(fit), "--calibrate", str(calib),
                               "-o", str(out)])
     assert res.exit_code == 1 and "exists" in res.output
+    # a member trained on aligned crops (ganscan train --crop-align 8): the fused model's tiles are on its grid
+    aligned = tmp_path / "npr8.safetensors"
+    save_checkpoint(aligned, NPRNet().state_dict(), {"kind": "detector", "arch": "npr", "threshold": 0.5,
+                                                     "preprocessing": {**get_config("npr").preprocessing(),
+                                                                       "tile_align": 8}})
+    out8 = tmp_path / "fused8.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", str(aligned), "--fit", str(fit), "--calibrate", str(calib),
+                         "--fpr", "0.2", "-o", str(out8), "--workers", "0"])
+    assert read_metadata(out8)["preprocessing"]["tile_align"] == 8
+    assert load_detector(str(out8)).config.describe_preprocessing() == "tiles64x16a8"
     res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
                               "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])
     assert res.exit_code == 1 and "must be npr or npr32" in res.output

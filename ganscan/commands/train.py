@@ -84,6 +84,9 @@ option = functools.partial(click.option, cls=TableOption, default=None, shown=la
         help="Probability of down-scaling a training image (both classes).")
 @option("--rescale-range", callback=_pair(float), metavar="LO,HI",
         help="Down-scaling factor range; filters drawn from box, bilinear, bicubic, Lanczos.")
+@option("--crop-align", type=click.IntRange(1, 64),
+        help="Training crops start at multiples of N pixels from the image's origin (8: on JPEG's block grid); the "
+             "checkpoint's tiles are aligned the same way.")
 @option("--schedule", type=_choices("schedule"))
 @option("--monitor", type=_choices("monitor"),
         help="Validation metric for the schedule and the best checkpoint (val_bacc: accuracy balanced over real "

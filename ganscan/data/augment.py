@@ -56,6 +56,7 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (30, 100)
     rescale_prob: float = 0.0
     rescale_range: tuple[float, float] = (0.5, 1.0)
+    crop_align: int = 1              # crops start at multiples of this from the image's origin (8: JPEG's grid)
 
     def __post_init__(self):
         self.blur_sigma = (float(self.blur_sigma[0]), float(self.blur_sigma[1]))
@@ -76,6 +77,8 @@ class AugmentConfig:
             raise ValueError(f"rescale range must satisfy 0.1 <= low <= high <= 1, got {self.rescale_range}")
         if int(self.crop) < 8:
             raise ValueError(f"crop must be at least 8 pixels, got {self.crop}")
+        if not 1 <= int(self.crop_align) <= 64:
+            raise ValueError(f"crop alignment must be 1-64 pixels, got {self.crop_align}")
         if self.resize is not None and int(self.resize) < int(self.crop):
             raise ValueError(f"resize ({self.resize}) must be at least the crop ({self.crop})")
 
@@ -134,15 +137,23 @@ def resize_shorter(img: Image.Image, size: int) -> Image.Image:
     return rescale(img, size / min(img.size), Image.BILINEAR)
 
 
-def random_crop_array(arr: np.ndarray, size: int, u_y: float, u_x: float) -> np.ndarray:
-    """A ``size`` crop at the position given by two uniforms in [0, 1); mirror-pads short sides."""
+def aligned_offset(u: float, span: int, align: int = 1) -> int:
+    """An offset in [0, span] drawn by the uniform ``u`` in [0, 1), a multiple of ``align`` (``align`` 1: any)."""
+    if align <= 1:
+        return int(u * (span + 1))
+    return int(u * (span // align + 1)) * align
+
+
+def random_crop_array(arr: np.ndarray, size: int, u_y: float, u_x: float, align: int = 1) -> np.ndarray:
+    """A ``size`` crop at the position given by two uniforms in [0, 1), its offsets multiples of ``align``;
+    mirror-pads short sides."""
     h, w = arr.shape[:2]
     if h < size or w < size:
         ph, pw = max(0, size - h), max(0, size - w)
         arr = np.pad(arr, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="symmetric")
         h, w = arr.shape[:2]
-    top = int(u_y * (h - size + 1))
-    left = int(u_x * (w - size + 1))
+    top = aligned_offset(u_y, h - size, align)
+    left = aligned_offset(u_x, w - size, align)
     return arr[top:top + size, left:left + size]
 
 
@@ -161,6 +172,7 @@ def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -
     img = img.convert("RGB")
     if cfg.resize:
         img = resize_shorter(img, int(cfg.resize))
+    align = int(cfg.crop_align)
     w, h = img.size
     # images that would no longer fill a crop are left alone (mirror padding would be all the view)
     scaled = r[0] < cfg.rescale_prob and min(w, h) * factor >= cfg.crop
@@ -169,7 +181,8 @@ def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -
         window = int(np.ceil(window / factor))   # still at least crop + margins after the rescale
     if w > 2 * window or h > 2 * window:
         ww, wh = min(w, window), min(h, window)
-        left, top = int(u[6] * (w - ww + 1)), int(u[7] * (h - wh + 1))
+        # an aligned window keeps the image's grid (JPEG blocks, up-sampling cells) where the crop expects it
+        left, top = aligned_offset(u[6], w - ww, align), aligned_offset(u[7], h - wh, align)
         img = img.crop((left, top, left + ww, top + wh))
     if scaled:
         img = rescale(img, factor, RESCALE_FILTERS[f])
@@ -177,7 +190,7 @@ def train_view(img: Image.Image, cfg: AugmentConfig, rng: np.random.Generator) -
         img = gaussian_blur(img, sigma)
     if u[2] < cfg.jpeg_prob:
         img = jpeg_roundtrip(img, quality)
-    arr = random_crop_array(np.asarray(img), int(cfg.crop), u[3], u[4])
+    arr = random_crop_array(np.asarray(img), int(cfg.crop), u[3], u[4], align)
     if u[5] < cfg.flip_prob:
         arr = arr[:, ::-1]
     return np.ascontiguousarray(arr)
@@ -208,6 +221,7 @@ PERTURBATIONS = {
     "nearest": "rescale by factor F with nearest-neighbour sampling, e.g. nearest:2",
     "bicubic": "rescale by factor F (bicubic), e.g. bicubic:2",
     "lanczos": "rescale by factor F (Lanczos), e.g. lanczos:2",
+    "shift": "drop the first N rows and columns, the same pixels at another grid phase (lossless), e.g. shift:1",
 }
 PERTURB_FILTERS = {"resize": Image.BILINEAR, "nearest": Image.NEAREST, "bicubic": Image.BICUBIC,
                    "lanczos": Image.LANCZOS}
@@ -235,6 +249,8 @@ def parse_perturbations(spec: str) -> list[tuple[str, float]]:
             raise ValueError(f"perturbation {part!r}: sigma must be positive")
         if kind in PERTURB_FILTERS and not 0 < v <= 4:
             raise ValueError(f"perturbation {part!r}: scale must be in (0, 4]")
+        if kind == "shift" and not (1 <= v <= 64 and v == int(v)):
+            raise ValueError(f"perturbation {part!r}: the shift must be an integer of 1-64 pixels")
         out.append((kind, v))
     return out
 
@@ -252,4 +268,7 @@ def apply_perturbation(img: Image.Image, kind: str, value: float) -> tuple[Image
         return gaussian_blur(img, value), "png"
     if kind in PERTURB_FILTERS:
         return rescale(img, value, PERTURB_FILTERS[kind]), "png"
+    if kind == "shift":
+        n, (w, h) = int(value), img.size
+        return (img.crop((n, n, w, h)) if n < min(w, h) else img), "png"
     raise ValueError(f"unknown perturbation {kind!r}")

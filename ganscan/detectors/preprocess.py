@@ -27,8 +27,9 @@ def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
     return arr
 
 
-def tile_array(arr: np.ndarray, size: int, max_tiles: int) -> np.ndarray:
-    """Non-overlapping ``size`` tiles evenly spread over the image (at most ``max_tiles``)."""
+def tile_array(arr: np.ndarray, size: int, max_tiles: int, align: int = 1) -> np.ndarray:
+    """Non-overlapping ``size`` tiles evenly spread over the image (at most ``max_tiles``); the grid is centred,
+    its origin rounded down to a multiple of ``align`` (8: tiles on the JPEG block grid of the image's origin)."""
     h, w = arr.shape[:2]
     if h < size or w < size:
         return center_crop_array(arr, size)[None]
@@ -39,6 +40,8 @@ def tile_array(arr: np.ndarray, size: int, max_tiles: int) -> np.ndarray:
         coords = [coords[i] for i in idx]
     # centre the tile grid
     oy, ox = (h - ny * size) // 2, (w - nx * size) // 2
+    if align > 1:
+        oy, ox = oy - oy % align, ox - ox % align
     return np.stack([arr[oy + y * size:oy + (y + 1) * size, ox + x * size:ox + (x + 1) * size] for y, x in coords])
 
 
@@ -57,7 +60,7 @@ def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarra
     if cfg.policy == "crop":
         return center_crop_array(arr, cfg.input_size)[None]
     if cfg.policy == "tiles":
-        return tile_array(arr, cfg.input_size, cfg.max_tiles)
+        return tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align)
     if cfg.policy == "full":
         return arr[None]
     raise ValueError(f"unknown preprocessing policy {cfg.policy!r}")

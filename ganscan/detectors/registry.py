@@ -35,16 +35,21 @@ class DetectorConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     policy: str = "crop"
     max_tiles: int = 16
+    tile_align: int = 1     # the tile grid's origin is a multiple of this (1: centred at any offset)
     family: str = "cnn"
     description: str = ""
     timm_name: str | None = None
 
     def preprocessing(self) -> dict:
-        return {"policy": self.policy, "input_size": self.input_size, "mean": list(self.mean),
-                "std": list(self.std), "max_tiles": self.max_tiles}
+        pre = {"policy": self.policy, "input_size": self.input_size, "mean": list(self.mean),
+               "std": list(self.std), "max_tiles": self.max_tiles}
+        if self.tile_align != 1:   # written only when set, so that earlier checkpoints' metadata is unchanged
+            pre["tile_align"] = self.tile_align
+        return pre
 
     def describe_preprocessing(self) -> str:
-        return f"{self.policy}{self.input_size}" + (f"x{self.max_tiles}" if self.policy == "tiles" else "")
+        tiles = f"x{self.max_tiles}" + (f"a{self.tile_align}" if self.tile_align != 1 else "")
+        return f"{self.policy}{self.input_size}" + (tiles if self.policy == "tiles" else "")
 
     def with_preprocessing(self, pre: dict | None) -> "DetectorConfig":
         if not pre:
@@ -52,7 +57,8 @@ class DetectorConfig:
         return replace(self, policy=pre.get("policy", self.policy),
                        input_size=int(pre.get("input_size", self.input_size)),
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
-                       max_tiles=int(pre.get("max_tiles", self.max_tiles)))
+                       max_tiles=int(pre.get("max_tiles", self.max_tiles)),
+                       tile_align=int(pre.get("tile_align", self.tile_align)))
 
 
 @dataclass

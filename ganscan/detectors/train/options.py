@@ -15,7 +15,7 @@ from ganscan.errors import GanscanError
 
 #: The options that are augmentations (ganscan.data.augment); their defaults are AugmentConfig's.
 AUGMENT_KEYS = ("resize", "flip_prob", "blur_prob", "blur_sigma", "jpeg_prob", "jpeg_quality", "rescale_prob",
-                "rescale_range")
+                "rescale_range", "crop_align")
 _AUGMENT = AugmentConfig()
 
 #: Every option a run records; a recipe sets some, the command line overrides any.
@@ -125,7 +125,9 @@ def _check_options(o: dict) -> None:
 
 def augment_config(o: dict, input_size: int) -> AugmentConfig:
     """The run's augmentations; the crop defaults to the architecture's input size."""
-    return AugmentConfig(crop=int(o["crop"] or input_size), **{k: o[k] for k in AUGMENT_KEYS})
+    # runs recorded before an option existed train with its default
+    return AugmentConfig(crop=int(o["crop"] or input_size),
+                         **{k: o.get(k, DEFAULTS[k]) for k in AUGMENT_KEYS})
 
 
 # --- what a run trains with --------------------------------------------------------------------------

@@ -99,7 +99,8 @@ class Trainer:
                         if self.rt.workers is None else int(self.rt.workers))
         self.aug = augment_config(options, get_config(options["arch"]).input_size)
         # validation, scan and evaluate: the arch's policy at the training crop
-        self.cfg = replace(get_config(options["arch"]), input_size=self.aug.crop)
+        # (tiles on the grid the training crops were aligned to)
+        self.cfg = replace(get_config(options["arch"]), input_size=self.aug.crop, tile_align=self.aug.crop_align)
         self.state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "rows": [], "best": None,
                       "best_value": None, "accum": dict(ZERO_ACCUM), "skipped": [], "stop_reason": ""}
         self.stop = StopFlag()

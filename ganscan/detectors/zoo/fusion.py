@@ -17,6 +17,8 @@ spectrum member (mean = std = 0.5) and is re-normalised with ImageNet statistics
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -282,6 +284,10 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
             raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
 
+    # the fused model cuts one set of tiles for all members: its twin member's grid (ganscan train --crop-align)
+    align = npr.config.tile_align
+    dets = [replace(d, config=replace(d.config, tile_align=align)) for d in dets]
+
     def logits(paths: list[str]):   # each member's, clipped as the fused model clips them
         x = member_logits(dets, paths, precision, settings, progress)
         return np.clip(x, -clip, clip) if clip else x
@@ -304,7 +310,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     meta = {
         "kind": "detector", "arch": arch, "name": name, "threshold": threshold,
         "threshold_rule": threshold_rule(fpr),
-        "preprocessing": get_config(arch).preprocessing(),
+        "preprocessing": replace(get_config(arch), tile_align=align).preprocessing(),
         "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
                     for m, d in zip(names, dets)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
