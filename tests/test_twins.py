@@ -267,6 +267,78 @@ def test_fusion_with_the_half_width_member(tmp_path):
         fused_state(spec.state_dict(), NPRNet().state_dict(), [1, 1], 0, npr_arch="npr32")
 
 
+def test_fusion_with_an_ensemble_of_npr32_members(tmp_path):
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.autogan import ImageClassifier
+    from ganscan.detectors.zoo.families import NPRNet32
+    from ganscan.detectors.zoo.fusion import SpectrumNPR32EnsembleFusion, fused_state
+
+    torch.manual_seed(0)
+    spec, nets = ImageClassifier(True).eval(), [NPRNet32().eval() for _ in range(3)]
+    state = fused_state(spec.state_dict(), [n.state_dict() for n in nets], [0.5, 2.0], -0.1, npr_arch="npr32")
+    path = tmp_path / "ens.safetensors"
+    save_checkpoint(path, state, {"kind": "detector", "arch": "fusion-spectrum-npr32-ens", "threshold": 0.5,
+                                  "arch_args": {"npr_members": 3}})
+    det = load_detector(str(path))
+    assert isinstance(det.model, SpectrumNPR32EnsembleFusion) and len(det.model.npr.members) == 3
+    x = torch.rand(2, 3, 64, 64)
+    imagenet = (x - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        mean_npr = sum(n(imagenet) for n in nets) / 3
+        expect = 0.5 * spec((x - 0.5) / 0.5) + 2.0 * mean_npr - 0.1
+        assert torch.allclose(det.model((x - 0.5) / 0.5), expect, atol=1e-4)
+        # each network's own weights: not three copies of one
+        assert not torch.allclose(nets[0](imagenet), nets[1](imagenet))
+    with pytest.raises(Exception, match="do not fit"):   # two networks' tensors are not a three-member ensemble
+        save_checkpoint(tmp_path / "two.safetensors", fused_state(spec.state_dict(), [n.state_dict() for n in nets[:2]],
+                                                                  [1, 1], 0, npr_arch="npr32"),
+                        {"kind": "detector", "arch": "fusion-spectrum-npr32-ens", "arch_args": {"npr_members": 3}})
+        load_detector(str(tmp_path / "two.safetensors"))
+
+
+def test_models_fuse_an_ensemble(runner, cli, tmp_path):
+    from ganscan.core.checkpoint import read_metadata, save_checkpoint
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.registry import get_config
+    from ganscan.detectors.zoo.families import NPRNet, NPRNet32
+
+    paths = []
+    for i in range(3):
+        torch.manual_seed(10 + i)
+        p = tmp_path / f"npr32-{i}.safetensors"
+        save_checkpoint(p, NPRNet32().state_dict(), {"kind": "detector", "arch": "npr32", "threshold": 0.5, "name": f"m{i}",
+                                                      "preprocessing": get_config("npr32").preprocessing()})
+        paths.append(str(p))
+    fit = tmp_path / "fit"
+    write_images(fit / "0_real", 6, size=(64, 64), seed=1)
+    write_images(fit / "1_fake", 6, size=(64, 64), seed=2)
+    calib = tmp_path / "calib"
+    write_images(calib / "lossless" / "0_real", 5, size=(70, 70), seed=3)
+    out = tmp_path / "ens.safetensors"
+    run_ok(runner, cli, ["models", "fuse", *[a for p in paths for a in ("--npr", p)], "--fit", str(fit),
+                         "--calibrate", str(calib), "--fpr", "0.2", "-o", str(out), "--workers", "0"])
+    meta = read_metadata(out)
+    assert meta["arch"] == "fusion-spectrum-npr32-ens" and meta["arch_args"] == {"npr_members": 3}
+    assert [m["name"] for m in meta["members"]["npr"]["ensemble"]] == ["m0", "m1", "m2"]
+    assert len(meta["fusion"]["weight"]) == 2 and meta["fusion"]["n_fit"] == 12
+    det = load_detector(str(out))
+    assert len(det.model.npr.members) == 3
+    for i, p in enumerate(paths):   # each network's tensors, in the order given
+        member = load_detector(p).model.state_dict()
+        got = det.model.npr.members[i].state_dict()
+        assert all(torch.equal(member[k], got[k]) for k in member)
+    full = tmp_path / "npr.safetensors"
+    save_checkpoint(full, NPRNet().state_dict(), {"kind": "detector", "arch": "npr", "threshold": 0.5,
+                                                  "preprocessing": get_config("npr").preprocessing()})
+    res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--npr", str(full), "--fit", str(fit),
+                              "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code == 1 and "must be npr32" in res.output
+    res = runner.invoke(cli, ["models", "fuse", "--npr", str(full), "--npr", str(full), "--fit", str(fit),
+                              "--calibrate", str(calib), "-o", str(tmp_path / "y.safetensors")])
+    assert res.exit_code == 1 and "ensemble of NPR members must be npr32" in res.output
+
+
 def test_models_fuse_command(runner, cli, tmp_path):
     from ganscan.detectors.zoo.families import NPRNet
     from ganscan.detectors.load import load_detector

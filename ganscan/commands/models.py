@@ -138,7 +138,9 @@ Examples:
 @command.command("fuse", epilog=FUSE_EXAMPLES)
 @click.option("--spectrum", "spectrum_model", default="ganscan-spectrum-v1", show_default=True,
               help="The alexnet64-spectrum member (shipped name or checkpoint).")
-@click.option("--npr", "npr_model", required=True, help="The npr or npr32 member (e.g. RUN/best.safetensors).")
+@click.option("--npr", "npr_models", required=True, multiple=True,
+              help="The npr or npr32 member (e.g. RUN/best.safetensors); given more than once (npr32 only), the member "
+                   "is their ensemble: the mean of their logits (fusion-spectrum-npr32-ens).")
 @click.option("--fsd", "fsd_model", default=None,
               help="An fsd64 member (from `ganscan models fit-fsd`): fuses three members (fusion-spectrum-npr-fsd).")
 @click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
@@ -153,7 +155,7 @@ Examples:
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
-def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
+def fuse_command(spectrum_model, npr_models, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
                  precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr, or -npr32 for an npr32 member):
     logistic weights fitted on --fit, the threshold set so that no --calibrate kind of real photo is flagged
@@ -167,15 +169,15 @@ def fuse_command(spectrum_model, npr_model, fsd_model, fit_dirs, calib_dirs, fpr
 
     out = check_output(output, force)
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
-    npr = load_detector(npr_model)
+    npr, *more_npr = [load_detector(m) for m in npr_models]
     fsd = load_detector(fsd_model) if fsd_model else None
     fit_sets = [s for d in fit_dirs for s in test_sets(d)]
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = eval_settings(workers)
-    total = (3 if fsd else 2) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
+    total = (2 + len(more_npr) + bool(fsd)) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
     with Progress("scoring the members", total=total) as bar:
         state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
-                                 progress=lambda n: bar.update(advance=n), fsd=fsd)
+                                 progress=lambda n: bar.update(advance=n), fsd=fsd, more_npr=tuple(more_npr))
     sha = save_checkpoint(out, state, meta)
     info(json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
     click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, sha256 {sha})")

@@ -60,6 +60,31 @@ class SpectrumNPR32Fusion(SpectrumNPRFusion):
     npr_width = 32
 
 
+class NPREnsemble(nn.Module):
+    """``n`` NPR networks of one width trained alike (e.g. training seeds of one recipe); their mean logit."""
+
+    def __init__(self, n: int, width: int):
+        super().__init__()
+        from ganscan.detectors.zoo.families import NPRNet
+
+        self.members = nn.ModuleList(NPRNet(width) for _ in range(int(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x).reshape(-1) for m in self.members]).mean(0).reshape(-1, 1)
+
+
+class SpectrumNPR32EnsembleFusion(SpectrumNPRFusion):
+    """The npr32 fusion whose NPR member is the mean logit of ``npr_members`` npr32 networks: still two fusion
+    weights, the ensemble read as one member."""
+    npr_width = 32
+
+    def __init__(self, npr_members: int = 3):
+        super().__init__()
+        if int(npr_members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 NPR members, got {npr_members}")
+        self.npr = NPREnsemble(npr_members, self.npr_width)
+
+
 CLAMP = 8.0   # member logits are clipped to +-CLAMP in the three-member fusion
 
 
@@ -85,13 +110,17 @@ FUSIONS = {
     "fusion-spectrum-npr": (SpectrumNPRFusion, MEMBERS, ("alexnet64-spectrum", "npr"), None),
     "fusion-spectrum-npr-fsd": (SpectrumNPRFSDFusion, MEMBERS3, ("alexnet64-spectrum", "npr", "fsd64"), CLAMP),
     "fusion-spectrum-npr32": (SpectrumNPR32Fusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
+    "fusion-spectrum-npr32-ens": (SpectrumNPR32EnsembleFusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
 }
+ENSEMBLES = {"npr32": "fusion-spectrum-npr32-ens"}   # NPR member architecture -> its ensemble fusion
 
 
 for _arch, _cls, _members in (
         ("fusion-spectrum-npr-fsd", SpectrumNPRFSDFusion, "alexnet64-spectrum, the twin-trained NPR network and fsd64"),
         ("fusion-spectrum-npr", SpectrumNPRFusion, "alexnet64-spectrum and the twin-trained NPR network"),
-        ("fusion-spectrum-npr32", SpectrumNPR32Fusion, "alexnet64-spectrum and the twin-trained npr32 network")):
+        ("fusion-spectrum-npr32", SpectrumNPR32Fusion, "alexnet64-spectrum and the twin-trained npr32 network"),
+        ("fusion-spectrum-npr32-ens", SpectrumNPR32EnsembleFusion,
+         "alexnet64-spectrum and the mean of several twin-trained npr32 networks")):
     register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                       classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
@@ -225,26 +254,35 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
             "threshold_calibration": calibration_record(fpr, rates, scores)}
 
 
-def fusion_arch(npr_arch: str, three: bool, label: str | None = None) -> str:
-    """The fusion architecture for an NPR member's architecture (``npr`` or ``npr32``), with or without fsd64;
-    a DataError naming the architectures that fit (and the member ``label``) otherwise."""
+def fusion_arch(npr_arch: str, three: bool, label: str | None = None, ensemble: bool = False) -> str:
+    """The fusion architecture for an NPR member's architecture (``npr`` or ``npr32``), with or without fsd64,
+    or for an ensemble of NPR members; a DataError naming the architectures that fit (and the member ``label``)
+    otherwise."""
     from ganscan.errors import DataError
 
-    fits = {archs[1]: arch for arch, (_, _, archs, _) in FUSIONS.items() if (len(archs) == 3) == three}
+    if ensemble:
+        if three or npr_arch not in ENSEMBLES:
+            raise DataError(f"{label + ': ' if label else ''}a {npr_arch} detector, but an ensemble of NPR members "
+                            f"must be {' or '.join(sorted(ENSEMBLES))}" + (", without fsd64" if three else ""))
+        return ENSEMBLES[npr_arch]
+    fits = {archs[1]: arch for arch, (_, _, archs, _) in FUSIONS.items()
+            if (len(archs) == 3) == three and arch not in ENSEMBLES.values()}
     if npr_arch not in fits:
         raise DataError(f"{label + ': ' if label else ''}a {npr_arch} detector, but this member must be "
                         f"{' or '.join(sorted(fits))}")
     return fits[npr_arch]
 
 
-def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_state: dict | None = None,
+def fused_state(spectrum_state: dict, npr_state, weight, bias: float, fsd_state: dict | None = None,
                 npr_arch: str = "npr") -> dict:
     """The fused checkpoint's tensors: each member's under its prefix, plus the fusion weights (three members
-    when ``fsd_state`` is given)."""
-    arch = fusion_arch(npr_arch, fsd_state is not None)
+    when ``fsd_state`` is given). ``npr_state`` may be a list of state dicts: an ensemble, its mean logit one member."""
+    ensemble = isinstance(npr_state, (list, tuple))
+    arch = fusion_arch(npr_arch, fsd_state is not None, ensemble=ensemble)
     cls, members = FUSIONS[arch][:2]
-    own = cls().state_dict()
-    parts = [("spectrum.", spectrum_state), ("npr.", npr_state)] + ([("fsd.", fsd_state)] if fsd_state else [])
+    own = (cls(len(npr_state)) if ensemble else cls()).state_dict()
+    npr_parts = [(f"npr.members.{i}.", st) for i, st in enumerate(npr_state)] if ensemble else [("npr.", npr_state)]
+    parts = [("spectrum.", spectrum_state), *npr_parts] + ([("fsd.", fsd_state)] if fsd_state else [])
     state = {prefix + k: v for prefix, member in parts for k, v in member.items()}
     state["weight"] = torch.as_tensor(weight, dtype=torch.float32).reshape(len(members))
     state["bias"] = torch.tensor([float(bias)], dtype=torch.float32)
@@ -262,22 +300,31 @@ def fused_state(spectrum_state: dict, npr_state: dict, weight, bias: float, fsd_
 
 
 def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, precision, settings,
-               name: str, progress=None, fsd=None) -> tuple[dict, dict]:
+               name: str, progress=None, fsd=None, more_npr: tuple = ()) -> tuple[dict, dict]:
     """Fit the fusion of two (or, with ``fsd``, three) loaded detectors; returns (state dict, metadata).
 
     ``fit_sets``: labelled sets (real and fake) the logistic weights are fitted on; ``calib_sets``: sets
     whose real images fix the threshold, each set a processing kind that must stay at or under ``fpr``.
-    Files that do not decode are left out and counted.
+    Files that do not decode are left out and counted. ``more_npr``: further NPR detectors of ``npr``'s
+    architecture; with them the NPR member is the ensemble of all, its logit their mean.
     """
     import numpy as np
 
     from ganscan.detectors import metrics as M
     from ganscan.errors import DataError
 
-    arch = fusion_arch(npr.config.name, fsd is not None, npr.label)
+    nprs = [npr, *more_npr]
+    arch = fusion_arch(npr.config.name, fsd is not None, npr.label, ensemble=len(nprs) > 1)
     _, names, archs, clip = FUSIONS[arch]
-    dets = [spectrum, npr] + ([fsd] if fsd is not None else [])
-    for det, member_arch in zip(dets, archs):
+    for other in nprs[1:]:
+        if other.config.name != npr.config.name:
+            raise DataError(f"{other.label}: a {other.config.name} detector, but every NPR member of an ensemble "
+                            f"must be {npr.config.name}")
+        if other.config.tile_align != npr.config.tile_align:
+            raise DataError(f"{other.label}: its tiles start on a multiple of {other.config.tile_align}, "
+                            f"{npr.label}'s on a multiple of {npr.config.tile_align}: they must read the same tiles")
+    dets = [spectrum, *nprs] + ([fsd] if fsd is not None else [])
+    for det, member_arch in zip(dets, [archs[0], *[archs[1]] * len(nprs), *archs[2:]]):
         if det.config.name != member_arch:
             raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
         pre = det.config.preprocessing()
@@ -288,8 +335,10 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     align = npr.config.tile_align
     dets = [replace(d, config=replace(d.config, tile_align=align)) for d in dets]
 
-    def logits(paths: list[str]):   # each member's, clipped as the fused model clips them
+    def logits(paths: list[str]):   # each member's (an ensemble's: the mean), clipped as the fused model clips them
         x = member_logits(dets, paths, precision, settings, progress)
+        if len(nprs) > 1:
+            x = np.concatenate([x[:, :1], x[:, 1:1 + len(nprs)].mean(1, keepdims=True), x[:, 1 + len(nprs):]], 1)
         return np.clip(x, -clip, clip) if clip else x
 
     x = logits([p for s in fit_sets for p in s.paths])
@@ -305,14 +354,23 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     zc = xc @ w.double().numpy() + b
     calib_scores = split_by_kind(1 / (1 + np.exp(-zc)), reals)
     threshold, rates = threshold_at_fpr(calib_scores, fpr)
-    state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b,
+    npr_state = [d.model.state_dict() for d in nprs] if len(nprs) > 1 else npr.model.state_dict()
+    state = fused_state(spectrum.model.state_dict(), npr_state, w, b,
                         fsd.model.state_dict() if fsd is not None else None, npr_arch=npr.config.name)
+
+    def card(d):
+        return {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
+
+    members = {m: card(d) for m, d in zip(names, [spectrum, npr] + ([fsd] if fsd is not None else []))}
+    if len(nprs) > 1:   # the NPR member is the ensemble: each network named, in the order of its tensors
+        members["npr"] = {"ensemble": [card(d) for d in nprs], "arch": npr.config.name, "name": "mean of "
+                          + ", ".join(d.label for d in nprs)}
     meta = {
         "kind": "detector", "arch": arch, "name": name, "threshold": threshold,
         "threshold_rule": threshold_rule(fpr),
         "preprocessing": replace(get_config(arch), tile_align=align).preprocessing(),
-        "members": {m: {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
-                    for m, d in zip(names, dets)},
+        **({"arch_args": {"npr_members": len(nprs)}} if len(nprs) > 1 else {}),
+        "members": members,
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), "n_fit": int(ok.sum()),
                    "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
                    "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},
