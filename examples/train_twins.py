@@ -127,6 +127,11 @@ RECIPES = {
     "v16": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
             "name": "ganscan-twins-v16", "run": "run-v16", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True, "crop_align": 8},
+    # v18 (a candidate, docs/selection-rule-v18.txt): ganscan-twins-v10's tensors fine-tuned on v10's data as npr32-luma,
+    # the same network fed the tile's luminance only: JPEG's 4:2:0 chroma keeps no trace, so the member must not rely on it
+    "v18": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-luma",
+            "name": "ganscan-twins-v18", "run": "run-v18", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to

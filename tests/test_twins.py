@@ -339,6 +339,37 @@ def test_models_fuse_an_ensemble(runner, cli, tmp_path):
     assert res.exit_code == 1 and "ensemble of NPR members must be npr32" in res.output
 
 
+def test_the_luminance_member_reads_no_chroma_and_shares_npr32_tensors(tmp_path):
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD
+    from ganscan.detectors.train.model import load_init
+    from ganscan.detectors.zoo.families import NPRNet32, NPRNet32Luma, luma_views
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    norm = lambda x01: (x01 - mean) / std   # noqa: E731
+    torch.manual_seed(0)
+    grey = torch.rand(2, 1, 64, 64).repeat(1, 3, 1, 1)
+    assert torch.allclose(luma_views(norm(grey)), norm(grey), atol=1e-5)   # a grey image is its own luminance
+    colour = torch.rand(2, 3, 64, 64) * 0.5 + 0.25
+    v = luma_views(norm(colour)) * std + mean
+    assert torch.allclose(v[:, 0], v[:, 1], atol=1e-5) and torch.allclose(v[:, 1], v[:, 2], atol=1e-5)
+    # a change of chroma alone (orthogonal to the luminance weights) does not move the luminance member's logit
+    chroma = torch.zeros_like(colour)
+    chroma[:, 0], chroma[:, 1] = 0.587 * 0.2 * torch.rand(64, 64), 0.0
+    chroma[:, 1] = -chroma[:, 0] * 0.299 / 0.587
+    net, rgb = NPRNet32Luma().eval(), NPRNet32().eval()
+    rgb.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(net(norm(colour)), net(norm(colour + chroma)), atol=1e-4)
+        assert not torch.allclose(rgb(norm(colour)), rgb(norm(colour + chroma)), atol=1e-4)
+    # an npr32 checkpoint initialises it (the same tensors); another architecture's does not
+    path = tmp_path / "rgb.safetensors"
+    save_checkpoint(path, rgb.state_dict(), {"kind": "detector", "arch": "npr32"})
+    fresh = NPRNet32Luma()
+    load_init(fresh, str(path), "npr32-luma")
+    assert all(torch.equal(fresh.state_dict()[k], rgb.state_dict()[k]) for k in rgb.state_dict())
+
+
 def test_models_fuse_command(runner, cli, tmp_path):
     from ganscan.detectors.zoo.families import NPRNet
     from ganscan.detectors.load import load_detector
@@ -380,6 +411,16 @@ def test_models_fuse_command(runner, cli, tmp_path):
     run_ok(runner, cli, ["models", "fuse", "--npr", str(aligned), "--fit", str(fit), "--calibrate", str(calib),
                          "--fpr", "0.2", "-o", str(out8), "--workers", "0"])
     assert read_metadata(out8)["preprocessing"]["tile_align"] == 8
+    # a luminance member (npr32-luma) gets its own fusion
+    from ganscan.detectors.zoo.families import NPRNet32Luma
+
+    luma = tmp_path / "luma.safetensors"
+    save_checkpoint(luma, NPRNet32Luma().state_dict(), {"kind": "detector", "arch": "npr32-luma", "threshold": 0.5,
+                                                        "preprocessing": get_config("npr32-luma").preprocessing()})
+    outl = tmp_path / "fusedl.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", str(luma), "--fit", str(fit), "--calibrate", str(calib),
+                         "--fpr", "0.2", "-o", str(outl), "--workers", "0"])
+    assert read_metadata(outl)["arch"] == "fusion-spectrum-npr32-luma"
     assert load_detector(str(out8)).config.describe_preprocessing() == "tiles64x16a8"
     res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
                               "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])

@@ -53,6 +53,10 @@ def set_train_mode(model: nn.Module, arch: str, frozen_backbone: bool) -> None:
                 m.eval()
 
 
+#: architectures that differ only in what they feed the same tensors: a checkpoint of one initialises the other
+SAME_TENSORS = {frozenset(("npr32", "npr32-luma"))}
+
+
 def load_init(model: nn.Module, spec: str, arch: str) -> None:
     """Initialise from a detector checkpoint (shipped name or file) of the same architecture."""
     from ganscan.detectors.load import resolve_detector
@@ -60,7 +64,7 @@ def load_init(model: nn.Module, spec: str, arch: str) -> None:
     path = resolve_detector(spec)
     state, meta = load_checkpoint(path)
     ck_arch = meta.get("arch")
-    if ck_arch and ck_arch != arch:
+    if ck_arch and ck_arch != arch and frozenset((ck_arch, arch)) not in SAME_TENSORS:
         raise CheckpointError(f"{path}: a {ck_arch} checkpoint cannot initialise a {arch} model",
                               hint=f"pass --arch {ck_arch}, or leave --arch out when using --init")
     load_strict(model, state, str(path), f"weights do not fit architecture {arch}",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ganscan.detectors.registry import register_detector
+from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, register_detector
 
 
 def npr_residual(x: torch.Tensor) -> torch.Tensor:
@@ -72,6 +72,28 @@ class NPRNet(nn.Module):
 class NPRNet32(NPRNet):
     def __init__(self):
         super().__init__(width=32)
+
+
+LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601, as JPEG's colour transform
+
+
+def luma_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """(N,3,H,W) normalised with ``mean``/``std`` -> the luminance of the same pixels in all three channels,
+    normalised the same way."""
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    sd = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    y = ((x * sd + m) * w).sum(1, keepdim=True)
+    return (y - m) / sd
+
+
+@register_detector("npr32-luma", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
+                   description="npr32 fed the tile's luminance only (JPEG's 4:2:0 chroma carries no trace it can read)")
+class NPRNet32Luma(NPRNet32):
+    """npr32 on luminance: the same tensors as ``npr32`` (a checkpoint of either initialises the other)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(luma_views(x))
 
 
 def radial_profile(x: torch.Tensor, bins: int) -> torch.Tensor:

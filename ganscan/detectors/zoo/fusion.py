@@ -60,6 +60,16 @@ class SpectrumNPR32Fusion(SpectrumNPRFusion):
     npr_width = 32
 
 
+class SpectrumNPR32LumaFusion(SpectrumNPRFusion):
+    """The npr32 fusion whose NPR member reads luminance only (``npr32-luma``)."""
+
+    def __init__(self):
+        super().__init__()
+        from ganscan.detectors.zoo.families import NPRNet32Luma
+
+        self.npr = NPRNet32Luma()
+
+
 class NPREnsemble(nn.Module):
     """``n`` NPR networks of one width trained alike (e.g. training seeds of one recipe); their mean logit."""
 
@@ -111,6 +121,7 @@ FUSIONS = {
     "fusion-spectrum-npr-fsd": (SpectrumNPRFSDFusion, MEMBERS3, ("alexnet64-spectrum", "npr", "fsd64"), CLAMP),
     "fusion-spectrum-npr32": (SpectrumNPR32Fusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
     "fusion-spectrum-npr32-ens": (SpectrumNPR32EnsembleFusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
+    "fusion-spectrum-npr32-luma": (SpectrumNPR32LumaFusion, MEMBERS, ("alexnet64-spectrum", "npr32-luma"), None),
 }
 ENSEMBLES = {"npr32": "fusion-spectrum-npr32-ens"}   # NPR member architecture -> its ensemble fusion
 
@@ -120,7 +131,9 @@ for _arch, _cls, _members in (
         ("fusion-spectrum-npr", SpectrumNPRFusion, "alexnet64-spectrum and the twin-trained NPR network"),
         ("fusion-spectrum-npr32", SpectrumNPR32Fusion, "alexnet64-spectrum and the twin-trained npr32 network"),
         ("fusion-spectrum-npr32-ens", SpectrumNPR32EnsembleFusion,
-         "alexnet64-spectrum and the mean of several twin-trained npr32 networks")):
+         "alexnet64-spectrum and the mean of several twin-trained npr32 networks"),
+        ("fusion-spectrum-npr32-luma", SpectrumNPR32LumaFusion,
+         "alexnet64-spectrum and the twin-trained npr32 network on luminance")):
     register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                       classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
