@@ -88,7 +88,7 @@ def luma_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.T
 
 
 @register_detector("npr32-luma", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
-                   description="npr32 fed the tile's luminance only (JPEG's 4:2:0 chroma carries no trace it can read)")
+                   description="npr32 fed the tile's luminance only (Y in all three input channels)")
 class NPRNet32Luma(NPRNet32):
     """npr32 on luminance: the same tensors as ``npr32`` (a checkpoint of either initialises the other)."""
 

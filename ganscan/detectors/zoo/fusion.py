@@ -60,7 +60,7 @@ class SpectrumNPR32Fusion(SpectrumNPRFusion):
     npr_width = 32
 
 
-class SpectrumNPR32LumaFusion(SpectrumNPRFusion):
+class SpectrumNPR32LumaFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member reads luminance only (``npr32-luma``)."""
 
     def __init__(self):
@@ -83,10 +83,9 @@ class NPREnsemble(nn.Module):
         return torch.stack([m(x).reshape(-1) for m in self.members]).mean(0).reshape(-1, 1)
 
 
-class SpectrumNPR32EnsembleFusion(SpectrumNPRFusion):
+class SpectrumNPR32EnsembleFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member is the mean logit of ``npr_members`` npr32 networks: still two fusion
     weights, the ensemble read as one member."""
-    npr_width = 32
 
     def __init__(self, npr_members: int = 3):
         super().__init__()
