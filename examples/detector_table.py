@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 VAL = ("stargan128", "stargan256", "cyclegan", "pix2pix")
@@ -86,14 +85,20 @@ def sets_table(run: Path) -> None:
               f"| n/a | n/a | n/a |" + " n/a |" * len(perts))
 
 
-if __name__ == "__main__":
-    argv = sys.argv[1:]
-    short = "--short" in argv
-    if "--sets" in argv:
-        for r in (a for a in argv if not a.startswith("--")):
+def cli(argv: list[str] | None = None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", help="run folders (examples/train_default.py --run)")
+    ap.add_argument("--short", action="store_true", help="the unseen generators only")
+    ap.add_argument("--sets", action="store_true", help="one table per run: every set, plain and perturbed")
+    args = ap.parse_args(argv)
+    if args.sets:
+        for r in args.runs:
             sets_table(Path(r))
-        sys.exit(0)
-    argv = [a for a in argv if a != "--short"]
-    if not argv:
-        sys.exit(__doc__)
-    main(argv, short=short)
+        return
+    main(args.runs, short=args.short)
+
+
+if __name__ == "__main__":
+    cli()

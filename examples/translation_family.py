@@ -338,7 +338,7 @@ def main() -> None:
         p.add_argument("--work", default="runs/twins")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--side", choices=["train", "held"], default="train",
-                       help="which reals: the training-side 90 % or the held-out 10 %")
+                       help="which reals: the training-side 90 %% or the held-out 10 %%")
         p.add_argument("--threads", type=int, default=1)
     b = sub.choices["bank"]
     b.add_argument("--archs", default=",".join(ARCHS))

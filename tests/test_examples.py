@@ -460,3 +460,31 @@ def test_enlarge_diag_writes_three_kinds_of_each_crop_once_and_counts_verdicts_p
     assert diag.flagged(tmp_path / "r.jsonl") == {"m1": 0.5, "m2": 0.25}
     (tmp_path / "one.jsonl").write_text(json.dumps({"model": "m", "verdict": "fake"}) + "\n")
     assert diag.flagged(tmp_path / "one.jsonl") == {"m": 1.0}
+
+
+@pytest.mark.parametrize("argv", [[p.stem, "--help"] for p in sorted((ROOT / "examples").glob("*.py"))]
+                         + [["translation_family", "bank", "--help"], ["translation_family", "pairs", "--help"]],
+                         ids=lambda a: " ".join(a))
+def test_every_example_script_explains_itself(argv, monkeypatch, capsys):
+    """`python examples/X.py --help` prints its usage and does nothing else (no script runs on import)."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", [f"{argv[0]}.py", *argv[1:]])
+    mod = _load(argv[0])
+    with pytest.raises(SystemExit) as exc:
+        getattr(mod, "cli", mod.main)()   # detector_table's main() is its library function; cli() parses argv
+    assert exc.value.code == 0 and "usage:" in capsys.readouterr().out
+
+
+def test_repeated_lines_table_counts_an_unreadable_photo_and_reads_the_repetition(tmp_path):
+    from ganscan.data.provenance import REPEAT_FLAG
+
+    rl = _load("repeated_lines")
+    for i in range(3):
+        _noise(96, i).save(tmp_path / f"p{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    line = rl.folder_line(str(tmp_path))
+    assert line.startswith(f"{tmp_path}: 3 photos (1 unreadable, left out)")
+    cells = dict(c.split(" m", 1) for c in line.split("; ")[1:])
+    assert float(cells["unchanged"].split()[1].rstrip(",")) < REPEAT_FLAG   # noise repeats no line
+    assert cells["nearest 2x"].endswith("flagged 3")                         # every line doubled
