@@ -132,6 +132,11 @@ RECIPES = {
     "v18": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-luma",
             "name": "ganscan-twins-v18", "run": "run-v18", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
+    # v19 (a candidate, docs/selection-rule-v19.txt): ganscan-twins-v10 fine-tuned on v10's data plus the twins of a
+    # second bank of translation generators with bilinear and StyleGAN-like decoders (the translate2 stage)
+    "v19": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
+            "name": "ganscan-twins-v19", "run": "run-v19", "jpeg": (0.1, 30, 100), "translate": True, "translate2": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -155,12 +160,18 @@ LONG_PAIRS = [("bank-s30", "long-train", "train", 30, 8), ("bank-s39", "heldout/
               ("bank-s39u", "heldout/long-unet", "held", 40, 4)]
 # per stage: banks, pair folders, the held-out folders to halve (with the folder their fusion-fit half goes to;
 # None: that half is unused) and the validation mix (name, parts under heldout/)
+# translate2 (docs/selection-rule-v19.txt): a second training-side bank with decoders no other bank has (bilinear
+# up-sampling + conv; StyleGAN's zero insertion + blur + conv + noise); no held-out family of its own
+TRANSLATE2_BANKS = [(2, "train", "resnet-bilinear,resnet-style", 4, 150, 0.0, 400, None, ())]
+TRANSLATE2_PAIRS = [("bank-s2", "translate2", "train", 2, 8)]
 FAMILY_STAGES = {
     "translate": (TRANSLATE_BANKS, TRANSLATE_PAIRS + LARGE_PAIRS, {"translate-seen": "fit-translate", "translate-unet": None,
                                                      "translate-gan": None},
                   ("val-mix", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen"})),
     "long": (LONG_BANKS, LONG_PAIRS, {"long-seen": "fit-long", "long-unet": None},
              ("val-mix-long", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen", "lg": "fit-long/long-seen"})),
+    "translate2": (TRANSLATE2_BANKS, TRANSLATE2_PAIRS, {},
+                   ("val-mix", {"ts": "twins-shuffle", "tr": "fit-translate/translate-seen"})),
 }
 
 
@@ -361,7 +372,7 @@ def stage_translate(data: Path, work: Path, stage: str = "translate") -> None:
 
 def family_stages(args) -> list[str]:
     """The family stages this build runs (``--translate``, ``--long``), in FAMILY_STAGES order."""
-    return [s for s in FAMILY_STAGES if getattr(args, s)]
+    return [s for s in FAMILY_STAGES if getattr(args, s, False)]
 
 
 def val_set(args) -> str:
@@ -457,7 +468,7 @@ def apply_recipe(args) -> None:
     args.small, args.epochs, args.arch, args.name = r["small"], r["epochs"], r["arch"], r["name"]
     args.jpeg, args.fit_jpeg = r["jpeg"], r.get("fit_jpeg", False)
     args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
-    args.long = r.get("long", False)
+    args.long, args.translate2 = r.get("long", False), r.get("translate2", False)
     args.rescale = r.get("rescale", args.rescale)
     # a calibration kind named on the command line is added to the recipe's
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
@@ -473,7 +484,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "long", "train", "fsd", "fuse", "table"],
+    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "long", "translate2", "train", "fsd", "fuse",
+                                        "table"],
                     default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
@@ -491,6 +503,8 @@ def main() -> None:
     ap.add_argument("--fit-jpeg", action="store_true", help="fit the fusion on heldout/fit-jpeg too")
     ap.add_argument("--translate", action="store_true",
                     help="the translate stage: our own translation generators' twins, trained on and held out")
+    ap.add_argument("--translate2", action="store_true",
+                    help="the translate2 stage: a second bank, with bilinear and StyleGAN-like decoders (needs --translate)")
     ap.add_argument("--long", action="store_true",
                     help="the long stage: twins of longer-trained translation generators (needs --translate)")
     ap.add_argument("--init", default=None,

@@ -19,8 +19,10 @@ the rest; both get the same flip or 90-degree rotation, blur and JPEG quality, a
 
 Architectures (``--archs``): ``resnet3`` (2 stride-2 convs down, residual blocks, 3x3 transposed convs up:
 CycleGAN's shape), ``resnet4`` (4x4 kernels down and up: StarGAN's), ``resnet-up`` (nearest up-sampling +
-conv instead of transposed convs), ``unet`` (pix2pix's U-Net: 4x4 stride-2 convs down, transposed convs up
-with skips, the last layer a transposed conv into tanh).
+conv instead of transposed convs), ``resnet-bilinear`` (bilinear up-sampling + conv), ``resnet-style`` (StyleGAN's
+synthesis up-sampling: zero insertion, a [1,3,3,1] blur, a conv, and per-pixel noise scaled per channel),
+``unet`` (pix2pix's U-Net: 4x4 stride-2 convs down, transposed convs up with skips, the last layer a transposed conv
+into tanh).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_twins import sources  # noqa: E402
 
-ARCHS = ("resnet3", "resnet4", "resnet-up", "unet")
+ARCHS = ("resnet3", "resnet4", "resnet-up", "unet", "resnet-bilinear", "resnet-style")
 TASKS = ("identity", "sr", "gray", "noise")
 
 
@@ -60,6 +62,30 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class StyleUp(nn.Module):
+    """StyleGAN's up-sampling layer, written from its description: zeros inserted between the pixels, a [1,3,3,1]
+    blur (gain 4), a 3x3 conv, and per-pixel noise scaled per channel (a fixed generator per layer, so the same
+    input gives the same output)."""
+
+    def __init__(self, cin: int, cout: int, seed: int = 0):
+        super().__init__()
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        k = k[:, None] * k[None, :]
+        self.register_buffer("blur", (k / k.sum() * 4).expand(cin, 1, 4, 4).clone())
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.noise_strength = nn.Parameter(torch.full((1, cout, 1, 1), 0.02))
+        self.seed = seed
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        z = x.new_zeros(n, c, 2 * h, 2 * w)
+        z[..., ::2, ::2] = x
+        z = F.conv2d(F.pad(z, (2, 1, 2, 1)), self.blur.to(z.dtype), groups=c)
+        y = self.conv(z)
+        g = torch.Generator().manual_seed(self.seed)
+        return y + self.noise_strength * torch.randn((n, 1, 2 * h, 2 * w), generator=g).to(y.dtype)
+
+
 class ResnetGen(nn.Module):
     """c7 -> two stride-2 convs -> residual blocks -> two 2x up-samplings -> c7 -> tanh."""
 
@@ -72,9 +98,14 @@ class ResnetGen(nn.Module):
             layers += [nn.Conv2d(c, 2 * c, k, stride=2, padding=1), norm(2 * c, nk), nn.ReLU(True)]
             c *= 2
         layers += [ResBlock(c, nk) for _ in range(blocks)]
-        for _ in range(2):
+        for i in range(2):
             if arch == "resnet-up":
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, padding=1)]
+            elif arch == "resnet-bilinear":
+                layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                           nn.Conv2d(c, c // 2, 3, padding=1)]
+            elif arch == "resnet-style":
+                layers.append(StyleUp(c, c // 2, seed=i))
             elif k == 4:
                 layers.append(nn.ConvTranspose2d(c, c // 2, 4, stride=2, padding=1))
             else:

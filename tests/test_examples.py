@@ -194,6 +194,31 @@ def test_each_family_stage_makes_its_pairs_from_its_own_banks_and_halves_only_fo
         assert not r.get("long") or r.get("translate")   # the long mix reads translate's fit half
 
 
+def test_the_stylegan_like_up_sampling_layer_interpolates_and_adds_fixed_noise():
+    import torch
+
+    tf = _load("translation_family")
+    up = tf.StyleUp(2, 2, seed=3)
+    with torch.no_grad():
+        up.conv.weight.zero_()
+        up.conv.bias.zero_()
+        for c in range(2):
+            up.conv.weight[c, c, 1, 1] = 1.0   # the conv passes the blurred channels through
+        up.noise_strength.zero_()
+        flat = up(torch.full((1, 2, 8, 8), 0.5))
+        # zeros between the pixels, blurred with gain 4: a constant stays constant away from the border
+        assert flat.shape == (1, 2, 16, 16) and torch.allclose(flat[..., 2:-2, 2:-2], torch.tensor(0.5))
+        up.noise_strength.fill_(1.0)
+        a, b = up(torch.zeros(1, 2, 8, 8)), up(torch.zeros(1, 2, 8, 8))
+    assert torch.equal(a, b) and float(a.std()) > 0.5   # noise, the same every call
+    assert torch.equal(a[:, 0], a[:, 1])                 # one noise image, scaled per channel
+    gens = {arch: tf.build({"arch": arch, "ngf": 8, "blocks": 1, "depth": 5, "norm": "instance", "seed": 1})
+            for arch in ("resnet-up", "resnet-bilinear", "resnet-style")}
+    assert sum(isinstance(m, tf.StyleUp) for m in gens["resnet-style"].modules()) == 2
+    ups = [m.mode for m in gens["resnet-bilinear"].modules() if isinstance(m, torch.nn.Upsample)]
+    assert ups == ["bilinear", "bilinear"]
+
+
 def test_the_translate_stage_writes_the_large_family_that_twins_table_reports(tmp_path, monkeypatch):
     tt, table = _load("train_twins"), _load("twins_table")
     monkeypatch.syspath_prepend(str(ROOT / "examples"))   # as when the script runs: it imports translation_family
@@ -243,6 +268,10 @@ def test_a_recipe_fine_tunes_its_own_init_unless_the_command_line_names_another(
     tt.apply_recipe(g)
     tt.apply_recipe(h)
     assert g.crop_align == 8 and g.init == "ganscan-twins-v10" and h.crop_align == 1   # the control: --crop-align 1
+    v19 = args(recipe="v19")
+    tt.apply_recipe(v19)
+    assert v19.translate and v19.translate2 and not v19.long
+    assert tt.family_stages(v19) == ["translate", "translate2"] and tt.val_set(v19) == "val-mix"
 
 
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
