@@ -158,12 +158,12 @@ LONG_BANKS = [(30, "train", "resnet4,resnet3", 1, 1500, 0.05, 800, None, LONG_NE
               (39, "held", "resnet4,unet", 1, 1500, 0.05, 800, ("unet", "bank-s39u"), LONG_NET)]
 LONG_PAIRS = [("bank-s30", "long-train", "train", 30, 8), ("bank-s39", "heldout/long-seen", "held", 39, 4),
               ("bank-s39u", "heldout/long-unet", "held", 40, 4)]
-# per stage: banks, pair folders, the held-out folders to halve (with the folder their fusion-fit half goes to;
-# None: that half is unused) and the validation mix (name, parts under heldout/)
 # translate2 (docs/selection-rule-v19.txt): a second training-side bank with decoders no other bank has (bilinear
 # up-sampling + conv; StyleGAN's zero insertion + blur + conv + noise); no held-out family of its own
 TRANSLATE2_BANKS = [(2, "train", "resnet-bilinear,resnet-style", 4, 150, 0.0, 400, None, ())]
 TRANSLATE2_PAIRS = [("bank-s2", "translate2", "train", 2, 8)]
+# per stage: banks, pair folders, the held-out folders to halve (with the folder their fusion-fit half goes to;
+# None: that half is unused) and the validation mix (name, parts under heldout/)
 FAMILY_STAGES = {
     "translate": (TRANSLATE_BANKS, TRANSLATE_PAIRS + LARGE_PAIRS, {"translate-seen": "fit-translate", "translate-unet": None,
                                                      "translate-gan": None},
@@ -371,7 +371,7 @@ def stage_translate(data: Path, work: Path, stage: str = "translate") -> None:
 
 
 def family_stages(args) -> list[str]:
-    """The family stages this build runs (``--translate``, ``--long``), in FAMILY_STAGES order."""
+    """The family stages this build runs (``--translate``, ``--long``, ``--translate2``), in FAMILY_STAGES order."""
     return [s for s in FAMILY_STAGES if getattr(args, s, False)]
 
 
