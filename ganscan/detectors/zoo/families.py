@@ -77,12 +77,10 @@ class NPRNet32(NPRNet):
 LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601, as JPEG's colour transform
 
 
-def luma_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+def luma_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD, weights=LUMA) -> torch.Tensor:
     """(N,3,H,W) normalised with ``mean``/``std`` -> the luminance of the same pixels in all three channels,
-    normalised the same way."""
-    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    sd = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    normalised the same way (each of the three a sequence or an already shaped (1,3,1,1) tensor)."""
+    m, sd, w = (torch.as_tensor(v, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) for v in (mean, std, weights))
     y = ((x * sd + m) * w).sum(1, keepdim=True)
     return (y - m) / sd
 
@@ -90,10 +88,16 @@ def luma_views(x: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.T
 @register_detector("npr32-luma", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
                    description="npr32 fed the tile's luminance only (Y in all three input channels)")
 class NPRNet32Luma(NPRNet32):
-    """npr32 on luminance: the same tensors as ``npr32`` (a checkpoint of either initialises the other)."""
+    """npr32 on luminance: the same tensors as ``npr32`` (a checkpoint of either initialises the other; the
+    constants below are not saved)."""
+
+    def __init__(self):
+        super().__init__()
+        for name, value in (("luma_mean", IMAGENET_MEAN), ("luma_std", IMAGENET_STD), ("luma_weights", LUMA)):
+            self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(luma_views(x))
+        return super().forward(luma_views(x, self.luma_mean, self.luma_std, self.luma_weights))
 
 
 def radial_profile(x: torch.Tensor, bins: int) -> torch.Tensor:

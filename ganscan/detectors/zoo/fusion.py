@@ -34,15 +34,20 @@ class SpectrumNPRFusion(nn.Module):
     def __init__(self):
         super().__init__()
         from ganscan.detectors.zoo.autogan import ImageClassifier
-        from ganscan.detectors.zoo.families import NPRNet
 
         self.spectrum = ImageClassifier(True)
-        self.npr = NPRNet(self.npr_width)
+        self.npr = self.make_npr()
         self.register_buffer("weight", torch.zeros(len(MEMBERS)))
         self.register_buffer("bias", torch.zeros(1))
         for name, value in (("in_mean", INCEPTION_MEAN), ("in_std", INCEPTION_STD), ("npr_mean", IMAGENET_MEAN),
                             ("npr_std", IMAGENET_STD)):
             self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1))
+
+    def make_npr(self) -> nn.Module:
+        """The NPR member (subclasses build another kind)."""
+        from ganscan.detectors.zoo.families import NPRNet
+
+        return NPRNet(self.npr_width)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) normalised for the spectrum member -> (N, len(MEMBERS)) logits."""
@@ -63,11 +68,10 @@ class SpectrumNPR32Fusion(SpectrumNPRFusion):
 class SpectrumNPR32LumaFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member reads luminance only (``npr32-luma``)."""
 
-    def __init__(self):
-        super().__init__()
+    def make_npr(self) -> nn.Module:
         from ganscan.detectors.zoo.families import NPRNet32Luma
 
-        self.npr = NPRNet32Luma()
+        return NPRNet32Luma()
 
 
 class NPREnsemble(nn.Module):
@@ -88,10 +92,13 @@ class SpectrumNPR32EnsembleFusion(SpectrumNPR32Fusion):
     weights, the ensemble read as one member."""
 
     def __init__(self, npr_members: int = 3):
-        super().__init__()
         if int(npr_members) < 2:
             raise ValueError(f"an ensemble needs at least 2 NPR members, got {npr_members}")
-        self.npr = NPREnsemble(npr_members, self.npr_width)
+        self.npr_members = int(npr_members)
+        super().__init__()
+
+    def make_npr(self) -> nn.Module:
+        return NPREnsemble(self.npr_members, self.npr_width)
 
 
 CLAMP = 8.0   # member logits are clipped to +-CLAMP in the three-member fusion
