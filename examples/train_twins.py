@@ -137,6 +137,13 @@ RECIPES = {
     "v19": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
             "name": "ganscan-twins-v19", "run": "run-v19", "jpeg": (0.1, 30, 100), "translate": True, "translate2": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
+    # v21 (a candidate, docs/selection-rule-v21.txt): the JPEG member of a fusion with a branch per format:
+    # ganscan-twins-v10 fine-tuned on v10's data with every training view JPEG-compressed (quality 65-100, both
+    # members of a pair alike); its fuse stage builds fusion-spectrum-npr32-jpeg with ganscan-twins-v10 for lossless files
+    "v21": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32",
+            "name": "ganscan-twins-v21j", "run": "run-v21", "jpeg": (1.0, 65, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True,
+            "jpeg_branch": "ganscan-twins-v10", "fusion_name": "ganscan-fusion-v21"},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -426,7 +433,9 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     """The fusion with ganscan-spectrum-v1: weights fitted on held-out twins of the trained tail kinds and
     on half of the AutoGAN and ProGAN families, threshold at 5 % FPR on every calibration kind of
     held-out real photo."""
-    out = run / ("fused3.safetensors" if args.fsd else "fused.safetensors")
+    jpeg_branch = getattr(args, "jpeg_branch", None)   # the lossless member of a fusion with a JPEG branch
+    out = run / ("fused3.safetensors" if args.fsd else "fused-u2j.safetensors" if jpeg_branch and args.calib_u2j
+                 else "fused.safetensors")
     held = work / "heldout"
     extra = ["--fsd", str(work / "fsd.safetensors")] if args.fsd else []
     if args.fit_jpeg:
@@ -436,12 +445,15 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     name = args.name.replace("twins", "fusion").replace("spectrum", "fusion") + ("-fsd" if args.fsd else "")
     if args.member == "spectrum":   # the run trained the spectrum member; the NPR member is the partner
         members = ["--spectrum", str(run / "best.safetensors"), "--npr", args.partner]
+    elif jpeg_branch:   # the run trained the JPEG branch's member; lossless files keep jpeg_branch's scores
+        members = ["--npr", jpeg_branch, "--npr-jpeg", str(run / "best.safetensors"), "--fit-jpeg", str(held / "fit-jpeg")]
+        name = args.fusion_name or name
     else:
         members = ["--npr", str(run / "best.safetensors")]
     if args.calib_frac:   # the kind of reals enlarged by a non-integer factor (examples/twins_sets.py)
         extra += ["--calibrate", str(held / "calib-frac")]
-    if args.calib_u2j:   # reals enlarged 2x and then saved as JPEG 75 (examples/twins_sets.py)
-        extra += ["--calibrate", str(held / "calib-u2j")]
+    if args.calib_u2j:   # reals enlarged 2x and then saved as JPEG 75 (examples/twins_sets.py); JPEG files only
+        extra += ["--calibrate-jpeg" if jpeg_branch else "--calibrate", str(held / "calib-u2j")]
     ganscan("models", "fuse", *members, *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
@@ -470,6 +482,7 @@ def apply_recipe(args) -> None:
     args.translate, args.init, args.lr = r.get("translate", False), args.init or r.get("init"), r.get("lr", args.lr)
     args.long, args.translate2 = r.get("long", False), r.get("translate2", False)
     args.rescale = r.get("rescale", args.rescale)
+    args.jpeg_branch, args.fusion_name = r.get("jpeg_branch"), r.get("fusion_name")
     # a calibration kind named on the command line is added to the recipe's
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
     args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)

@@ -96,6 +96,7 @@ def main() -> None:
         for p in res.perturbations:
             for prow, r in zip(p["rows"], res.sets):
                 rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
+                rows[r.name][f"tpr_{p['perturbation']}"] = prow.get("fake_acc")   # TPR at the threshold
         rr = evaluate(det, real_sets, prec, settings)
         for r in rr.sets:
             y, s, _ = r.scored()

@@ -1,6 +1,7 @@
 """Band-aligned twins (the tail bank and the pairs) and the fusion of detectors."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -470,3 +471,158 @@ def test_train_crops_small_input_detectors_at_their_own_size(runner, cli, tmp_pa
     assert "training at --crop 64" in res.output
     meta = read_metadata(tmp_path / "run" / "best.safetensors")
     assert meta["training"]["options"]["crop"] == 64 and meta["preprocessing"]["input_size"] == 64
+
+
+def _jpeg_fusion_checkpoint(path, w=(0.0, 0.0), b=-5.0, wj=(0.0, 0.0), bj=5.0, seed=0):
+    """A fusion-spectrum-npr32-jpeg checkpoint with random members and the given branch weights."""
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.zoo.fusion import SpectrumNPR32JpegFusion
+
+    torch.manual_seed(seed)
+    model = SpectrumNPR32JpegFusion()
+    state = model.state_dict()
+    state.update(weight=torch.tensor(w, dtype=torch.float32), bias=torch.tensor([b], dtype=torch.float32),
+                 weight_jpeg=torch.tensor(wj, dtype=torch.float32), bias_jpeg=torch.tensor([bj], dtype=torch.float32))
+    save_checkpoint(path, state, {"kind": "detector", "arch": "fusion-spectrum-npr32-jpeg", "threshold": 0.5})
+    return path
+
+
+def test_the_jpeg_fusion_reads_each_tile_with_its_formats_branch(tmp_path):
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.fusion import SpectrumNPR32JpegFusion
+
+    det = load_detector(str(_jpeg_fusion_checkpoint(tmp_path / "j.safetensors", (0.5, 2.0), -0.1, (1.5, -0.7), 0.3)))
+    m = det.model.eval()
+    assert isinstance(m, SpectrumNPR32JpegFusion) and m.format_aware
+    # the two NPR networks hold their own tensors
+    assert not torch.equal(m.npr.stem[0].weight, m.npr_jpeg.stem[0].weight)
+    x01 = torch.rand(4, 3, 64, 64)
+    x = (x01 - 0.5) / 0.5
+    imagenet = (x01 - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        a, n, nj = m.spectrum(x).reshape(-1), m.npr(imagenet).reshape(-1), m.npr_jpeg(imagenet).reshape(-1)
+        lossless = 0.5 * a + 2.0 * n - 0.1
+        jpeg = 1.5 * a - 0.7 * nj + 0.3
+        assert torch.allclose(m(x).reshape(-1), lossless, atol=1e-4)   # no formats: the lossless branch
+        assert torch.allclose(m(x, jpeg=torch.zeros(4, dtype=torch.bool)).reshape(-1), lossless, atol=1e-4)
+        assert torch.allclose(m(x, jpeg=torch.ones(4, dtype=torch.bool)).reshape(-1), jpeg, atol=1e-4)
+        mixed = torch.tensor([True, False, False, True])
+        assert torch.allclose(m(x, jpeg=mixed).reshape(-1), torch.where(mixed, jpeg, lossless), atol=1e-4)
+        with pytest.raises(ValueError, match="3 format flags for 4 tiles"):
+            m(x, jpeg=mixed[:3])
+
+
+def test_forward_logits_gives_each_images_tiles_its_format():
+    from ganscan.core.device import Precision
+    from ganscan.detectors.inference import forward_logits
+
+    class Probe(torch.nn.Module):   # logit = 1 for a tile flagged JPEG, 0 otherwise
+        format_aware = True
+
+        def forward(self, x, jpeg=None):
+            return (jpeg.float() if jpeg is not None else torch.zeros(x.shape[0])).reshape(-1, 1)
+
+    prec = Precision(device=torch.device("cpu"), autocast_dtype=None, channels_last=False)
+    tensors = [torch.zeros(3, 3, 8, 8), torch.zeros(1, 3, 8, 8), torch.zeros(2, 3, 8, 8)]
+    assert forward_logits(Probe(), tensors, prec, max_batch=2, jpeg=[True, False, True]) == [1.0, 0.0, 1.0]
+    assert forward_logits(Probe(), tensors, prec) == [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="2 format flags for 3 images"):
+        forward_logits(Probe(), tensors, prec, jpeg=[True, False])
+
+    class Plain(torch.nn.Module):   # not format-aware: never given the flags
+        def forward(self, x):
+            return torch.ones(x.shape[0], 1)
+
+    assert forward_logits(Plain(), tensors, prec, jpeg=[True, False, True]) == [1.0, 1.0, 1.0]
+
+
+def test_scan_evaluate_and_explain_read_a_jpeg_with_the_jpeg_branch(runner, cli, tmp_path):
+    import json
+
+    model = _jpeg_fusion_checkpoint(tmp_path / "j.safetensors")   # lossless files score 0.0067, JPEG files 0.9933
+    photos = tmp_path / "photos"
+    write_images(photos, 2, size=(96, 80), fmt="JPEG", seed=1, prefix="j")
+    write_images(photos, 2, size=(96, 80), fmt="PNG", seed=2, prefix="p")
+    res = run_ok(runner, cli, ["scan", str(photos), "--model", str(model), "--format", "jsonl", "--workers", "0"])
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 4
+    for r in rows:
+        jpeg = r["path"].endswith(".jpg")
+        assert r["format"] == ("JPEG" if jpeg else "PNG")
+        assert r["score"] == pytest.approx(0.993307 if jpeg else 0.006693, abs=1e-5)
+        assert r["verdict"] == ("fake" if jpeg else "real")
+    # evaluate: a set of JPEG fakes and PNG reals is perfectly separated only through the branches
+    data = tmp_path / "set"
+    write_images(data / "0_real", 3, size=(70, 70), fmt="PNG", seed=3)
+    write_images(data / "1_fake", 3, size=(70, 70), fmt="JPEG", seed=4)
+    out = tmp_path / "eval.json"
+    run_ok(runner, cli, ["evaluate", "-m", str(model), str(data), "-o", str(out), "--workers", "0"])
+    row = json.loads(out.read_text())["sets"][0]
+    assert row["auc"] == pytest.approx(1.0) and row["fake_acc"] == pytest.approx(1.0) and row["real_acc"] == pytest.approx(1.0)
+    # explain: the heatmap of a JPEG is read by the JPEG branch
+    ex = tmp_path / "explain"
+    run_ok(runner, cli, ["explain", str(photos / "j00000.jpg"), str(photos / "p00000.png"), "--model", str(model),
+                         "-o", str(ex)])
+    got = {Path(s["path"]).suffix: s for s in json.loads((ex / "summary.json").read_text())}
+    assert got[".jpg"]["patch_score_mean"] == pytest.approx(0.9933, abs=1e-3)
+    assert got[".png"]["patch_score_mean"] == pytest.approx(0.0067, abs=1e-3)
+
+
+def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
+    from ganscan.core.checkpoint import read_metadata, save_checkpoint
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.registry import get_config
+    from ganscan.detectors.zoo.families import NPRNet32
+
+    paths = []
+    for i in range(2):
+        torch.manual_seed(20 + i)
+        p = tmp_path / f"npr32-{i}.safetensors"
+        save_checkpoint(p, NPRNet32().state_dict(), {"kind": "detector", "arch": "npr32", "threshold": 0.5,
+                                                      "name": f"m{i}", "preprocessing": get_config("npr32").preprocessing()})
+        paths.append(str(p))
+    fit = tmp_path / "fit"
+    for fmt, seed in (("PNG", 1), ("JPEG", 3)):
+        write_images(fit / "0_real", 5, size=(64, 64), fmt=fmt, seed=seed, prefix=f"r{fmt}")
+        write_images(fit / "1_fake", 5, size=(64, 64), fmt=fmt, seed=seed + 1, prefix=f"f{fmt}")
+    fit_jpeg = tmp_path / "fitj"
+    write_images(fit_jpeg / "0_real", 4, size=(64, 64), fmt="JPEG", seed=5)
+    write_images(fit_jpeg / "1_fake", 4, size=(64, 64), fmt="JPEG", seed=6)
+    calib = tmp_path / "calib"
+    write_images(calib / "lossless" / "0_real", 5, size=(70, 70), seed=7)
+    write_images(calib / "camera" / "0_real", 5, size=(70, 70), fmt="JPEG", seed=8)
+    write_images(calib / "mixed" / "0_real", 3, size=(70, 70), seed=9, prefix="a")
+    write_images(calib / "mixed" / "0_real", 3, size=(70, 70), fmt="JPEG", seed=10, prefix="b")
+    u2j = tmp_path / "u2j"
+    write_images(u2j / "enlarged" / "0_real", 5, size=(70, 70), fmt="JPEG", seed=11)
+    out = tmp_path / "fusedj.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", paths[0], "--npr-jpeg", paths[1], "--fit", str(fit),
+                         "--fit-jpeg", str(fit_jpeg), "--calibrate", str(calib), "--calibrate-jpeg", str(u2j),
+                         "--fpr", "0.2", "-o", str(out), "--workers", "0"])
+    meta = read_metadata(out)
+    assert meta["arch"] == "fusion-spectrum-npr32-jpeg"
+    assert [meta["members"][k]["name"] for k in ("npr", "npr_jpeg")] == ["m0", "m1"]
+    assert meta["fusion"]["n_fit"] == 10 and meta["fusion"]["jpeg"]["n_fit"] == 18
+    cal = meta["threshold_calibration"]
+    assert set(cal["fpr_by_kind"]) == {"lossless (lossless)", "mixed (lossless)", "camera (JPEG)", "mixed (JPEG)",
+                                       "enlarged (JPEG)"}
+    assert cal["n_by_kind"]["mixed (JPEG)"] == 3 and cal["jpeg_only_kinds"] == ["enlarged"]
+    assert all(r <= 0.2 for r in cal["fpr_by_kind"].values())
+    assert meta["threshold"] == pytest.approx(cal["threshold_lossless"])
+    # the JPEG branch's bias carries its own threshold: at the shipped one, its logit sits where the JPEG one did
+    shift = meta["fusion"]["jpeg"]["bias"] - meta["fusion"]["jpeg"]["bias_fitted"]
+    logit = lambda p: np.log(p / (1 - p))   # noqa: E731
+    assert shift == pytest.approx(logit(cal["threshold_lossless"]) - logit(cal["threshold_jpeg"]), abs=1e-6)
+    det = load_detector(str(out))
+    for k, v in load_detector(paths[1]).model.state_dict().items():
+        assert torch.equal(det.model.npr_jpeg.state_dict()[k], v)
+    base = ["models", "fuse", "--fit", str(fit), "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")]
+    res = runner.invoke(cli, [*base, "--npr", paths[0], "--fit-jpeg", str(fit_jpeg)])
+    assert res.exit_code == 2 and "need --npr-jpeg" in res.output
+    res = runner.invoke(cli, [*base, "--npr", paths[0], "--npr", paths[1], "--npr-jpeg", paths[1]])
+    assert res.exit_code == 2 and "one --npr member" in res.output
+    only_png = tmp_path / "calibpng"
+    write_images(only_png / "lossless" / "0_real", 5, size=(70, 70), seed=12)
+    res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--npr-jpeg", paths[1], "--fit", str(fit),
+                              "--calibrate", str(only_png), "-o", str(tmp_path / "y.safetensors"), "--workers", "0"])
+    assert res.exit_code == 1 and "no JPEG real photos" in res.output

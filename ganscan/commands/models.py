@@ -132,6 +132,8 @@ Examples:
   ganscan models fuse --npr runs/twins/run/best.safetensors --fit heldout/fit \\
       --calibrate heldout/negatives -o weights/fused.safetensors
   ganscan scan photos/ --model weights/fused.safetensors
+  ganscan models fuse --npr run/best.safetensors --npr-jpeg run-jpeg/best.safetensors --fit heldout/fit \
+      --fit-jpeg heldout/fit-jpeg --calibrate heldout/calib --calibrate-jpeg heldout/calib-u2j -o fused.safetensors
 """
 
 
@@ -143,10 +145,20 @@ Examples:
                    "is their ensemble: the mean of their logits (fusion-spectrum-npr32-ens).")
 @click.option("--fsd", "fsd_model", default=None,
               help="An fsd64 member (from `ganscan models fit-fsd`): fuses three members (fusion-spectrum-npr-fsd).")
+@click.option("--npr-jpeg", "npr_jpeg_model", default=None,
+              help="An npr32 member for JPEG files (trained on JPEG-compressed twins): the fusion gets a branch per "
+                   "format (fusion-spectrum-npr32-jpeg). JPEG files are scored by it with their own weights and "
+                   "threshold; other files as the plain fusion scores them.")
 @click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
-              help="Labelled sets (0_real/1_fake, or a folder of them) to fit the weights on (repeatable).")
+              help="Labelled sets (0_real/1_fake, or a folder of them) to fit the weights on (repeatable). With "
+                   "--npr-jpeg, their JPEG files fit the JPEG branch and the others the lossless one.")
+@click.option("--fit-jpeg", "fit_jpeg_dirs", multiple=True, metavar="DIR",
+              help="With --npr-jpeg: more labelled sets whose JPEG files fit the JPEG branch only (repeatable).")
 @click.option("--calibrate", "calib_dirs", multiple=True, required=True, metavar="DIR",
-              help="Sets whose real images fix the threshold, one per processing kind (repeatable).")
+              help="Sets whose real images fix the threshold, one per processing kind (repeatable). With "
+                   "--npr-jpeg, each kind is split by format and each part calibrates its branch.")
+@click.option("--calibrate-jpeg", "calib_jpeg_dirs", multiple=True, metavar="DIR",
+              help="With --npr-jpeg: kinds of real photo that calibrate the JPEG branch only (repeatable).")
 @click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Highest share of each calibration kind's real images flagged fake.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
@@ -155,8 +167,8 @@ Examples:
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
-def fuse_command(spectrum_model, npr_models, fsd_model, fit_dirs, calib_dirs, fpr, output, name, force, workers, device,
-                 precision):
+def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, fit_dirs, fit_jpeg_dirs, calib_dirs,
+                 calib_jpeg_dirs, fpr, output, name, force, workers, device, precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr; -npr32, -npr32-luma or -npr32-ens for an
     npr32, an npr32-luma member or several npr32 members):
     logistic weights fitted on --fit, the threshold set so that no --calibrate kind of real photo is flagged
@@ -168,6 +180,10 @@ def fuse_command(spectrum_model, npr_models, fsd_model, fit_dirs, calib_dirs, fp
     from ganscan.detectors.load import load_detector, open_detector
     from ganscan.detectors.zoo.fusion import fit_fusion
 
+    if npr_jpeg_model is None and (fit_jpeg_dirs or calib_jpeg_dirs):
+        raise click.UsageError("--fit-jpeg and --calibrate-jpeg need --npr-jpeg (the JPEG branch's member)")
+    if npr_jpeg_model is not None and (fsd_model or len(npr_models) > 1):
+        raise click.UsageError("--npr-jpeg fuses one --npr member and no --fsd")
     out = check_output(output, force)
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
     npr, *more_npr = [load_detector(m) for m in npr_models]
@@ -176,6 +192,22 @@ def fuse_command(spectrum_model, npr_models, fsd_model, fit_dirs, calib_dirs, fp
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = eval_settings(workers)
     total = (2 + len(more_npr) + bool(fsd)) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
+    if npr_jpeg_model is not None:
+        from ganscan.detectors.zoo.fusion import fit_jpeg_fusion
+
+        npr_jpeg = load_detector(npr_jpeg_model)
+        fit_jpeg_sets = [s for d in fit_jpeg_dirs for s in test_sets(d)]
+        calib_jpeg_sets = [s for d in calib_jpeg_dirs for s in test_sets(d)]
+        total = 2 * (sum(len(s) for s in fit_sets + fit_jpeg_sets)
+                     + sum(s.n_real for s in calib_sets + calib_jpeg_sets))
+        with Progress("scoring the members", total=total) as bar:
+            state, meta = fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets, fit_jpeg_sets, calib_sets, calib_jpeg_sets,
+                                          fpr, prec, settings, name or out.stem, progress=lambda n: bar.update(advance=n))
+        sha = save_checkpoint(out, state, meta)
+        info(json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
+        click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, JPEG branch calibrated at "
+                   f"{meta['threshold_calibration']['threshold_jpeg']:.4f}, sha256 {sha})")
+        return
     with Progress("scoring the members", total=total) as bar:
         state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
                                  progress=lambda n: bar.update(advance=n), fsd=fsd, more_npr=tuple(more_npr))

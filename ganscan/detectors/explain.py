@@ -28,7 +28,9 @@ def patch_grid(h: int, w: int, size: int, max_patches: int) -> tuple[list[tuple[
 
 
 def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max_patches: int = 256,
-                 batch: int = 32) -> tuple[np.ndarray, list[tuple[int, int]], int]:
+                 batch: int = 32, jpeg: bool = False) -> tuple[np.ndarray, list[tuple[int, int]], int]:
+    """P(fake) of each patch of a grid over the image; ``jpeg``: the file is a JPEG (a fusion with a JPEG branch
+    reads its patches with that branch, as scan does)."""
     size = det.config.input_size
     coords, stride = patch_grid(arr.shape[0], arr.shape[1], size, max_patches)
     from ganscan.detectors.preprocess import center_crop_array
@@ -38,7 +40,7 @@ def patch_scores(det: LoadedDetector, arr: np.ndarray, precision: Precision, max
     for i in range(0, len(coords), batch):
         views = np.stack([center_crop_array(arr[y:y + size, x:x + size], size) for y, x in coords[i:i + batch]])
         t = normalize(views, det.config)
-        logits = forward_logits(model, list(t.unsqueeze(1)), precision, max_batch=batch)
+        logits = forward_logits(model, list(t.unsqueeze(1)), precision, max_batch=batch, jpeg=[jpeg] * len(t))
         scores.extend(sigmoid(v) for v in logits)
     return np.asarray(scores), coords, stride
 
@@ -53,13 +55,14 @@ def explain_images(det: LoadedDetector, paths, out_dir: Path, precision: Precisi
     from ganscan.data.supervise import decoded_images
 
     results = []
-    for path, img, _info, error in decoded_images(paths, DEFAULT_MAX_PIXELS, file_timeout, max_bytes):
+    for path, img, info, error in decoded_images(paths, DEFAULT_MAX_PIXELS, file_timeout, max_bytes):
         if error is not None:
             summary = {"path": path, "error": error}
             if on_error is not None:
                 on_error(path, error)
         else:
-            summary = explain_image(det, path, img, out_dir, precision, max_patches)
+            summary = explain_image(det, path, img, out_dir, precision, max_patches,
+                                    jpeg=getattr(info, "format", None) == "JPEG")
             (out_dir / f"{Path(path).stem}.json").write_text(json.dumps(summary, indent=2))
         results.append(summary)
         if progress is not None:
@@ -69,7 +72,7 @@ def explain_images(det: LoadedDetector, paths, out_dir: Path, precision: Precisi
 
 
 def explain_image(det: LoadedDetector, path: str, img, out_dir: Path, precision: Precision,
-                  max_patches: int = 256) -> dict:
+                  max_patches: int = 256, jpeg: bool = False) -> dict:
     """Heatmap, spectrum and profile PNGs plus the summary of one decoded image."""
     import matplotlib
 
@@ -86,7 +89,7 @@ def explain_image(det: LoadedDetector, path: str, img, out_dir: Path, precision:
 
     arr = np.array(img)
     h, w = arr.shape[:2]
-    scores, coords, stride = patch_scores(det, arr, precision, max_patches)
+    scores, coords, stride = patch_scores(det, arr, precision, max_patches, jpeg=jpeg)
     size = det.config.input_size
     # the map is drawn over a display copy of at most ~1600 px (the figure is 800 px wide anyway)
     f = max(1, int(math.ceil(max(h, w) / 1600)))

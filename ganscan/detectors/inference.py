@@ -207,9 +207,15 @@ def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Modu
 
 @torch.inference_mode()
 def forward_logits(model: torch.nn.Module, tensors: list[torch.Tensor], precision: Precision,
-                   max_batch: int = 64) -> list[float]:
-    """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together."""
+                   max_batch: int = 64, jpeg: list[bool] | None = None) -> list[float]:
+    """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together.
+
+    ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
+    receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
     counts = [t.shape[0] for t in tensors]
+    aware = jpeg is not None and getattr(model, "format_aware", False)
+    if aware and len(jpeg) != len(tensors):
+        raise ValueError(f"{len(jpeg)} format flags for {len(tensors)} images")
     out: list[float | None] = [None] * len(tensors)
     groups: dict[tuple, list[int]] = {}
     for i, t in enumerate(tensors):
@@ -221,7 +227,11 @@ def forward_logits(model: torch.nn.Module, tensors: list[torch.Tensor], precisio
             if precision.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
-                logits = model(x)
+                if aware:
+                    flags = torch.cat([torch.full((counts[i],), bool(jpeg[i])) for i in part])
+                    logits = model(x, jpeg=flags.to(precision.device, non_blocking=True))
+                else:
+                    logits = model(x)
             agg = aggregate_logits(logits.float().reshape(-1), [counts[i] for i in part])
             for i, v in zip(part, agg.cpu().tolist()):
                 out[i] = v
@@ -270,7 +280,8 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
     for items in file_items(settings, tuple(d.config for d in dets), failed):
         ready = [(row, t) for row, t in items if t is not None]
         for k, model in enumerate(models if ready else ()):
-            logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1))
+            logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1),
+                                    jpeg=[row.get("format") == "JPEG" for row, _ in ready])
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
                 verdict = "fake" if score >= thresholds[k] else "real"

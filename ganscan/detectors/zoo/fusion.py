@@ -121,6 +121,44 @@ class SpectrumNPRFSDFusion(SpectrumNPRFusion):
         return torch.cat([both, self.fsd(x).reshape(-1, 1).float()], dim=1).clamp(-CLAMP, CLAMP)
 
 
+class SpectrumNPR32JpegFusion(SpectrumNPR32Fusion):
+    """Two branches chosen by the file's format. Lossless files (and any call without formats) are scored as
+    ``fusion-spectrum-npr32`` scores them: ``spectrum`` and ``npr`` fused by ``weight`` and ``bias``. Tiles of JPEG
+    files are scored by ``spectrum`` and ``npr_jpeg`` (an npr32 network trained on JPEG-compressed twins), fused by
+    ``weight_jpeg`` and ``bias_jpeg``. ``bias_jpeg`` holds the JPEG branch's calibration: both branches share the
+    one threshold, each at the false-positive rate it was calibrated to on real photos of its own format.
+
+    ``forward(x, jpeg)`` takes one flag per tile (``ganscan.detectors.inference.forward_logits`` builds them from
+    each file's format); each tile goes through one NPR network only, so a scan costs what the plain fusion costs.
+    """
+    format_aware = True
+
+    def __init__(self):
+        super().__init__()
+        self.npr_jpeg = self.make_npr()
+        self.register_buffer("weight_jpeg", torch.zeros(len(MEMBERS)))
+        self.register_buffer("bias_jpeg", torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, jpeg: torch.Tensor | None = None) -> torch.Tensor:
+        if jpeg is None:
+            return super().forward(x)
+        jpeg = jpeg.to(x.device).bool().reshape(-1)
+        if jpeg.numel() != x.shape[0]:
+            raise ValueError(f"{jpeg.numel()} format flags for {x.shape[0]} tiles")
+        if not bool(jpeg.any()):
+            return super().forward(x)
+        xn = (x * self.in_std + self.in_mean - self.npr_mean) / self.npr_std
+        a = self.spectrum(x).reshape(-1).float()
+        b = torch.empty_like(a)
+        lossless = ~jpeg
+        if bool(lossless.any()):
+            b[lossless] = self.npr(xn[lossless]).reshape(-1).float()
+        b[jpeg] = self.npr_jpeg(xn[jpeg]).reshape(-1).float()
+        w = torch.where(jpeg.view(-1, 1), self.weight_jpeg.view(1, -1), self.weight.view(1, -1))
+        bias = torch.where(jpeg, self.bias_jpeg, self.bias)
+        return ((torch.stack([a, b], 1) * w).sum(1) + bias).reshape(-1, 1)
+
+
 # arch -> (module class, member names, member architectures, clip of member logits)
 FUSIONS = {
     "fusion-spectrum-npr": (SpectrumNPRFusion, MEMBERS, ("alexnet64-spectrum", "npr"), None),
@@ -128,8 +166,10 @@ FUSIONS = {
     "fusion-spectrum-npr32": (SpectrumNPR32Fusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
     "fusion-spectrum-npr32-ens": (SpectrumNPR32EnsembleFusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
     "fusion-spectrum-npr32-luma": (SpectrumNPR32LumaFusion, MEMBERS, ("alexnet64-spectrum", "npr32-luma"), None),
+    "fusion-spectrum-npr32-jpeg": (SpectrumNPR32JpegFusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
 }
 ENSEMBLES = {"npr32": "fusion-spectrum-npr32-ens"}   # NPR member architecture -> its ensemble fusion
+JPEG_FUSIONS = {"npr32": "fusion-spectrum-npr32-jpeg"}   # NPR member architecture -> its fusion with a JPEG branch
 
 
 for _arch, _cls, _members in (
@@ -139,7 +179,10 @@ for _arch, _cls, _members in (
         ("fusion-spectrum-npr32-ens", SpectrumNPR32EnsembleFusion,
          "alexnet64-spectrum and the mean of several twin-trained npr32 networks"),
         ("fusion-spectrum-npr32-luma", SpectrumNPR32LumaFusion,
-         "alexnet64-spectrum and the twin-trained npr32 network on luminance")):
+         "alexnet64-spectrum and the twin-trained npr32 network on luminance"),
+        ("fusion-spectrum-npr32-jpeg", SpectrumNPR32JpegFusion,
+         "alexnet64-spectrum and a twin-trained npr32 network, with a second npr32 network and its own weights for "
+         "JPEG files")):
     register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                       classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
@@ -285,7 +328,7 @@ def fusion_arch(npr_arch: str, three: bool, label: str | None = None, ensemble: 
                             f"must be {' or '.join(sorted(ENSEMBLES))}" + (", without fsd64" if three else ""))
         return ENSEMBLES[npr_arch]
     fits = {archs[1]: arch for arch, (_, _, archs, _) in FUSIONS.items()
-            if (len(archs) == 3) == three and arch not in ENSEMBLES.values()}
+            if (len(archs) == 3) == three and arch not in ENSEMBLES.values() and arch not in JPEG_FUSIONS.values()}
     if npr_arch not in fits:
         raise DataError(f"{label + ': ' if label else ''}a {npr_arch} detector, but this member must be "
                         f"{' or '.join(sorted(fits))}")
@@ -394,5 +437,139 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
                    "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
                    "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},
         "threshold_calibration": calibration_record(fpr, rates, calib_scores),
+    }
+    return state, meta
+
+
+# --- the fusion with a JPEG branch ------------------------------------------------------------------
+
+def is_jpeg_file(path: str) -> bool:
+    """Whether the file is a JPEG by its signature (what the scanner's decoder reports as format JPEG); False for a
+    file that cannot be read (it fails to decode later and is counted there)."""
+    from ganscan.data.formats import sniff
+
+    try:
+        with open(path, "rb") as f:
+            return sniff(f.read(64)) == "JPEG"
+    except OSError:
+        return False
+
+
+def split_kinds_by_format(reals: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """kind -> files, as (lossless parts, JPEG parts): each kind's files split by format, an empty part left out."""
+    lossless, jpeg = {}, {}
+    for kind, files in reals.items():
+        flags = [is_jpeg_file(p) for p in files]
+        if not all(flags):
+            lossless[kind] = [p for p, j in zip(files, flags) if not j]
+        if any(flags):
+            jpeg[kind] = [p for p, j in zip(files, flags) if j]
+    return lossless, jpeg
+
+
+def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list, calib_sets: list,
+                    calib_jpeg_sets: list, fpr: float, precision, settings, name: str,
+                    progress=None) -> tuple[dict, dict]:
+    """Fit ``fusion-spectrum-npr32-jpeg``: (state dict, metadata).
+
+    - the lossless branch (``spectrum`` + ``npr``): logistic weights on the non-JPEG files of ``fit_sets``;
+    - the JPEG branch (``spectrum`` + ``npr_jpeg``): on the JPEG files of ``fit_sets`` and of ``fit_jpeg_sets``;
+    - calibration per format: every kind of ``calib_sets`` is split by format, each part scored by its branch; the
+      kinds of ``calib_jpeg_sets`` count for JPEG files only. The lossless threshold keeps every lossless part at
+      or under ``fpr``, the JPEG threshold every JPEG part. The lossless one ships; the JPEG branch's bias is moved
+      by the difference of their logits, so one threshold holds both.
+    """
+    import numpy as np
+
+    from ganscan.detectors import metrics as M
+    from ganscan.errors import DataError
+
+    arch = JPEG_FUSIONS.get(npr.config.name)
+    if arch is None:
+        raise DataError(f"{npr.label}: a {npr.config.name} detector, but a fusion with a JPEG branch needs "
+                        f"{' or '.join(sorted(JPEG_FUSIONS))} members")
+    cls, names, archs, _ = FUSIONS[arch]
+    for det, member_arch in ((spectrum, archs[0]), (npr, archs[1]), (npr_jpeg, archs[1])):
+        if det.config.name != member_arch:
+            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
+        pre = det.config.preprocessing()
+        if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
+            raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
+    if npr_jpeg.config.tile_align != npr.config.tile_align:
+        raise DataError(f"{npr_jpeg.label}: its tiles start on a multiple of {npr_jpeg.config.tile_align}, "
+                        f"{npr.label}'s on a multiple of {npr.config.tile_align}: they must read the same tiles")
+    align = npr.config.tile_align
+    spectrum, npr, npr_jpeg = (replace(d, config=replace(d.config, tile_align=align)) for d in (spectrum, npr, npr_jpeg))
+    branches = {"lossless": [spectrum, npr], "jpeg": [spectrum, npr_jpeg]}
+
+    def logits(branch: str, paths: list[str]):
+        return member_logits(branches[branch], paths, precision, settings, progress)
+
+    def fit(branch: str, pairs: list[tuple[str, int]]):
+        if len({lab for _, lab in pairs}) < 2:
+            raise DataError(f"the {branch} files of the fit sets must hold both real and fake images")
+        x = logits(branch, [p for p, _ in pairs])
+        y = np.asarray([lab for _, lab in pairs])
+        ok = ~np.isnan(x).any(1)
+        if len(set(y[ok].tolist())) < 2:
+            raise DataError(f"the readable {branch} files of the fit sets must hold both real and fake images")
+        w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+        fused = x[ok] @ w.double().numpy() + b
+        return w, b, {"n_fit": int(ok.sum()), "unreadable": int((~ok).sum()), "fit_auc": M.roc_auc(y[ok], fused),
+                      "member_fit_auc": {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(names)}}
+
+    files = [(p, lab) for s in fit_sets for p, lab in zip(s.paths, s.labels)]
+    jpeg_files = [(p, lab) for s in fit_jpeg_sets for p, lab in zip(s.paths, s.labels)]
+    w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)])
+    wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)])
+
+    lossless_kinds, jpeg_kinds = split_kinds_by_format(reals_by_kind(calib_sets))
+    jpeg_only = split_kinds_by_format(reals_by_kind(calib_jpeg_sets))[1] if calib_jpeg_sets else {}
+    for kind, part in jpeg_only.items():
+        jpeg_kinds[kind if kind not in jpeg_kinds else f"{kind} (JPEG kinds)"] = part
+    if not lossless_kinds or not jpeg_kinds:
+        missing = "lossless" if not lossless_kinds else "JPEG"
+        raise DataError(f"the calibration kinds hold no {missing} real photos: each branch needs its own")
+
+    def branch_scores(branch: str, kinds: dict[str, list[str]], weight, bias: float):
+        x = logits(branch, [p for part in kinds.values() for p in part])
+        z = x @ weight.double().numpy() + bias
+        return split_by_kind(1 / (1 + np.exp(-z)), kinds)
+
+    scores_l = branch_scores("lossless", lossless_kinds, w, b)
+    scores_j = branch_scores("jpeg", jpeg_kinds, wj, bj)
+    t_l, rates_l = threshold_at_fpr(scores_l, fpr)
+    t_j, rates_j = threshold_at_fpr(scores_j, fpr)
+    eps = 1e-6
+    shift = _logit(min(max(t_l, eps), 1 - eps)) - _logit(min(max(t_j, eps), 1 - eps))
+    bj_shipped = bj + shift
+
+    state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b, npr_arch=npr.config.name)
+    state.update({f"npr_jpeg.{k}": v for k, v in npr_jpeg.model.state_dict().items()})
+    state["weight_jpeg"] = torch.as_tensor(wj, dtype=torch.float32).reshape(len(names))
+    state["bias_jpeg"] = torch.tensor([float(bj_shipped)], dtype=torch.float32)
+    own = cls().state_dict()
+    if set(own) != set(state):
+        from ganscan.errors import CheckpointError
+
+        raise CheckpointError(f"member weights do not fit {arch} (missing {sorted(set(own) - set(state))[:3]}, "
+                              f"unexpected {sorted(set(state) - set(own))[:3]})")
+    state = {k: v.contiguous() for k, v in state.items()}
+
+    def card(d):
+        return {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
+
+    tagged = {**{f"{k} (lossless)": v for k, v in scores_l.items()}, **{f"{k} (JPEG)": v for k, v in scores_j.items()}}
+    rates = {**{f"{k} (lossless)": v for k, v in rates_l.items()}, **{f"{k} (JPEG)": v for k, v in rates_j.items()}}
+    meta = {
+        "kind": "detector", "arch": arch, "name": name, "threshold": t_l,
+        "threshold_rule": f"fpr:{fpr:g} on every calibration kind, per format (lossless, JPEG)",
+        "preprocessing": replace(get_config(arch), tile_align=align).preprocessing(),
+        "members": {"spectrum": card(spectrum), "npr": card(npr), "npr_jpeg": card(npr_jpeg)},
+        "fusion": {"weight": [float(v) for v in w], "bias": float(b), **rec, "fit_sets": [s.name for s in fit_sets],
+                   "jpeg": {"weight": [float(v) for v in wj], "bias": float(bj_shipped), "bias_fitted": float(bj),
+                            **recj, "fit_sets": [s.name for s in fit_sets] + [s.name for s in fit_jpeg_sets]}},
+        "threshold_calibration": {**calibration_record(fpr, rates, tagged), "threshold_lossless": t_l,
+                                  "threshold_jpeg": t_j, "jpeg_only_kinds": sorted(jpeg_only)},
     }
     return state, meta
