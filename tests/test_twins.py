@@ -618,7 +618,9 @@ def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
         assert torch.equal(det.model.npr_jpeg.state_dict()[k], v)
     base = ["models", "fuse", "--fit", str(fit), "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")]
     res = runner.invoke(cli, [*base, "--npr", paths[0], "--fit-jpeg", str(fit_jpeg)])
-    assert res.exit_code == 2 and "need --npr-jpeg" in res.output
+    assert res.exit_code == 2 and "needs --npr-jpeg" in res.output
+    res = runner.invoke(cli, [*base, "--npr", paths[0], "--calibrate-jpeg", str(u2j)])
+    assert res.exit_code == 2 and "needs --npr-jpeg or --by-format" in res.output
     res = runner.invoke(cli, [*base, "--npr", paths[0], "--npr", paths[1], "--npr-jpeg", paths[1]])
     assert res.exit_code == 2 and "one --npr member" in res.output
     only_png = tmp_path / "calibpng"
@@ -626,3 +628,20 @@ def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
     res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--npr-jpeg", paths[1], "--fit", str(fit),
                               "--calibrate", str(only_png), "-o", str(tmp_path / "y.safetensors"), "--workers", "0"])
     assert res.exit_code == 1 and "no JPEG real photos" in res.output
+
+    # --by-format: one member and one set of weights for every file; the branches differ by their calibration only
+    outb = tmp_path / "byformat.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", paths[0], "--by-format", "--fit", str(fit), "--calibrate",
+                         str(calib), "--calibrate-jpeg", str(u2j), "--fpr", "0.2", "-o", str(outb), "--workers", "0"])
+    meta = read_metadata(outb)
+    assert meta["arch"] == "fusion-spectrum-npr32-jpeg" and meta["fusion"]["jpeg"]["shared"]
+    assert meta["fusion"]["n_fit"] == 20 and meta["fusion"]["jpeg"]["weight"] == meta["fusion"]["weight"]
+    assert meta["fusion"]["jpeg"]["bias_fitted"] == pytest.approx(meta["fusion"]["bias"])
+    assert meta["members"]["npr_jpeg"]["name"] == "m0"
+    m = load_detector(str(outb)).model
+    assert all(torch.equal(v, m.npr_jpeg.state_dict()[k]) for k, v in m.npr.state_dict().items())
+    cal = meta["threshold_calibration"]
+    assert all(r <= 0.2 for r in cal["fpr_by_kind"].values()) and "enlarged (JPEG)" in cal["fpr_by_kind"]
+    res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--by-format", "--fit", str(fit), "--fit-jpeg",
+                              str(fit_jpeg), "--calibrate", str(calib), "-o", str(tmp_path / "z.safetensors")])
+    assert res.exit_code == 2 and "needs --npr-jpeg" in res.output

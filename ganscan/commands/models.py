@@ -149,6 +149,10 @@ Examples:
               help="An npr32 member for JPEG files (trained on JPEG-compressed twins): the fusion gets a branch per "
                    "format (fusion-spectrum-npr32-jpeg). JPEG files are scored by it with their own weights and "
                    "threshold; other files as the plain fusion scores them.")
+@click.option("--by-format", is_flag=True,
+              help="A threshold per format: the fusion's one set of weights for every file, but JPEG files calibrated "
+                   "on the JPEG real photos of the --calibrate (and --calibrate-jpeg) kinds and other files on the "
+                   "others (fusion-spectrum-npr32-jpeg whose two branches share the NPR member). Implied by --npr-jpeg.")
 @click.option("--fit", "fit_dirs", multiple=True, required=True, metavar="DIR",
               help="Labelled sets (0_real/1_fake, or a folder of them) to fit the weights on (repeatable). With "
                    "--npr-jpeg, their JPEG files fit the JPEG branch and the others the lossless one.")
@@ -167,7 +171,7 @@ Examples:
 @click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
-def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, fit_dirs, fit_jpeg_dirs, calib_dirs,
+def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, by_format, fit_dirs, fit_jpeg_dirs, calib_dirs,
                  calib_jpeg_dirs, fpr, output, name, force, workers, device, precision):
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr; -npr32, -npr32-luma or -npr32-ens for an
     npr32, an npr32-luma member or several npr32 members):
@@ -180,10 +184,13 @@ def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, fit_dirs
     from ganscan.detectors.load import load_detector, open_detector
     from ganscan.detectors.zoo.fusion import fit_fusion
 
-    if npr_jpeg_model is None and (fit_jpeg_dirs or calib_jpeg_dirs):
-        raise click.UsageError("--fit-jpeg and --calibrate-jpeg need --npr-jpeg (the JPEG branch's member)")
-    if npr_jpeg_model is not None and (fsd_model or len(npr_models) > 1):
-        raise click.UsageError("--npr-jpeg fuses one --npr member and no --fsd")
+    if npr_jpeg_model is None and fit_jpeg_dirs:
+        raise click.UsageError("--fit-jpeg needs --npr-jpeg (the JPEG branch's member)")
+    if npr_jpeg_model is None and calib_jpeg_dirs and not by_format:
+        raise click.UsageError("--calibrate-jpeg needs --npr-jpeg or --by-format (a threshold per format)")
+    by_format = by_format or npr_jpeg_model is not None
+    if by_format and (fsd_model or len(npr_models) > 1):
+        raise click.UsageError("--npr-jpeg and --by-format fuse one --npr member and no --fsd")
     out = check_output(output, force)
     _, prec, spectrum = open_detector(spectrum_model, device, precision)
     npr, *more_npr = [load_detector(m) for m in npr_models]
@@ -192,10 +199,10 @@ def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, fit_dirs
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = eval_settings(workers)
     total = (2 + len(more_npr) + bool(fsd)) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
-    if npr_jpeg_model is not None:
+    if by_format:
         from ganscan.detectors.zoo.fusion import fit_jpeg_fusion
 
-        npr_jpeg = load_detector(npr_jpeg_model)
+        npr_jpeg = load_detector(npr_jpeg_model) if npr_jpeg_model is not None else None
         fit_jpeg_sets = [s for d in fit_jpeg_dirs for s in test_sets(d)]
         calib_jpeg_sets = [s for d in calib_jpeg_dirs for s in test_sets(d)]
         total = 2 * (sum(len(s) for s in fit_sets + fit_jpeg_sets)

@@ -474,6 +474,8 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
 
     - the lossless branch (``spectrum`` + ``npr``): logistic weights on the non-JPEG files of ``fit_sets``;
     - the JPEG branch (``spectrum`` + ``npr_jpeg``): on the JPEG files of ``fit_sets`` and of ``fit_jpeg_sets``;
+    - ``npr_jpeg=None`` (a threshold per format only): ``npr`` serves both branches with one set of weights, fitted
+      on every file of ``fit_sets`` (as ``fit_fusion`` fits them), and the branches differ by their calibration;
     - calibration per format: every kind of ``calib_sets`` is split by format, each part scored by its branch; the
       kinds of ``calib_jpeg_sets`` count for JPEG files only. The lossless threshold keeps every lossless part at
       or under ``fpr``, the JPEG threshold every JPEG part. The lossless one ships; the JPEG branch's bias is moved
@@ -489,6 +491,12 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
         raise DataError(f"{npr.label}: a {npr.config.name} detector, but a fusion with a JPEG branch needs "
                         f"{' or '.join(sorted(JPEG_FUSIONS))} members")
     cls, names, archs, _ = FUSIONS[arch]
+    shared = npr_jpeg is None
+    if shared:
+        if fit_jpeg_sets:
+            raise DataError("fit sets for the JPEG branch need a JPEG member: with one member, both branches share "
+                            "its weights")
+        npr_jpeg = npr
     for det, member_arch in ((spectrum, archs[0]), (npr, archs[1]), (npr_jpeg, archs[1])):
         if det.config.name != member_arch:
             raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
@@ -520,8 +528,12 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
 
     files = [(p, lab) for s in fit_sets for p, lab in zip(s.paths, s.labels)]
     jpeg_files = [(p, lab) for s in fit_jpeg_sets for p, lab in zip(s.paths, s.labels)]
-    w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)])
-    wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)])
+    if shared:   # one member and one set of weights for every file
+        w, b, rec = fit("lossless", files)
+        wj, bj, recj = w, b, {k: v for k, v in rec.items()}
+    else:
+        w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)])
+        wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)])
 
     lossless_kinds, jpeg_kinds = split_kinds_by_format(reals_by_kind(calib_sets))
     jpeg_only = split_kinds_by_format(reals_by_kind(calib_jpeg_sets))[1] if calib_jpeg_sets else {}
@@ -545,8 +557,8 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
     bj_shipped = bj + shift
 
     state = fused_state(spectrum.model.state_dict(), npr.model.state_dict(), w, b, npr_arch=npr.config.name)
-    state.update({f"npr_jpeg.{k}": v for k, v in npr_jpeg.model.state_dict().items()})
-    state["weight_jpeg"] = torch.as_tensor(wj, dtype=torch.float32).reshape(len(names))
+    state.update({f"npr_jpeg.{k}": v.clone() for k, v in npr_jpeg.model.state_dict().items()})   # own storage
+    state["weight_jpeg"] = torch.as_tensor(wj, dtype=torch.float32).reshape(len(names)).clone()
     state["bias_jpeg"] = torch.tensor([float(bj_shipped)], dtype=torch.float32)
     own = cls().state_dict()
     if set(own) != set(state):
@@ -568,7 +580,8 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
         "members": {"spectrum": card(spectrum), "npr": card(npr), "npr_jpeg": card(npr_jpeg)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), **rec, "fit_sets": [s.name for s in fit_sets],
                    "jpeg": {"weight": [float(v) for v in wj], "bias": float(bj_shipped), "bias_fitted": float(bj),
-                            **recj, "fit_sets": [s.name for s in fit_sets] + [s.name for s in fit_jpeg_sets]}},
+                            **recj, "fit_sets": [s.name for s in fit_sets] + [s.name for s in fit_jpeg_sets],
+                            "shared": shared}},
         "threshold_calibration": {**calibration_record(fpr, rates, tagged), "threshold_lossless": t_l,
                                   "threshold_jpeg": t_j, "jpeg_only_kinds": sorted(jpeg_only)},
     }
