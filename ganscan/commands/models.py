@@ -200,7 +200,7 @@ def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, by_forma
     settings = eval_settings(workers)
     total = (2 + len(more_npr) + bool(fsd)) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
     if by_format:
-        from ganscan.detectors.zoo.fusion import fit_jpeg_fusion
+        from ganscan.detectors.zoo.byformat import fit_jpeg_fusion
 
         npr_jpeg = load_detector(npr_jpeg_model) if npr_jpeg_model is not None else None
         fit_jpeg_sets = [s for d in fit_jpeg_dirs for s in test_sets(d)]
