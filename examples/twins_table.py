@@ -97,10 +97,14 @@ def main() -> None:
             for prow, r in zip(p["rows"], res.sets):
                 rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
                 rows[r.name][f"tpr_{p['perturbation']}"] = prow.get("fake_acc")   # TPR at the threshold
-        rr = evaluate(det, real_sets, prec, settings)
+        rr = evaluate(det, real_sets, prec, settings, parse_perturbations(args.perturb))
         for r in rr.sets:
             y, s, _ = r.scored()
             rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= res.threshold).mean())}
+        for p in rr.perturbations:   # the real photos perturbed alike: their FPR at the threshold
+            for prow, r in zip(p["rows"], rr.sets):
+                ok = prow.get("real_acc")
+                rows[r.name][f"fpr_{p['perturbation']}"] = None if ok is None else 1.0 - ok
         key = det.label if det.label not in out else f"{det.label} ({model})"   # two files of one name
         out[key] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
                           "seconds": round(time.time() - t0, 1)}
@@ -110,8 +114,9 @@ def main() -> None:
 
 
 def markdown(out: dict, perturb: list[str]) -> str:
-    """One Markdown table per model: an AUC column for each perturbation in ``perturb`` (in that order); a mean
-    over a group counts only the sets that have the value, and reads n/a where none has."""
+    """One Markdown table per model: for each perturbation in ``perturb`` (in that order) an AUC column, and a column
+    "at threshold": TPR for the sets with fakes, FPR for the real-only ones. A mean over a group counts only the
+    sets that have the value, and reads n/a where none has."""
     def f(v, pct=False):
         if v is None:
             return "n/a"
@@ -122,28 +127,32 @@ def markdown(out: dict, perturb: list[str]) -> str:
         return sum(vals) / len(vals) if vals else None
 
     pcols = [f"auc_{p}" for p in perturb]
+    tcols = [f"tpr_{p}" for p in perturb]
     lines = []
     for label, m in out.items():
         lines += [f"**{label}** (threshold {m['threshold']:.3f})", "",
                   "| set | real / fake | AUC | AP | TPR at threshold | TPR at 5 % FPR | FPR | "
-                  + "".join(f"AUC {p} | " for p in perturb).rstrip(),
-                  "|---|---|---|---|---|---|---|" + "---|" * len(perturb)]
+                  + "".join(f"AUC {p} | " for p in perturb) + "".join(f"at threshold, {p} | " for p in perturb).rstrip(),
+                  "|---|---|---|---|---|---|---|" + "---|" * (2 * len(perturb))]
         fakes = {k: v for k, v in m["sets"].items() if "auc" in v}
         for name, r in fakes.items():
             lines.append(f"| {name} | {r['n_real']} / {r['n_fake']} | {f(r['auc'])} | {f(r['ap'])} | "
                          f"{f(r['tpr_at_threshold'], True)} | {f(r['tpr_at_5fpr'], True)} | {f(r['fpr_at_threshold'], True)} | "
-                         + "".join(f"{f(r.get(c))} | " for c in pcols).rstrip())
+                         + "".join(f"{f(r.get(c))} | " for c in pcols)
+                         + "".join(f"TPR {f(r.get(c), True)} | " for c in tcols).rstrip())
         for group in ("val/", "own/", *(f"{g}/" for g in HELD_GROUPS)):
             g = [v for k, v in fakes.items() if k.startswith(group)]
             if g:
-                mean = {k: mean_of(g, k) for k in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", *pcols)}
+                mean = {k: mean_of(g, k) for k in ("auc", "ap", "tpr_at_threshold", "tpr_at_5fpr", *pcols, *tcols)}
                 lines.append(f"| **mean {group[:-1]}** | | **{f(mean['auc'])}** | {f(mean['ap'])} | "
                              f"{f(mean['tpr_at_threshold'], True)} | {f(mean['tpr_at_5fpr'], True)} | | "
-                             + "".join(f"{f(mean[c])} | " for c in pcols).rstrip())
+                             + "".join(f"{f(mean[c])} | " for c in pcols)
+                             + "".join(f"TPR {f(mean[c], True)} | " for c in tcols).rstrip())
         for name, r in m["sets"].items():
             if "auc" not in r:
                 lines.append(f"| {name} (real only) | {r['n_real']} / 0 | | | | | {f(r['fpr_at_threshold'], True)} | "
-                             + ("| " * len(perturb)).rstrip())
+                             + "| " * len(perturb)
+                             + "".join(f"FPR {f(r.get(f'fpr_{p}'), True)} | " for p in perturb).rstrip())
         lines.append("")
     return "\n".join(lines)
 

@@ -334,15 +334,17 @@ def test_a_pair_config_with_every_real_up_scaled_and_compressed_makes_only_such_
 def test_twins_table_prints_a_column_per_requested_perturbation_and_na_where_no_set_has_it():
     table = _load("twins_table")
     fake = {"n_real": 2, "n_fake": 2, "auc": 0.9, "ap": 0.8, "tpr_at_threshold": 0.5, "tpr_at_5fpr": 0.5,
-            "fpr_at_threshold": 0.0, "auc_jpeg:75": 0.7}
-    out = {"m": {"threshold": 0.5, "sets": {"own/twins-seen": fake, "own/twins-shuffle": {**fake, "auc_jpeg:75": 0.6},
-                                            "full/web": {"n_real": 3, "fpr_at_threshold": 1 / 3}}}}
+            "fpr_at_threshold": 0.0, "auc_jpeg:75": 0.7, "tpr_jpeg:75": 0.2}
+    out = {"m": {"threshold": 0.5, "sets": {"own/twins-seen": fake,
+                                            "own/twins-shuffle": {**fake, "auc_jpeg:75": 0.6, "tpr_jpeg:75": 0.4},
+                                            "full/web": {"n_real": 3, "fpr_at_threshold": 1 / 3, "fpr_jpeg:75": 2 / 3}}}}
     lines = table.markdown(out, ["jpeg:75", "blur:1"]).splitlines()
-    assert lines[2].endswith("| AUC jpeg:75 | AUC blur:1 |")
+    assert lines[2].endswith("| AUC jpeg:75 | AUC blur:1 | at threshold, jpeg:75 | at threshold, blur:1 |")
     mean = next(l for l in lines if l.startswith("| **mean own**"))
-    assert mean.endswith("| 0.650 | n/a |")                     # mean of 0.7 and 0.6; no set has blur:1
+    assert mean.endswith("| 0.650 | n/a | TPR 30 % | TPR n/a |")   # means of 0.7 and 0.6, 20 and 40 %; no set has blur:1
     real = next(l for l in lines if l.startswith("| full/web"))
     assert real.count("|") == lines[2].count("|") and "33 %" in real
+    assert real.endswith("| FPR 67 % | FPR n/a |")   # the real photos perturbed alike
 
 
 def test_retile_changes_only_what_large_images_read_and_recalibrates_the_threshold(tmp_path):
