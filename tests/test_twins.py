@@ -628,6 +628,13 @@ def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
     res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--npr-jpeg", paths[1], "--fit", str(fit),
                               "--calibrate", str(only_png), "-o", str(tmp_path / "y.safetensors"), "--workers", "0"])
     assert res.exit_code == 1 and "no JPEG real photos" in res.output
+    lopsided = tmp_path / "fit2"   # its JPEG files are all real: the JPEG branch cannot be fitted
+    write_images(lopsided / "0_real", 3, size=(64, 64), seed=13, prefix="a")
+    write_images(lopsided / "0_real", 3, size=(64, 64), fmt="JPEG", seed=14, prefix="b")
+    write_images(lopsided / "1_fake", 3, size=(64, 64), seed=15)
+    res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--npr-jpeg", paths[1], "--fit", str(lopsided),
+                              "--calibrate", str(calib), "-o", str(tmp_path / "w.safetensors"), "--workers", "0"])
+    assert res.exit_code == 1 and "JPEG files of the fit sets must hold both real and fake" in res.output
 
     # --by-format: one member and one set of weights for every file; the branches differ by their calibration only
     outb = tmp_path / "byformat.safetensors"

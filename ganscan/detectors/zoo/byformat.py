@@ -16,6 +16,7 @@ from ganscan.detectors.registry import get_config
 from ganscan.detectors.zoo.fusion import (FUSIONS, JPEG_FUSIONS, _logit, calibration_record, fit_logistic, fused_state,
                                           member_logits, reals_by_kind, split_by_kind, threshold_at_fpr)
 
+
 def is_jpeg_file(path: str) -> bool:
     """Whether the file is a JPEG by its signature (what the scanner's decoder reports as format JPEG); False for a
     file that cannot be read (it fails to decode later and is counted there)."""
@@ -86,14 +87,14 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
     def logits(branch: str, paths: list[str]):
         return member_logits(branches[branch], paths, precision, settings, progress)
 
-    def fit(branch: str, pairs: list[tuple[str, int]]):
+    def fit(branch: str, pairs: list[tuple[str, int]], what: str):
         if len({lab for _, lab in pairs}) < 2:
-            raise DataError(f"the {branch} files of the fit sets must hold both real and fake images")
+            raise DataError(f"the {what} of the fit sets must hold both real and fake images")
         x = logits(branch, [p for p, _ in pairs])
         y = np.asarray([lab for _, lab in pairs])
         ok = ~np.isnan(x).any(1)
         if len(set(y[ok].tolist())) < 2:
-            raise DataError(f"the readable {branch} files of the fit sets must hold both real and fake images")
+            raise DataError(f"the readable {what} of the fit sets must hold both real and fake images")
         w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
         fused = x[ok] @ w.double().numpy() + b
         return w, b, {"n_fit": int(ok.sum()), "unreadable": int((~ok).sum()), "fit_auc": M.roc_auc(y[ok], fused),
@@ -102,11 +103,11 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
     files = [(p, lab) for s in fit_sets for p, lab in zip(s.paths, s.labels)]
     jpeg_files = [(p, lab) for s in fit_jpeg_sets for p, lab in zip(s.paths, s.labels)]
     if shared:   # one member and one set of weights for every file
-        w, b, rec = fit("lossless", files)
-        wj, bj, recj = w, b, {k: v for k, v in rec.items()}
+        w, b, rec = fit("lossless", files, "files")
+        wj, bj, recj = w, b, dict(rec)
     else:
-        w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)])
-        wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)])
+        w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)], "lossless files")
+        wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)], "JPEG files")
 
     lossless_kinds, jpeg_kinds = split_kinds_by_format(reals_by_kind(calib_sets))
     jpeg_only = split_kinds_by_format(reals_by_kind(calib_jpeg_sets))[1] if calib_jpeg_sets else {}
