@@ -132,7 +132,7 @@ Examples:
   ganscan models fuse --npr runs/twins/run/best.safetensors --fit heldout/fit \\
       --calibrate heldout/negatives -o weights/fused.safetensors
   ganscan scan photos/ --model weights/fused.safetensors
-  ganscan models fuse --npr run/best.safetensors --npr-jpeg run-jpeg/best.safetensors --fit heldout/fit \
+  ganscan models fuse --npr run/best.safetensors --npr-jpeg run-jpeg/best.safetensors --fit heldout/fit \\
       --fit-jpeg heldout/fit-jpeg --calibrate heldout/calib --calibrate-jpeg heldout/calib-u2j -o fused.safetensors
 """
 
@@ -160,9 +160,10 @@ Examples:
               help="With --npr-jpeg: more labelled sets whose JPEG files fit the JPEG branch only (repeatable).")
 @click.option("--calibrate", "calib_dirs", multiple=True, required=True, metavar="DIR",
               help="Sets whose real images fix the threshold, one per processing kind (repeatable). With "
-                   "--npr-jpeg, each kind is split by format and each part calibrates its branch.")
+                   "--npr-jpeg or --by-format, each kind is split by format and each part calibrates its branch.")
 @click.option("--calibrate-jpeg", "calib_jpeg_dirs", multiple=True, metavar="DIR",
-              help="With --npr-jpeg: kinds of real photo that calibrate the JPEG branch only (repeatable).")
+              help="With --npr-jpeg or --by-format: kinds of real photo that calibrate the JPEG branch only "
+                   "(repeatable).")
 @click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
               help="Highest share of each calibration kind's real images flagged fake.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
@@ -176,7 +177,7 @@ def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, by_forma
     """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr; -npr32, -npr32-luma or -npr32-ens for an
     npr32, an npr32-luma member or several npr32 members):
     logistic weights fitted on --fit, the threshold set so that no --calibrate kind of real photo is flagged
-    more than --fpr."""
+    more than --fpr. With --by-format or --npr-jpeg, JPEG files get a branch of their own (fusion-spectrum-npr32-jpeg)."""
     from ganscan.console import Progress, info
     from ganscan.core.checkpoint import save_checkpoint
     from ganscan.data.datasets import test_sets
