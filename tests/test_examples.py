@@ -519,3 +519,26 @@ def test_repeated_lines_table_counts_an_unreadable_photo_and_reads_the_repetitio
     cells = dict(c.split(" m", 1) for c in line.split("; ")[1:])
     assert float(cells["unchanged"].split()[1].rstrip(",")) < REPEAT_FLAG   # noise repeats no line
     assert cells["nearest 2x"].endswith("flagged 3")                         # every line doubled
+
+
+def test_jpeg_members_reports_every_weighting_and_the_median_shift():
+    jm = _load("jpeg_members")
+    rng = np.random.default_rng(0)
+
+    def sset(n, names, sep):   # member 1 separates the classes by `sep`, member 0 by a little
+        y = [0] * n + [1] * n
+        x = [[0.3 * lab + rng.normal(), sep * lab + rng.normal()] for lab in y]
+        return {"paths": [f"{i}{names[lab]}" for i, lab in enumerate(y)], "y": y, "x": x}
+
+    d = {"fit/a": sset(40, (".png", ".jpg"), 3.0), "fit/b": sset(40, (".jpg", ".png"), 3.0),
+         "fitjpeg/a": sset(40, (".jpg", ".jpg"), 1.0),
+         "own/s": sset(30, (".png", ".png"), 4.0), "ownj/s": sset(30, (".jpg", ".jpg"), 0.5)}
+    lines = jm.analyse(d)
+    rows = [line for line in lines if line.startswith("| every fit file") or line.startswith("| non-JPEG")
+            or line.startswith("| JPEG fit files")]
+    assert len(rows) == 3
+    clean, under = (float(v) for v in rows[0].split("|")[4:6])
+    assert clean > 0.9 and under < clean   # the trace that separates the clean set is weak under JPEG
+    med = [line for line in lines if line.startswith("| s |")]
+    assert [m.split("|")[2].strip() for m in med] == ["real", "fake"]
+    assert "->" in med[1]

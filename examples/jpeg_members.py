@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""What a JPEG pass does to a fusion's two members, and what any weighting of them could recover.
+
+    python examples/jpeg_members.py --work runs/twins --npr ganscan-twins-v10
+
+Scores, with ``ganscan-spectrum-v1`` and the NPR member, the fusion's fit sets (``heldout/fit-translate``,
+``twins-seen``, ``fit``), their JPEG copies (``heldout/fit-jpeg``) and the four own held-out sets, clean and saved as
+JPEG 90 (as ``twins_table.py --perturb jpeg:90`` writes them). Then prints:
+
+- for three sets of fusion weights (fitted on every fit file, on the non-JPEG ones, on the JPEG ones plus
+  ``fit-jpeg``): each member's AUC on those files, and the fusion's own mean AUC, clean and under JPEG 90. A set whose files share one format ranks by the ratio of
+  the weights alone, so this is what any fusion of these two members reaches;
+- the own mean AUC under JPEG 90 for a sweep of ratios (read off the own sets: a diagnostic, never a selection);
+- for each own set, the median logit of reals and of fakes, clean and under JPEG 90, fused and per member.
+
+Member logits are cached in ``--cache`` (default ``WORK/jpeg-members.json``). Nothing under ``val/`` is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+FIT = ("fit-translate", "twins-seen", "fit")
+OWN = ("twins-shuffle", "twins-seen", "report/autogan1", "report/progan")
+RATIOS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 3.0)
+
+
+def score(work: Path, npr: str, workers: int) -> dict:
+    """{"group/set": {"paths", "y", "x": (N, 2) member logits}} for the fit, fit-jpeg, own and own-JPEG-90 sets."""
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.evaluate import EvalSettings, perturbed_copies
+    from ganscan.detectors.load import load_detector, open_detector
+    from ganscan.detectors.zoo.fusion import member_logits
+
+    held = work / "heldout"
+    _, prec, spectrum = open_detector("ganscan-spectrum-v1", "auto", "auto")
+    dets = [spectrum, load_detector(npr)]
+    settings = EvalSettings(workers=workers)
+    groups = {"fit": [held / d for d in FIT], "fitjpeg": [held / "fit-jpeg"], "own": [held / d for d in OWN]}
+    out = {}
+
+    def add(key, s):
+        x = member_logits(dets, list(s.paths), prec, settings)
+        out[key] = {"paths": list(s.paths), "y": [int(v) for v in s.labels], "x": x.tolist()}
+        print(f"scored {key}: {len(s.paths)} images", file=sys.stderr, flush=True)
+
+    for group, dirs in groups.items():
+        missing = [str(d) for d in dirs if not d.is_dir()]
+        if missing:
+            raise SystemExit(f"error: not found: {', '.join(missing)} (python examples/train_twins.py --recipe v10 "
+                             f"--stage heldout writes them)")
+        sets = [s for d in dirs for s in test_sets(str(d))]
+        for s in sets:
+            add(f"{group}/{s.name}", s)
+        if group == "own":
+            with tempfile.TemporaryDirectory(prefix="jpeg-members-") as tmp:
+                for s in perturbed_copies(sets, "jpeg", 90, tmp, workers, settings.max_pixels):
+                    add(f"ownj/{s.name}", s)
+    return out
+
+
+def analyse(d: dict) -> list[str]:
+    """The printed report (see the module docstring) from cached member logits."""
+    import numpy as np
+    import torch
+
+    from ganscan.detectors import metrics as M
+    from ganscan.detectors.zoo.fusion import fit_logistic
+
+    def jpeg(p: str) -> bool:
+        return p.lower().endswith((".jpg", ".jpeg"))
+
+    member_auc = {}
+
+    def fit(keys, keep=lambda p: True):
+        x = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["x"]) if keep(p)], dtype=float)
+        y = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["y"]) if keep(p)])
+        ok = ~np.isnan(x).any(1)
+        w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+        member_auc[len(member_auc)] = [M.roc_auc(y[ok], x[ok, k]) for k in range(x.shape[1])]
+        return w.double().numpy(), b
+
+    def mean_auc(prefix, w):
+        aucs = []
+        for k in (k for k in d if k.startswith(prefix)):
+            x, y = np.array(d[k]["x"], dtype=float), np.array(d[k]["y"])
+            ok = ~np.isnan(x).any(1)
+            aucs.append(M.roc_auc(y[ok], x[ok] @ w))
+        return float(np.mean(aucs))
+
+    fit_keys = [k for k in d if k.startswith("fit/")]
+    fitj_keys = [k for k in d if k.startswith("fitjpeg/")]
+    weights = {"every fit file": fit(fit_keys), "non-JPEG fit files": fit(fit_keys, lambda p: not jpeg(p)),
+               "JPEG fit files + fit-jpeg": fit(fit_keys + fitj_keys, jpeg)}
+    lines = ["| weights fitted on | spectrum, twins | members' AUC on those files | own mean AUC | under JPEG 90 | drop |",
+             "|---|---|---|---|---|---|"]
+    for i, (name, (w, _)) in enumerate(weights.items()):
+        c, j = mean_auc("own/", w), mean_auc("ownj/", w)
+        lines.append(f"| {name} | {w[0]:.3f}, {w[1]:.3f} | {member_auc[i][0]:.3f}, {member_auc[i][1]:.3f} | {c:.4f} | "
+                     f"{j:.4f} | {c - j:.4f} |")
+    lines += ["", "own mean AUC under JPEG 90 by ratio twins/spectrum (a diagnostic on the own sets): "
+              + ", ".join(f"{r:g}: {mean_auc('ownj/', np.array([1.0, r])):.4f}" for r in RATIOS), ""]
+    w, b = weights["every fit file"]
+    lines += ["median logits, clean -> JPEG 90 (fused with the every-fit-file weights; spectrum; twins):",
+              "| set | class | fused | spectrum | twins |", "|---|---|---|---|---|"]
+    for s in (k.split("/", 1)[1] for k in d if k.startswith("own/")):
+        c, j = d[f"own/{s}"], d[f"ownj/{s}"]
+        xc, xj, y = np.array(c["x"], dtype=float), np.array(j["x"], dtype=float), np.array(c["y"])
+        for lab, name in ((0, "real"), (1, "fake")):
+            m = y == lab
+            med = [(np.nanmedian(a[m] @ w + b) if k is None else np.nanmedian(a[m, k])) for k in (None, 0, 1)
+                   for a in (xc, xj)]
+            lines.append(f"| {s} | {name} | " + " | ".join(f"{med[i]:+.2f} -> {med[i + 1]:+.2f}" for i in (0, 2, 4))
+                         + " |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default="runs/twins", help="the twins work folder (its heldout/ sets)")
+    ap.add_argument("--npr", default="ganscan-twins-v10", help="the NPR member (a shipped name or a checkpoint)")
+    ap.add_argument("--cache", default=None, help="member logits, written once and read after (default WORK/jpeg-members.json)")
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    work = Path(args.work)
+    cache = Path(args.cache) if args.cache else work / "jpeg-members.json"
+    if cache.exists():
+        d = json.loads(cache.read_text())
+    else:
+        d = score(work, args.npr, args.workers)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(d))
+    print("\n".join(analyse(d)))
+
+
+if __name__ == "__main__":
+    main()
