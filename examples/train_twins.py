@@ -144,6 +144,11 @@ RECIPES = {
             "name": "ganscan-twins-v21j", "run": "run-v21", "jpeg": (1.0, 65, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True,
             "jpeg_branch": "ganscan-twins-v10", "fusion_name": "ganscan-fusion-v21"},
+    # v24 (a candidate, docs/selection-rule-v24.txt): a JPEG member trained longer and on high qualities only (8 epochs
+    # at lr 2e-4, every view JPEG 80-100); measured averaged with ganscan-twins-v10 (models fuse --npr twice)
+    "v24": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 8, "arch": "npr32",
+            "name": "ganscan-twins-v24j", "run": "run-v24", "jpeg": (1.0, 80, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 2e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
