@@ -281,16 +281,28 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
     for name, r in tt.RECIPES.items():
         args = SimpleNamespace(fsd=False, fit_jpeg=False, translate=r.get("translate", False), long=False,
                                name=r["name"], member=r.get("member", "npr"), partner=r.get("partner"),
-                               calib_frac=r.get("calib_frac", False), calib_u2j=r.get("calib_u2j", False))
+                               calib_frac=r.get("calib_frac", False), calib_u2j=r.get("calib_u2j", False),
+                               jpeg_branch=r.get("jpeg_branch"), fusion_name=r.get("fusion_name"))
         calls.clear()
         out = tt.stage_fuse(tmp_path, tmp_path / r["run"], args)
         cmd = calls[0]
         best = str(tmp_path / r["run"] / "best.safetensors")
-        if args.member == "spectrum":
+        if r.get("jpeg_branch"):   # the run trained the JPEG branch's member; lossless files keep the named member
+            assert cmd[cmd.index("--npr") + 1] == r["jpeg_branch"] and cmd[cmd.index("--npr-jpeg") + 1] == best, name
+            assert cmd[cmd.index("--fit-jpeg") + 1] == str(tmp_path / "heldout" / "fit-jpeg"), name
+            assert cmd[cmd.index("--name") + 1] == r["fusion_name"], name
+            args.calib_u2j = True   # the enlarged-then-JPEG kind binds JPEG files only, into its own output
+            calls.clear()
+            out_u = tt.stage_fuse(tmp_path, tmp_path / r["run"], args)
+            cmd_u = calls[0]
+            assert cmd_u[cmd_u.index("--calibrate-jpeg") + 1] == str(tmp_path / "heldout" / "calib-u2j"), name
+            assert out_u.name == "fused-u2j.safetensors" and out.name == "fused.safetensors", name
+            args.calib_u2j = r.get("calib_u2j", False)
+        elif args.member == "spectrum":
             assert r["arch"] == "alexnet64-spectrum" and r["partner"], name
             assert cmd[cmd.index("--spectrum") + 1] == best and cmd[cmd.index("--npr") + 1] == r["partner"], name
         else:
-            assert "--spectrum" not in cmd and cmd[cmd.index("--npr") + 1] == best, name
+            assert "--spectrum" not in cmd and cmd[cmd.index("--npr") + 1] == best and "--npr-jpeg" not in cmd, name
         assert "fusion" in cmd[cmd.index("--name") + 1] and out.parent == tmp_path / r["run"], name
         calib = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--calibrate"]
         assert calib[-1] == str(tmp_path / "heldout" / "calib"), name
