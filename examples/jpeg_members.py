@@ -74,15 +74,13 @@ def analyse(d: dict) -> list[str]:
     def jpeg(p: str) -> bool:
         return p.lower().endswith((".jpg", ".jpeg"))
 
-    member_auc = {}
-
     def fit(keys, keep=lambda p: True):
+        """(weights, bias, each member's AUC) on the files of ``keys`` that ``keep`` keeps."""
         x = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["x"]) if keep(p)], dtype=float)
         y = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["y"]) if keep(p)])
         ok = ~np.isnan(x).any(1)
         w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
-        member_auc[len(member_auc)] = [M.roc_auc(y[ok], x[ok, k]) for k in range(x.shape[1])]
-        return w.double().numpy(), b
+        return w.double().numpy(), b, [M.roc_auc(y[ok], x[ok, k]) for k in range(x.shape[1])]
 
     def mean_auc(prefix, w):
         aucs = []
@@ -98,13 +96,13 @@ def analyse(d: dict) -> list[str]:
                "JPEG fit files + fit-jpeg": fit(fit_keys + fitj_keys, jpeg)}
     lines = ["| weights fitted on | spectrum, twins | members' AUC on those files | own mean AUC | under JPEG 90 | drop |",
              "|---|---|---|---|---|---|"]
-    for i, (name, (w, _)) in enumerate(weights.items()):
+    for name, (w, _, auc) in weights.items():
         c, j = mean_auc("own/", w), mean_auc("ownj/", w)
-        lines.append(f"| {name} | {w[0]:.3f}, {w[1]:.3f} | {member_auc[i][0]:.3f}, {member_auc[i][1]:.3f} | {c:.4f} | "
+        lines.append(f"| {name} | {w[0]:.3f}, {w[1]:.3f} | {auc[0]:.3f}, {auc[1]:.3f} | {c:.4f} | "
                      f"{j:.4f} | {c - j:.4f} |")
     lines += ["", "own mean AUC under JPEG 90 by ratio twins/spectrum (a diagnostic on the own sets): "
               + ", ".join(f"{r:g}: {mean_auc('ownj/', np.array([1.0, r])):.4f}" for r in RATIOS), ""]
-    w, b = weights["every fit file"]
+    w, b, _ = weights["every fit file"]
     lines += ["median logits, clean -> JPEG 90 (fused with the every-fit-file weights; spectrum; twins):",
               "| set | class | fused | spectrum | twins |", "|---|---|---|---|---|"]
     for s in (k.split("/", 1)[1] for k in d if k.startswith("own/")):

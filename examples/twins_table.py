@@ -82,11 +82,12 @@ def main() -> None:
     configure_threads()
     prec = choose_precision(resolve_device("auto"), "auto")
     settings = EvalSettings(workers=default_workers())
+    perturbations = parse_perturbations(args.perturb)
     out = {}
     for model in args.models:
         t0 = time.time()
         det = load_detector(model)
-        res = evaluate(det, fake_sets, prec, settings, parse_perturbations(args.perturb))
+        res = evaluate(det, fake_sets, prec, settings, perturbations)
         rows = {}
         for r in res.sets:
             y, s, _ = r.scored()
@@ -97,7 +98,7 @@ def main() -> None:
             for prow, r in zip(p["rows"], res.sets):
                 rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
                 rows[r.name][f"tpr_{p['perturbation']}"] = prow.get("fake_acc")   # TPR at the threshold
-        rr = evaluate(det, real_sets, prec, settings, parse_perturbations(args.perturb))
+        rr = evaluate(det, real_sets, prec, settings, perturbations)
         for r in rr.sets:
             y, s, _ = r.scored()
             rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= res.threshold).mean())}

@@ -199,29 +199,25 @@ def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, by_forma
     fit_sets = [s for d in fit_dirs for s in test_sets(d)]
     calib_sets = [s for d in calib_dirs for s in test_sets(d)]
     settings = eval_settings(workers)
-    total = (2 + len(more_npr) + bool(fsd)) * (sum(len(s) for s in fit_sets) + sum(s.n_real for s in calib_sets))
-    if by_format:
-        from ganscan.detectors.zoo.byformat import fit_jpeg_fusion
+    fit_jpeg_sets = [s for d in fit_jpeg_dirs for s in test_sets(d)]
+    calib_jpeg_sets = [s for d in calib_jpeg_dirs for s in test_sets(d)]
+    members = 2 + len(more_npr) + bool(fsd)
+    total = members * (sum(len(s) for s in fit_sets + fit_jpeg_sets) + sum(s.n_real for s in calib_sets + calib_jpeg_sets))
+    with Progress("scoring the members", total=total) as bar:
+        if by_format:
+            from ganscan.detectors.zoo.byformat import fit_jpeg_fusion
 
-        npr_jpeg = load_detector(npr_jpeg_model) if npr_jpeg_model is not None else None
-        fit_jpeg_sets = [s for d in fit_jpeg_dirs for s in test_sets(d)]
-        calib_jpeg_sets = [s for d in calib_jpeg_dirs for s in test_sets(d)]
-        total = 2 * (sum(len(s) for s in fit_sets + fit_jpeg_sets)
-                     + sum(s.n_real for s in calib_sets + calib_jpeg_sets))
-        with Progress("scoring the members", total=total) as bar:
+            npr_jpeg = load_detector(npr_jpeg_model) if npr_jpeg_model is not None else None
             state, meta = fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets, fit_jpeg_sets, calib_sets, calib_jpeg_sets,
                                           fpr, prec, settings, name or out.stem, progress=lambda n: bar.update(advance=n))
-        sha = save_checkpoint(out, state, meta)
-        info(json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
-        click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, JPEG branch calibrated at "
-                   f"{meta['threshold_calibration']['threshold_jpeg']:.4f}, sha256 {sha})")
-        return
-    with Progress("scoring the members", total=total) as bar:
-        state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
-                                 progress=lambda n: bar.update(advance=n), fsd=fsd, more_npr=tuple(more_npr))
+        else:
+            state, meta = fit_fusion(spectrum, npr, fit_sets, calib_sets, fpr, prec, settings, name or out.stem,
+                                     progress=lambda n: bar.update(advance=n), fsd=fsd, more_npr=tuple(more_npr))
     sha = save_checkpoint(out, state, meta)
     info(json.dumps({k: meta[k] for k in ("fusion", "threshold", "threshold_calibration")}, default=str))
-    click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, sha256 {sha})")
+    jpeg_t = meta["threshold_calibration"].get("threshold_jpeg")
+    click.echo(f"wrote {out} ({meta['arch']}, threshold {meta['threshold']:.4f}, "
+               + (f"JPEG branch calibrated at {jpeg_t:.4f}, " if jpeg_t is not None else "") + f"sha256 {sha})")
 
 
 FIT_FSD_EXAMPLES = """

@@ -13,8 +13,9 @@ from dataclasses import replace
 import torch
 
 from ganscan.detectors.registry import get_config
-from ganscan.detectors.zoo.fusion import (FUSIONS, JPEG_FUSIONS, _logit, calibration_record, fit_logistic, fused_state,
-                                          member_logits, reals_by_kind, split_by_kind, threshold_at_fpr)
+from ganscan.detectors.zoo.fusion import (FUSIONS, JPEG_FUSIONS, _logit, calibration_record, check_members, fit_logistic,
+                                          fused_state, member_card, member_logits, reals_by_kind, split_by_kind,
+                                          threshold_at_fpr)
 
 
 def is_jpeg_file(path: str) -> bool:
@@ -71,15 +72,7 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
             raise DataError("fit sets for the JPEG branch need a JPEG member: with one member, both branches share "
                             "its weights")
         npr_jpeg = npr
-    for det, member_arch in ((spectrum, archs[0]), (npr, archs[1]), (npr_jpeg, archs[1])):
-        if det.config.name != member_arch:
-            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
-        pre = det.config.preprocessing()
-        if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
-            raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
-    if npr_jpeg.config.tile_align != npr.config.tile_align:
-        raise DataError(f"{npr_jpeg.label}: its tiles start on a multiple of {npr_jpeg.config.tile_align}, "
-                        f"{npr.label}'s on a multiple of {npr.config.tile_align}: they must read the same tiles")
+    check_members(((spectrum, archs[0]), (npr, archs[1]), (npr_jpeg, archs[1])), npr, (npr_jpeg,))
     align = npr.config.tile_align
     spectrum, npr, npr_jpeg = (replace(d, config=replace(d.config, tile_align=align)) for d in (spectrum, npr, npr_jpeg))
     branches = {"lossless": [spectrum, npr], "jpeg": [spectrum, npr_jpeg]}
@@ -101,13 +94,15 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
                       "member_fit_auc": {m: M.roc_auc(y[ok], x[ok, k]) for k, m in enumerate(names)}}
 
     files = [(p, lab) for s in fit_sets for p, lab in zip(s.paths, s.labels)]
-    jpeg_files = [(p, lab) for s in fit_jpeg_sets for p, lab in zip(s.paths, s.labels)]
     if shared:   # one member and one set of weights for every file
         w, b, rec = fit("lossless", files, "files")
         wj, bj, recj = w, b, dict(rec)
-    else:
-        w, b, rec = fit("lossless", [(p, lab) for p, lab in files if not is_jpeg_file(p)], "lossless files")
-        wj, bj, recj = fit("jpeg", [(p, lab) for p, lab in files + jpeg_files if is_jpeg_file(p)], "JPEG files")
+    else:   # each file's header read once
+        files += [(p, lab) for s in fit_jpeg_sets for p, lab in zip(s.paths, s.labels)]
+        n_fit = sum(len(s) for s in fit_sets)
+        flags = [is_jpeg_file(p) for p, _ in files]
+        w, b, rec = fit("lossless", [f for f, j in zip(files[:n_fit], flags) if not j], "lossless files")
+        wj, bj, recj = fit("jpeg", [f for f, j in zip(files, flags) if j], "JPEG files")
 
     lossless_kinds, jpeg_kinds = split_kinds_by_format(reals_by_kind(calib_sets))
     jpeg_only = split_kinds_by_format(reals_by_kind(calib_jpeg_sets))[1] if calib_jpeg_sets else {}
@@ -142,16 +137,13 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
                               f"unexpected {sorted(set(state) - set(own))[:3]})")
     state = {k: v.contiguous() for k, v in state.items()}
 
-    def card(d):
-        return {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
-
     tagged = {**{f"{k} (lossless)": v for k, v in scores_l.items()}, **{f"{k} (JPEG)": v for k, v in scores_j.items()}}
     rates = {**{f"{k} (lossless)": v for k, v in rates_l.items()}, **{f"{k} (JPEG)": v for k, v in rates_j.items()}}
     meta = {
         "kind": "detector", "arch": arch, "name": name, "threshold": t_l,
         "threshold_rule": f"fpr:{fpr:g} on every calibration kind, per format (lossless, JPEG)",
         "preprocessing": replace(get_config(arch), tile_align=align).preprocessing(),
-        "members": {"spectrum": card(spectrum), "npr": card(npr), "npr_jpeg": card(npr_jpeg)},
+        "members": {"spectrum": member_card(spectrum), "npr": member_card(npr), "npr_jpeg": member_card(npr_jpeg)},
         "fusion": {"weight": [float(v) for v in w], "bias": float(b), **rec, "fit_sets": [s.name for s in fit_sets],
                    "jpeg": {"weight": [float(v) for v in wj], "bias": float(bj_shipped), "bias_fitted": float(bj),
                             **recj, "fit_sets": [s.name for s in fit_sets] + [s.name for s in fit_jpeg_sets],

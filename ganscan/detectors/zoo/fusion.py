@@ -361,6 +361,28 @@ def fused_state(spectrum_state: dict, npr_state, weight, bias: float, fsd_state:
     return {k: v.contiguous() for k, v in state.items()}
 
 
+def check_members(pairs, npr, others=()) -> None:
+    """DataError unless each (loaded detector, architecture) of ``pairs`` has that architecture and reads 64 px tiles,
+    16 at most, and unless every NPR network of ``others`` reads ``npr``'s tile grid."""
+    from ganscan.errors import DataError
+
+    for det, member_arch in pairs:
+        if det.config.name != member_arch:
+            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
+        pre = det.config.preprocessing()
+        if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
+            raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
+    for other in others:
+        if other.config.tile_align != npr.config.tile_align:
+            raise DataError(f"{other.label}: its tiles start on a multiple of {other.config.tile_align}, "
+                            f"{npr.label}'s on a multiple of {npr.config.tile_align}: they must read the same tiles")
+
+
+def member_card(det) -> dict:
+    """What a fused card records of one member."""
+    return {"name": det.label, "arch": det.config.name, "weights_sha256": det.sha256}
+
+
 def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, precision, settings,
                name: str, progress=None, fsd=None, more_npr: tuple = ()) -> tuple[dict, dict]:
     """Fit the fusion of two (or, with ``fsd``, three) loaded detectors; returns (state dict, metadata).
@@ -382,16 +404,8 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
         if other.config.name != npr.config.name:
             raise DataError(f"{other.label}: a {other.config.name} detector, but every NPR member of an ensemble "
                             f"must be {npr.config.name}")
-        if other.config.tile_align != npr.config.tile_align:
-            raise DataError(f"{other.label}: its tiles start on a multiple of {other.config.tile_align}, "
-                            f"{npr.label}'s on a multiple of {npr.config.tile_align}: they must read the same tiles")
     dets = [spectrum, *nprs] + ([fsd] if fsd is not None else [])
-    for det, member_arch in zip(dets, [archs[0], *[archs[1]] * len(nprs), *archs[2:]]):
-        if det.config.name != member_arch:
-            raise DataError(f"{det.label}: a {det.config.name} detector, but this member must be {member_arch}")
-        pre = det.config.preprocessing()
-        if (pre["policy"], pre["input_size"], pre["max_tiles"]) != ("tiles", 64, 16):
-            raise DataError(f"{det.label}: preprocessing {det.config.describe_preprocessing()} differs from tiles64x16")
+    check_members(zip(dets, [archs[0], *[archs[1]] * len(nprs), *archs[2:]]), npr, nprs[1:])
 
     # the fused model cuts one set of tiles for all members: its twin member's grid (ganscan train --crop-align)
     align = npr.config.tile_align
@@ -420,12 +434,9 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
     state = fused_state(spectrum.model.state_dict(), npr_state, w, b,
                         fsd.model.state_dict() if fsd is not None else None, npr_arch=npr.config.name)
 
-    def card(d):
-        return {"name": d.label, "arch": d.config.name, "weights_sha256": d.sha256}
-
-    members = {m: card(d) for m, d in zip(names, [spectrum, npr] + ([fsd] if fsd is not None else []))}
+    members = {m: member_card(d) for m, d in zip(names, [spectrum, npr] + ([fsd] if fsd is not None else []))}
     if len(nprs) > 1:   # the NPR member is the ensemble: each network named, in the order of its tensors
-        members["npr"] = {"ensemble": [card(d) for d in nprs], "arch": npr.config.name, "name": "mean of "
+        members["npr"] = {"ensemble": [member_card(d) for d in nprs], "arch": npr.config.name, "name": "mean of "
                           + ", ".join(d.label for d in nprs)}
     meta = {
         "kind": "detector", "arch": arch, "name": name, "threshold": threshold,
