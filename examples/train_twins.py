@@ -149,6 +149,12 @@ RECIPES = {
     "v24": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 8, "arch": "npr32",
             "name": "ganscan-twins-v24j", "run": "run-v24", "jpeg": (1.0, 80, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 2e-4, "rescale": 0.3, "calib_frac": True},
+    # v25 (a candidate, docs/selection-rule-v25.txt): ganscan-twins-v10 widened to npr32-2oct (the second octave's
+    # NPR residual as three more input channels, their stem weights zero at the start) and fine-tuned on v10's data:
+    # a trace one octave lower than the top octave a JPEG pass quantises first
+    "v25": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-2oct",
+            "name": "ganscan-twins-v25", "run": "run-v25", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to

@@ -371,6 +371,45 @@ def test_the_luminance_member_reads_no_chroma_and_shares_npr32_tensors(tmp_path)
     assert all(torch.equal(fresh.state_dict()[k], rgb.state_dict()[k]) for k in rgb.state_dict())
 
 
+def test_the_two_octave_member_reads_the_second_octave_and_starts_as_its_npr32(tmp_path):
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.train.model import load_init
+    from ganscan.detectors.zoo.families import NPRNet32, NPRNet32TwoOctave, npr_residual, octave_residuals
+    from ganscan.errors import CheckpointError
+
+    torch.manual_seed(0)
+    up = lambda t, k: t.repeat_interleave(k, -2).repeat_interleave(k, -1)   # noqa: E731
+    low = torch.rand(2, 3, 32, 32)
+    r = octave_residuals(up(low, 2))    # an image nearest-enlarged 2x: no top octave, a second one
+    assert r.shape == (2, 6, 64, 64)
+    assert r[:, :3].abs().max() == 0 and r[:, 3:].abs().max() > 0.1
+    assert octave_residuals(up(torch.rand(2, 3, 16, 16), 4)).abs().max() == 0   # enlarged 4x: neither
+    x = torch.rand(2, 3, 66, 67)   # cut to multiples of 4; the first three channels are npr_residual's
+    r = octave_residuals(x)
+    assert r.shape == (2, 6, 64, 64) and torch.equal(r[:, :3], npr_residual(x[..., :64, :64]))
+    assert torch.allclose(r[:, 3:], up(x[..., :64:2, :64:2], 2) - up(x[..., :64:4, :64:4], 4))
+    # an npr32 checkpoint initialises it with zero weights for the second octave: the same logits at first
+    src = NPRNet32()
+    for m in src.modules():   # non-trivial BatchNorm statistics, so that eval mode means something
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+    path = tmp_path / "npr32.safetensors"
+    save_checkpoint(path, src.state_dict(), {"kind": "detector", "arch": "npr32"})
+    net = NPRNet32TwoOctave()
+    load_init(net, str(path), "npr32-2oct")
+    assert net.stem[0].weight.shape[1] == 6 and net.stem[0].weight[:, 3:].abs().max() == 0
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(net.eval()(x), src.eval()(x), atol=1e-5)
+        net.stem[0].weight[:, 3:].normal_()   # once trained, the second octave moves the logit
+        assert not torch.allclose(net(x), src(x), atol=1e-3)
+    # but an npr32-2oct checkpoint cannot initialise an npr32
+    wide = tmp_path / "wide.safetensors"
+    save_checkpoint(wide, net.state_dict(), {"kind": "detector", "arch": "npr32-2oct"})
+    with pytest.raises(CheckpointError, match="cannot initialise"):
+        load_init(NPRNet32(), str(wide), "npr32")
+
+
 def test_models_fuse_command(runner, cli, tmp_path):
     from ganscan.detectors.zoo.families import NPRNet
     from ganscan.detectors.load import load_detector
@@ -422,6 +461,23 @@ def test_models_fuse_command(runner, cli, tmp_path):
     run_ok(runner, cli, ["models", "fuse", "--npr", str(luma), "--fit", str(fit), "--calibrate", str(calib),
                          "--fpr", "0.2", "-o", str(outl), "--workers", "0"])
     assert read_metadata(outl)["arch"] == "fusion-spectrum-npr32-luma"
+    # and a two-octave member (npr32-2oct) its own, whose fused model scores as its members do
+    from ganscan.detectors.zoo.families import NPRNet32TwoOctave
+
+    two = tmp_path / "2oct.safetensors"
+    save_checkpoint(two, NPRNet32TwoOctave().state_dict(), {"kind": "detector", "arch": "npr32-2oct", "threshold": 0.5,
+                                                             "preprocessing": get_config("npr32-2oct").preprocessing()})
+    out2 = tmp_path / "fused2.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", str(two), "--fit", str(fit), "--calibrate", str(calib),
+                         "--fpr", "0.2", "-o", str(out2), "--workers", "0"])
+    meta2 = read_metadata(out2)
+    assert meta2["arch"] == "fusion-spectrum-npr32-2oct" and meta2["members"]["npr"]["arch"] == "npr32-2oct"
+    fused2, member2 = load_detector(str(out2)), load_detector(str(two))
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 64)
+        logits = fused2.model.member_logits(x)
+        xn = (x * fused2.model.in_std + fused2.model.in_mean - fused2.model.npr_mean) / fused2.model.npr_std
+        assert torch.allclose(logits[:, 1], member2.model(xn).reshape(-1), atol=1e-4)
     assert load_detector(str(out8)).config.describe_preprocessing() == "tiles64x16a8"
     res = runner.invoke(cli, ["models", "fuse", "--npr", "ganscan-spectrum-v1", "--fit", str(fit),
                               "--calibrate", str(calib), "-o", str(tmp_path / "x.safetensors")])

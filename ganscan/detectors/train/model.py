@@ -55,16 +55,23 @@ def set_train_mode(model: nn.Module, arch: str, frozen_backbone: bool) -> None:
 
 #: architectures that differ only in what they feed the same tensors: a checkpoint of one initialises the other
 SAME_TENSORS = {frozenset(("npr32", "npr32-luma"))}
+#: (checkpoint's architecture, model's) -> input channels: the checkpoint's stem widened with zero weights
+WIDENED_STEM = {("npr32", "npr32-2oct"): 6}
 
 
 def load_init(model: nn.Module, spec: str, arch: str) -> None:
-    """Initialise from a detector checkpoint (shipped name or file) of the same architecture."""
+    """Initialise from a detector checkpoint (shipped name or file) of the same architecture (or one that
+    ``SAME_TENSORS`` or ``WIDENED_STEM`` pairs with it)."""
     from ganscan.detectors.load import resolve_detector
 
     path = resolve_detector(spec)
     state, meta = load_checkpoint(path)
     ck_arch = meta.get("arch")
-    if ck_arch and ck_arch != arch and frozenset((ck_arch, arch)) not in SAME_TENSORS:
+    if (ck_arch, arch) in WIDENED_STEM:
+        from ganscan.detectors.zoo.families import widen_stem
+
+        state = widen_stem(state, WIDENED_STEM[(ck_arch, arch)])
+    elif ck_arch and ck_arch != arch and frozenset((ck_arch, arch)) not in SAME_TENSORS:
         raise CheckpointError(f"{path}: a {ck_arch} checkpoint cannot initialise a {arch} model",
                               hint=f"pass --arch {ck_arch}, or leave --arch out when using --init")
     load_strict(model, state, str(path), f"weights do not fit architecture {arch}",

@@ -23,6 +23,16 @@ def npr_residual(x: torch.Tensor) -> torch.Tensor:
     return x - down.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
 
 
+def octave_residuals(x: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) -> (N,2C,H',W'), H' and W' cut to multiples of 4: the top-octave residual ``npr_residual(x)`` and
+    the second octave's, ``up2(npr_residual(down2(x)))`` = up2(down2(x)) - up4(down4(x)) (nearest throughout):
+    what the last two up-sampling layers of a generator leave behind."""
+    h, w = x.shape[-2] - x.shape[-2] % 4, x.shape[-1] - x.shape[-1] % 4
+    x = x[..., :h, :w]
+    second = npr_residual(x[..., ::2, ::2]).repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    return torch.cat([npr_residual(x), second], dim=1)
+
+
 class BasicBlock(nn.Module):
     """A ResNet basic block with torchvision's layer names (``conv1``, ``bn1``, ``conv2``, ``bn2``,
     ``downsample``), so checkpoints keep their keys; defined here because importing torchvision costs more
@@ -45,9 +55,9 @@ class BasicBlock(nn.Module):
 @register_detector("npr", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
                    description="NPR residual + ResNet cut after stage 2, from scratch (Tan et al. 2024)")
 class NPRNet(nn.Module):
-    def __init__(self, width: int = 64):
+    def __init__(self, width: int = 64, in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU(inplace=True))
 
         def stage(cin, cout, stride):
@@ -61,8 +71,10 @@ class NPRNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(width * 2, 1)
 
+    residual = staticmethod(npr_residual)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = npr_residual(x) * 4.0  # residuals are small; a fixed gain keeps early activations in range
+        x = self.residual(x) * 4.0  # residuals are small; a fixed gain keeps early activations in range
         x = self.layer2(self.layer1(self.stem(x)))
         return self.fc(torch.flatten(self.pool(x), 1))
 
@@ -72,6 +84,25 @@ class NPRNet(nn.Module):
 class NPRNet32(NPRNet):
     def __init__(self):
         super().__init__(width=32)
+
+
+@register_detector("npr32-2oct", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
+                   description="npr32 fed the top two octaves' NPR residuals (6 channels)")
+class NPRNet32TwoOctave(NPRNet):
+    """npr32 that also reads the second octave (``octave_residuals``): its stem takes six channels, the first
+    three the top octave as npr32's. An npr32 checkpoint initialises it, the second octave's stem weights zero
+    (``widen_stem``), so it starts as that network, output for output."""
+    residual = staticmethod(octave_residuals)
+
+    def __init__(self):
+        super().__init__(width=32, in_channels=6)
+
+
+def widen_stem(state: dict, in_channels: int) -> dict:
+    """An NPR network's tensors with the stem's input channels zero-padded to ``in_channels``."""
+    w = state["stem.0.weight"]
+    pad = w.new_zeros(w.shape[0], in_channels - w.shape[1], *w.shape[2:])
+    return {**state, "stem.0.weight": torch.cat([w, pad], dim=1)}
 
 
 LUMA = (0.299, 0.587, 0.114)   # ITU-R BT.601, as JPEG's colour transform
