@@ -11,6 +11,8 @@ JPEG 90 (as ``twins_table.py --perturb jpeg:90`` writes them). Then prints:
   ``fit-jpeg``): each member's AUC on those files, and the fusion's own mean AUC, clean and under JPEG 90. A set whose files share one format ranks by the ratio of
   the weights alone, so this is what any fusion of these two members reaches;
 - the own mean AUC under JPEG 90 for a sweep of ratios (read off the own sets: a diagnostic, never a selection);
+- the same for a fusion that adds the members' odds instead of their logits (``odds_logit``, C33), fitted on every
+  fit file;
 - for each own set, the median logit of reals and of fakes, clean and under JPEG 90, fused and per member.
 
 Member logits are cached in ``--cache`` (default ``WORK/jpeg-members.json``). Nothing under ``val/`` is read.
@@ -63,6 +65,56 @@ def score(work: Path, npr: str, workers: int) -> dict:
     return out
 
 
+def odds_logit(x, scale, shift):
+    """(N,K) member logits -> (N,) fused logits log(sum_k exp(scale_k x_k + shift_k)): the members' odds add."""
+    import torch
+
+    return torch.logsumexp(x * scale.view(1, -1) + shift.view(1, -1), dim=1)
+
+
+def fit_odds(x, y, l2: float = 1e-3, steps: int = 300):
+    """Class-balanced maximum-likelihood fit of ``odds_logit`` to ``y`` (0/1) on member logits ``x`` (N,K), as
+    ``fit_logistic`` fits the linear fusion: members standardised for the fit, the parameters mapped back;
+    (scale, shift). The loss is not convex: it starts from every member at unit scale and from each member leading,
+    and keeps the best."""
+    import torch
+
+    x, y = x.double(), y.double().view(-1)
+    mu, sd = x.mean(0), x.std(0).clamp(min=1e-6)
+    z = (x - mu) / sd
+    n_pos, n_neg = float(y.sum()), float((1 - y).sum())
+    wts = torch.where(y > 0, 0.5 / n_pos, 0.5 / n_neg)
+    k = x.shape[1]
+
+    def loss_of(a, b):
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(odds_logit(z, a, b), y, reduction="none")
+        return (wts * bce).sum() + l2 * (a ** 2).sum()
+
+    best = None
+    for start in range(k + 1):
+        a = torch.ones(k, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(k, dtype=torch.float64)
+        if start < k:
+            b -= 4.0
+            b[start] = 0.0
+        b.requires_grad_(True)
+        opt = torch.optim.LBFGS([a, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = loss_of(a, b)
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        with torch.no_grad():
+            loss = float(loss_of(a, b))
+        if best is None or loss < best[0]:
+            best = (loss, a.detach().clone(), b.detach().clone())
+    _, a, b = best
+    return a / sd, b - a * mu / sd
+
+
 def analyse(d: dict) -> list[str]:
     """The printed report (see the module docstring) from cached member logits."""
     import numpy as np
@@ -82,12 +134,12 @@ def analyse(d: dict) -> list[str]:
         w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
         return w.double().numpy(), b, [M.roc_auc(y[ok], x[ok, k]) for k in range(x.shape[1])]
 
-    def mean_auc(prefix, w):
+    def mean_auc(prefix, w):   # w: linear weights, or a function of the (N,K) logits
         aucs = []
         for k in (k for k in d if k.startswith(prefix)):
             x, y = np.array(d[k]["x"], dtype=float), np.array(d[k]["y"])
             ok = ~np.isnan(x).any(1)
-            aucs.append(M.roc_auc(y[ok], x[ok] @ w))
+            aucs.append(M.roc_auc(y[ok], w(x[ok]) if callable(w) else x[ok] @ w))
         return float(np.mean(aucs))
 
     fit_keys = [k for k in d if k.startswith("fit/")]
@@ -102,6 +154,17 @@ def analyse(d: dict) -> list[str]:
                      f"{j:.4f} | {c - j:.4f} |")
     lines += ["", "own mean AUC under JPEG 90 by ratio twins/spectrum (a diagnostic on the own sets): "
               + ", ".join(f"{r:g}: {mean_auc('ownj/', np.array([1.0, r])):.4f}" for r in RATIOS), ""]
+    x = np.array([v for k in fit_keys for v in d[k]["x"]], dtype=float)
+    y = np.array([v for k in fit_keys for v in d[k]["y"]])
+    ok = ~np.isnan(x).any(1)
+    scale, shift = fit_odds(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+    odds = lambda v: odds_logit(torch.from_numpy(v), scale, shift).numpy()   # noqa: E731
+    c, j = mean_auc("own/", odds), mean_auc("ownj/", odds)
+    lines += ["the members' odds added (C33; fitted on every fit file): log(exp("
+              + " + ".join(f"{a:.3f} x {m} {b:+.3f}" for a, b, m in zip(scale.tolist(), shift.tolist(), ("spectrum", "twins")))
+              .replace(" + ", ") + exp(") + f")): own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}; "
+              "by set, under JPEG 90: " + ", ".join(f"{k.split('/', 1)[1]} {mean_auc(k, odds):.4f}"
+                                                    for k in d if k.startswith("ownj/")), ""]
     w, b, _ = weights["every fit file"]
     lines += ["median logits, clean -> JPEG 90 (fused with the every-fit-file weights; spectrum; twins):",
               "| set | class | fused | spectrum | twins |", "|---|---|---|---|---|"]

@@ -554,3 +554,34 @@ def test_jpeg_members_reports_every_weighting_and_the_median_shift():
     med = [line for line in lines if line.startswith("| s |")]
     assert [m.split("|")[2].strip() for m in med] == ["real", "fake"]
     assert "->" in med[1]
+    odds = [line for line in lines if line.startswith("the members' odds added")]
+    assert len(odds) == 1 and "under JPEG 90" in odds[0] and "s " in odds[0].split("by set")[1]
+
+
+def test_odds_fusion_lets_either_member_carry_the_evidence():
+    """The odds fusion (C33) fitted on fakes that only one member or only the other sees: a fake that either
+    member reads is scored fake, which no linear weighting of the two can do; and its parameters map back to the
+    raw logits (a rescaled member gives a rescaled scale)."""
+    import torch
+
+    jm = _load("jpeg_members")
+    rng = np.random.default_rng(1)
+    n = 200
+    reals = rng.normal(0, 1, (n, 2))
+    fakes = rng.normal(0, 1, (n, 2))
+    fakes[: n // 2] += (6.0, -4.0)   # half the fakes carry evidence for member 0 only, and member 1 reads them
+    fakes[n // 2:] += (-4.0, 6.0)    # as more real than the reals (their trace erased there); the other half alike
+    x = torch.from_numpy(np.concatenate([reals, fakes]))
+    y = torch.from_numpy(np.array([0] * n + [1] * n))
+    scale, shift = jm.fit_odds(x, y)
+    from ganscan.detectors import metrics as M
+    from ganscan.detectors.zoo.fusion import fit_logistic
+
+    odds_auc = M.roc_auc(y.numpy(), jm.odds_logit(x, scale, shift).numpy())
+    w, _ = fit_logistic(x, y)
+    lin_auc = M.roc_auc(y.numpy(), (x.double() @ w.double()).numpy())
+    assert odds_auc > 0.99 and odds_auc > lin_auc + 0.02
+    x2 = x.clone()
+    x2[:, 1] *= 2.0
+    scale2, _ = jm.fit_odds(x2, y)
+    assert abs(float(scale2[1]) * 2.0 - float(scale[1])) < 0.05 * abs(float(scale[1]))
