@@ -31,8 +31,9 @@ OWN = ("twins-shuffle", "twins-seen", "report/autogan1", "report/progan")
 RATIOS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.5, 3.0)
 
 
-def score(work: Path, npr: str, workers: int) -> dict:
-    """{"group/set": {"paths", "y", "x": (N, 2) member logits}} for the fit, fit-jpeg, own and own-JPEG-90 sets."""
+def score(work: Path, npr: str, workers: int, npr2: str | None = None) -> dict:
+    """{"group/set": {"paths", "y", "x": (N, 2) member logits}} for the fit, fit-jpeg, own and own-JPEG-90 sets
+    ((N, 3) with a second twin member ``npr2``)."""
     from ganscan.data.datasets import test_sets
     from ganscan.detectors.evaluate import EvalSettings, perturbed_copies
     from ganscan.detectors.load import load_detector, open_detector
@@ -40,7 +41,7 @@ def score(work: Path, npr: str, workers: int) -> dict:
 
     held = work / "heldout"
     _, prec, spectrum = open_detector("ganscan-spectrum-v1", "auto", "auto")
-    dets = [spectrum, load_detector(npr)]
+    dets = [spectrum, load_detector(npr)] + ([load_detector(npr2)] if npr2 else [])
     settings = EvalSettings(workers=workers)
     groups = {"fit": [held / d for d in FIT], "fitjpeg": [held / "fit-jpeg"], "own": [held / d for d in OWN]}
     out = {}
@@ -180,10 +181,43 @@ def analyse(d: dict) -> list[str]:
     return lines
 
 
+def analyse_three(d: dict) -> list[str]:
+    """With a second twin member (C34): the three members' linear fusion fitted on every fit file, each member's AUC
+    on those files, and the fusion's own mean AUC clean and under JPEG 90, with each own set's."""
+    import numpy as np
+    import torch
+
+    from ganscan.detectors import metrics as M
+    from ganscan.detectors.zoo.fusion import fit_logistic
+
+    fit_keys = [k for k in d if k.startswith("fit/")]
+    x = np.array([v for k in fit_keys for v in d[k]["x"]], dtype=float)
+    y = np.array([v for k in fit_keys for v in d[k]["y"]])
+    ok = ~np.isnan(x).any(1)
+    w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+    w = w.double().numpy()
+
+    def auc(key):
+        xx, yy = np.array(d[key]["x"], dtype=float), np.array(d[key]["y"])
+        m = ~np.isnan(xx).any(1)
+        return M.roc_auc(yy[m], xx[m] @ w)
+
+    own = [k.split("/", 1)[1] for k in d if k.startswith("own/")]
+    c, j = (float(np.mean([auc(f"{g}/{s}") for s in own])) for g in ("own", "ownj"))
+    member_auc = [M.roc_auc(y[ok], x[ok, k]) for k in range(3)]
+    return [f"three members (spectrum, twins, second twins) fitted on every fit file: weights "
+            + ", ".join(f"{v:.3f}" for v in w) + f", bias {b:+.3f}; members' AUC on those files "
+            + ", ".join(f"{v:.3f}" for v in member_auc),
+            f"own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}",
+            "by set, clean -> JPEG 90: " + ", ".join(f"{s} {auc(f'own/{s}'):.4f} -> {auc(f'ownj/{s}'):.4f}" for s in own)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/twins", help="the twins work folder (its heldout/ sets)")
     ap.add_argument("--npr", default="ganscan-twins-v10", help="the NPR member (a shipped name or a checkpoint)")
+    ap.add_argument("--npr2", default=None, help="a second twin member with a weight of its own (C34): the report is "
+                    "the three members' fusion")
     ap.add_argument("--cache", default=None, help="member logits, written once and read after (default WORK/jpeg-members.json)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
@@ -192,10 +226,14 @@ def main() -> None:
     if cache.exists():
         d = json.loads(cache.read_text())
     else:
-        d = score(work, args.npr, args.workers)
+        d = score(work, args.npr, args.workers, args.npr2)
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(d))
-    print("\n".join(analyse(d)))
+    three = len(next(iter(d.values()))["x"][0]) == 3
+    if three != bool(args.npr2):
+        raise SystemExit(f"error: {cache} holds {'three' if three else 'two'} members' logits; "
+                         f"{'give' if three else 'leave out'} --npr2, or name another --cache")
+    print("\n".join(analyse_three(d) if three else analyse(d)))
 
 
 if __name__ == "__main__":
