@@ -7,8 +7,8 @@ Scores, with ``ganscan-spectrum-v1`` and the NPR member, the fusion's fit sets (
 ``twins-seen``, ``fit``), their JPEG copies (``heldout/fit-jpeg``) and the four own held-out sets, clean and saved as
 JPEG 90 (as ``twins_table.py --perturb jpeg:90`` writes them). Then prints:
 
-- for three sets of fusion weights (fitted on every fit file, on the non-JPEG ones, on the JPEG ones plus
-  ``fit-jpeg``): each member's AUC on those files, and the fusion's own mean AUC, clean and under JPEG 90. A set whose files share one format ranks by the ratio of
+- for four sets of fusion weights (fitted on every fit file, on the non-JPEG ones, on the JPEG ones plus
+  ``fit-jpeg``, on every fit file plus ``fit-jpeg``): each member's AUC on those files, and the fusion's own mean AUC, clean and under JPEG 90. A set whose files share one format ranks by the ratio of
   the weights alone, so this is what any fusion of these two members reaches;
 - the own mean AUC under JPEG 90 for a sweep of ratios (read off the own sets: a diagnostic, never a selection);
 - the same for a fusion that adds the members' odds instead of their logits (``odds_logit``, C33), fitted on every
@@ -146,7 +146,8 @@ def analyse(d: dict) -> list[str]:
     fit_keys = [k for k in d if k.startswith("fit/")]
     fitj_keys = [k for k in d if k.startswith("fitjpeg/")]
     weights = {"every fit file": fit(fit_keys), "non-JPEG fit files": fit(fit_keys, lambda p: not jpeg(p)),
-               "JPEG fit files + fit-jpeg": fit(fit_keys + fitj_keys, jpeg)}
+               "JPEG fit files + fit-jpeg": fit(fit_keys + fitj_keys, jpeg),
+               "every fit file + fit-jpeg": fit(fit_keys + fitj_keys)}
     lines = ["| weights fitted on | spectrum, twins | members' AUC on those files | own mean AUC | under JPEG 90 | drop |",
              "|---|---|---|---|---|---|"]
     for name, (w, _, auc) in weights.items():
@@ -182,34 +183,39 @@ def analyse(d: dict) -> list[str]:
 
 
 def analyse_three(d: dict) -> list[str]:
-    """With a second twin member (C34): the three members' linear fusion fitted on every fit file, each member's AUC
-    on those files, and the fusion's own mean AUC clean and under JPEG 90, with each own set's."""
+    """With a second twin member (C34, C35): the three members' linear fusion fitted on every fit file, and on every
+    fit file plus fit-jpeg; for each, the weights, each member's AUC on those files, and the fusion's own mean AUC
+    clean and under JPEG 90, with each own set's."""
     import numpy as np
     import torch
 
     from ganscan.detectors import metrics as M
     from ganscan.detectors.zoo.fusion import fit_logistic
 
-    fit_keys = [k for k in d if k.startswith("fit/")]
-    x = np.array([v for k in fit_keys for v in d[k]["x"]], dtype=float)
-    y = np.array([v for k in fit_keys for v in d[k]["y"]])
-    ok = ~np.isnan(x).any(1)
-    w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
-    w = w.double().numpy()
-
-    def auc(key):
-        xx, yy = np.array(d[key]["x"], dtype=float), np.array(d[key]["y"])
-        m = ~np.isnan(xx).any(1)
-        return M.roc_auc(yy[m], xx[m] @ w)
-
     own = [k.split("/", 1)[1] for k in d if k.startswith("own/")]
-    c, j = (float(np.mean([auc(f"{g}/{s}") for s in own])) for g in ("own", "ownj"))
-    member_auc = [M.roc_auc(y[ok], x[ok, k]) for k in range(3)]
-    return [f"three members (spectrum, twins, second twins) fitted on every fit file: weights "
-            + ", ".join(f"{v:.3f}" for v in w) + f", bias {b:+.3f}; members' AUC on those files "
-            + ", ".join(f"{v:.3f}" for v in member_auc),
-            f"own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}",
-            "by set, clean -> JPEG 90: " + ", ".join(f"{s} {auc(f'own/{s}'):.4f} -> {auc(f'ownj/{s}'):.4f}" for s in own)]
+    lines = []
+    for name, prefixes in (("every fit file", ("fit/",)), ("every fit file + fit-jpeg", ("fit/", "fitjpeg/"))):
+        keys = [k for k in d if k.startswith(prefixes)]
+        x = np.array([v for k in keys for v in d[k]["x"]], dtype=float)
+        y = np.array([v for k in keys for v in d[k]["y"]])
+        ok = ~np.isnan(x).any(1)
+        w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+        w = w.double().numpy()
+
+        def auc(key):
+            xx, yy = np.array(d[key]["x"], dtype=float), np.array(d[key]["y"])
+            m = ~np.isnan(xx).any(1)
+            return M.roc_auc(yy[m], xx[m] @ w)
+
+        c, j = (float(np.mean([auc(f"{g}/{s}") for s in own])) for g in ("own", "ownj"))
+        member_auc = [M.roc_auc(y[ok], x[ok, k]) for k in range(3)]
+        lines += [f"three members (spectrum, twins, second twins) fitted on {name}: weights "
+                  + ", ".join(f"{v:.3f}" for v in w) + f", bias {b:+.3f}; members' AUC on those files "
+                  + ", ".join(f"{v:.3f}" for v in member_auc),
+                  f"own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}",
+                  "by set, clean -> JPEG 90: "
+                  + ", ".join(f"{s} {auc(f'own/{s}'):.4f} -> {auc(f'ownj/{s}'):.4f}" for s in own), ""]
+    return lines
 
 
 def main() -> None:
