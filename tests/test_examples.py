@@ -585,3 +585,53 @@ def test_odds_fusion_lets_either_member_carry_the_evidence():
     x2[:, 1] *= 2.0
     scale2, _ = jm.fit_odds(x2, y)
     assert abs(float(scale2[1]) * 2.0 - float(scale[1])) < 0.05 * abs(float(scale[1]))
+
+
+def test_jpeg_ceiling_measures_what_a_pass_leaves_and_ranks_each_fake_against_its_twin():
+    from PIL import Image
+
+    jc = _load("jpeg_ceiling")
+    rng = np.random.default_rng(2)
+    base = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    assert jc.top_octave_rms(base, base) == 0.0
+    arr = np.asarray(base).astype(np.int16)
+    arr[::2, ::2] += 40   # a period-2 trace: all of it in the top octave
+    traced = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    assert jc.top_octave_rms(traced, base) > 5.0
+    flat = Image.fromarray(np.full((64, 64, 3), 100, np.uint8))
+    assert jc.top_octave_rms(jc.jpeg90(flat), flat) < 0.5   # a flat image goes through JPEG 90 unchanged
+    rows = [{"set": "s", "tail": "tconv" if i % 2 else "nearest", "real_up": "none", "left_clean": 2.0,
+             "left_jpeg": float(i), "margin_clean": 1.0, "margin_jpeg": 1.0 if i >= 5 else -1.0,
+             "real": (-2.0, -1.0), "fake": (3.0, 0.5)} for i in range(10)]
+    lines = jc.report(rows)
+    quintiles = lines[2:lines.index("")]   # the first table, without its header
+    assert len(quintiles) == 5
+    assert quintiles[0].split("|")[5].strip() == "0.0 %" and quintiles[-1].split("|")[5].strip() == "100.0 %"
+    by_tail = [line for line in lines if line.startswith("| tail = ")]
+    assert len(by_tail) == 2 and all("-2.00 -> -1.00" in line for line in by_tail)
+
+
+def test_test_time_twin_is_a_standard_enlargement_at_the_files_own_quality(tmp_path):
+    from PIL import Image
+
+    from ganscan.data.provenance import jpeg_quality
+
+    tt = _load("test_time_twin")
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 255, (33, 47, 3), dtype=np.uint8))
+    twin = tt.enlarged_twin(img)
+    assert twin.size == (46, 32)   # odd sizes cut to even
+    smooth = Image.fromarray(np.repeat(np.repeat(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), 8, 0), 8, 1))
+    assert np.abs(np.asarray(tt.enlarged_twin(smooth), float) - np.asarray(smooth, float)).mean() < \
+        np.abs(np.asarray(twin, float) - np.asarray(img.crop((0, 0, 46, 32)), float)).mean()   # it removes detail only
+    src = tmp_path / "a.jpg"
+    img.save(src, format="JPEG", quality=83)
+    out = tt.write_twin(src, tmp_path / "out" / "a")
+    assert out.suffix == ".jpg"
+    with Image.open(out) as im:
+        assert jpeg_quality(im.quantization) == 83
+    png = tmp_path / "b.png"
+    img.save(png)
+    assert tt.write_twin(png, tmp_path / "out" / "b").suffix == ".png"
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    assert tt.write_twin(tmp_path / "c.png", tmp_path / "out" / "c") is None
