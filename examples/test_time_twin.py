@@ -10,7 +10,8 @@ filter, saved as JPEG at ``x``'s own estimated quality when ``x`` is a JPEG (los
 report reals; scores ``ganscan-spectrum-v1(x)``, the twin member on ``x`` and on ``T(x)``; fits a linear fusion of the
 three on the fit sets, sets its threshold by v10's rule (5 % FPR on every ``heldout/calib`` and ``calib-frac`` kind)
 and prints the own mean AUC, clean and under JPEG 90, and each real kind's share flagged, beside v10's two-member
-fusion refitted the same way. Copies and logits are kept under ``--out`` (default ``WORK/c36``) and reused. Nothing
+fusion refitted the same way, and a fusion of the spectrum member with the difference twins(x) - twins(T(x))
+(C37). Copies and logits are kept under ``--out`` (default ``WORK/c36``) and reused. Nothing
 under ``val/`` is read.
 """
 
@@ -135,12 +136,13 @@ def analyse(d: dict) -> list[str]:
     from ganscan.detectors.zoo.fusion import fit_logistic, threshold_at_fpr
 
     def arr(key, cols):
-        x = np.array(d[key]["x"], dtype=float)[:, cols]
-        return x, np.array(d[key]["y"])
+        x = np.array(d[key]["x"], dtype=float)
+        return cols(x), np.array(d[key]["y"])
 
     lines = []
-    for name, cols in (("v10's two members (spectrum, twins(x))", [0, 1]),
-                       ("C36 (spectrum, twins(x), twins(T(x)))", [0, 1, 2])):
+    for name, cols in (("v10's two members (spectrum, twins(x))", lambda x: x[:, [0, 1]]),
+                       ("C36 (spectrum, twins(x), twins(T(x)))", lambda x: x),
+                       ("C37 (spectrum, twins(x) - twins(T(x)))", lambda x: np.stack([x[:, 0], x[:, 1] - x[:, 2]], 1))):
         fx = [arr(k, cols) for k in d if k.startswith("fit/")]
         x, y = np.concatenate([a for a, _ in fx]), np.concatenate([b for _, b in fx])
         ok = ~np.isnan(x).any(1)
