@@ -59,7 +59,8 @@ def pair_rows(work: Path, d: dict, weights) -> list[dict]:
         folder = work / "heldout" / name
         clean, after = d.get(f"own/{name}"), d.get(f"ownj/{name}")
         if clean is None or after is None:
-            raise SystemExit(f"error: {name} is not in the cache (python examples/jpeg_members.py --work {work} writes it)")
+            raise SystemExit(f"error: {name} is not in the cache "
+                             f"(python examples/jpeg_members.py --work {work} writes it)")
         index = {Path(p).relative_to(folder).as_posix(): i for i, p in enumerate(clean["paths"])}
         fused_c = np.array(clean["x"], dtype=float) @ w + weights[2]
         fused_j = np.array(after["x"], dtype=float) @ w + weights[2]
@@ -94,7 +95,8 @@ def report(rows: list[dict]) -> list[str]:
     for lo, hi in zip(edges[:-1], edges[1:]):
         sel = [r for r in rows if lo <= r["left_jpeg"] <= hi]
         kept = np.median([r["left_jpeg"] / max(r["left_clean"], 1e-9) for r in sel])
-        lines.append(f"| {lo:.2f}-{hi:.2f} | {len(sel)} | {kept * 100:.0f} % (median) | {share(sel, 'margin_clean') * 100:.1f} % "
+        lines.append(f"| {lo:.2f}-{hi:.2f} | {len(sel)} | {kept * 100:.0f} % (median) | "
+                     f"{share(sel, 'margin_clean') * 100:.1f} % "
                      f"| {share(sel, 'margin_jpeg') * 100:.1f} % |")
     lines += ["", "| pairs | n | median left after JPEG 90 | fake above its twin, clean | after JPEG 90 | "
               "median fused logit, real twin: clean -> JPEG 90 | fake |", "|---|---|---|---|---|---|---|"]
@@ -104,7 +106,8 @@ def report(rows: list[dict]) -> list[str]:
             med = {c: [np.median([r[c][k] for r in sel]) for k in (0, 1)] for c in ("real", "fake")}
             lines.append(f"| {key} = {value} | {len(sel)} | {np.median([r['left_jpeg'] for r in sel]):.2f} | "
                          f"{share(sel, 'margin_clean') * 100:.1f} % | {share(sel, 'margin_jpeg') * 100:.1f} % | "
-                         f"{med['real'][0]:+.2f} -> {med['real'][1]:+.2f} | {med['fake'][0]:+.2f} -> {med['fake'][1]:+.2f} |")
+                         f"{med['real'][0]:+.2f} -> {med['real'][1]:+.2f} | "
+                         f"{med['fake'][0]:+.2f} -> {med['fake'][1]:+.2f} |")
     return lines
 
 

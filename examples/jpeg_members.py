@@ -163,7 +163,8 @@ def analyse(d: dict) -> list[str]:
     odds = lambda v: odds_logit(torch.from_numpy(v), scale, shift).numpy()   # noqa: E731
     c, j = mean_auc("own/", odds), mean_auc("ownj/", odds)
     lines += ["the members' odds added (C33; fitted on every fit file): log(exp("
-              + " + ".join(f"{a:.3f} x {m} {b:+.3f}" for a, b, m in zip(scale.tolist(), shift.tolist(), ("spectrum", "twins")))
+              + " + ".join(f"{a:.3f} x {m} {b:+.3f}"
+                           for a, b, m in zip(scale.tolist(), shift.tolist(), ("spectrum", "twins")))
               .replace(" + ", ") + exp(") + f")): own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}; "
               "by set, under JPEG 90: " + ", ".join(f"{k.split('/', 1)[1]} {mean_auc(k, odds):.4f}"
                                                     for k in d if k.startswith("ownj/")), ""]

@@ -41,7 +41,8 @@ def enlarged_twin(img):
 
 
 def write_twin(src: Path, dst_stem: Path) -> Path | None:
-    """Write T(src) next to ``dst_stem`` (JPEG at src's estimated quality, or PNG); its path, None if src is unreadable."""
+    """Write T(src) at ``dst_stem`` (JPEG at src's estimated quality, or PNG); its path, or None if src does not
+    decode."""
     from PIL import Image
 
     from ganscan.data.provenance import jpeg_quality

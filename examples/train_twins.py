@@ -155,6 +155,12 @@ RECIPES = {
     "v25": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-2oct",
             "name": "ganscan-twins-v25", "run": "run-v25", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
+    # v32 (a candidate, docs/selection-rule-v32.txt): ganscan-twins-v10's tensors fine-tuned as npr32-ref, whose logit
+    # is g(x) - g(T(x)) with T(x) the tile down-scaled 2x and enlarged back (bicubic): an image that is already a
+    # standard enlargement matches its own T(x)
+    "v32": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-ref",
+            "name": "ganscan-twins-v32", "run": "run-v32", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to

@@ -410,6 +410,30 @@ def test_the_two_octave_member_reads_the_second_octave_and_starts_as_its_npr32(t
         load_init(NPRNet32(), str(wide), "npr32")
 
 
+def test_the_reference_member_reads_a_tile_against_its_own_enlargement(tmp_path):
+    from torch.nn import functional as F
+
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.train.model import load_init
+    from ganscan.detectors.zoo.families import NPRNet32, NPRNet32Reference, enlarged_twin
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 64)
+    assert enlarged_twin(x).shape == x.shape and enlarged_twin(torch.randn(1, 3, 65, 63)).shape == (1, 3, 64, 62)
+    up = F.interpolate(torch.randn(4, 3, 32, 32), size=(64, 64), mode="bicubic", align_corners=False)
+    # a tile that is already a bicubic enlargement is close to its own twin; a detailed one is not
+    assert (up - enlarged_twin(up)).abs().mean() < 0.5 * (x - enlarged_twin(x)).abs().mean()
+    g = NPRNet32()
+    path = tmp_path / "g.safetensors"
+    save_checkpoint(path, g.state_dict(), {"kind": "detector", "arch": "npr32"})
+    ref = NPRNet32Reference()
+    load_init(ref, str(path), "npr32-ref")   # the same tensors as npr32
+    g.eval(), ref.eval()
+    with torch.no_grad():
+        assert torch.allclose(ref(x), g(x) - g(enlarged_twin(x)), atol=1e-5)
+        assert torch.allclose(ref(torch.zeros(2, 3, 64, 64)), torch.zeros(2, 1), atol=1e-6)   # a flat tile is its own twin
+
+
 def test_models_fuse_command(runner, cli, tmp_path):
     from ganscan.detectors.zoo.families import NPRNet
     from ganscan.detectors.load import load_detector
@@ -472,6 +496,15 @@ def test_models_fuse_command(runner, cli, tmp_path):
                          "--fpr", "0.2", "-o", str(out2), "--workers", "0"])
     meta2 = read_metadata(out2)
     assert meta2["arch"] == "fusion-spectrum-npr32-2oct" and meta2["members"]["npr"]["arch"] == "npr32-2oct"
+    from ganscan.detectors.zoo.families import NPRNet32Reference
+
+    ref = tmp_path / "ref.safetensors"
+    save_checkpoint(ref, NPRNet32Reference().state_dict(), {"kind": "detector", "arch": "npr32-ref", "threshold": 0.5,
+                                                            "preprocessing": get_config("npr32-ref").preprocessing()})
+    outr = tmp_path / "fusedr.safetensors"
+    run_ok(runner, cli, ["models", "fuse", "--npr", str(ref), "--fit", str(fit), "--calibrate", str(calib),
+                         "--fpr", "0.2", "-o", str(outr), "--workers", "0"])
+    assert read_metadata(outr)["arch"] == "fusion-spectrum-npr32-ref"
     fused2, member2 = load_detector(str(out2)), load_detector(str(two))
     with torch.no_grad():
         x = torch.rand(2, 3, 64, 64)

@@ -141,7 +141,7 @@ Examples:
 @click.option("--spectrum", "spectrum_model", default="ganscan-spectrum-v1", show_default=True,
               help="The alexnet64-spectrum member (shipped name or checkpoint).")
 @click.option("--npr", "npr_models", required=True, multiple=True,
-              help="The npr, npr32, npr32-luma or npr32-2oct member (e.g. RUN/best.safetensors); given more than once (npr32 only), the member "
+              help="The npr, npr32, npr32-luma, npr32-2oct or npr32-ref member (e.g. RUN/best.safetensors); given more than once (npr32 only), the member "
                    "is their ensemble: the mean of their logits (fusion-spectrum-npr32-ens).")
 @click.option("--fsd", "fsd_model", default=None,
               help="An fsd64 member (from `ganscan models fit-fsd`): fuses three members (fusion-spectrum-npr-fsd).")
@@ -174,8 +174,8 @@ Examples:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True)
 def fuse_command(spectrum_model, npr_models, fsd_model, npr_jpeg_model, by_format, fit_dirs, fit_jpeg_dirs, calib_dirs,
                  calib_jpeg_dirs, fpr, output, name, force, workers, device, precision):
-    """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr; -npr32, -npr32-luma, -npr32-2oct or
-    -npr32-ens for an npr32, an npr32-luma or an npr32-2oct member, or several npr32 members):
+    """Fuse a spectrum and an NPR detector into one (fusion-spectrum-npr; -npr32, -npr32-luma, -npr32-2oct,
+    -npr32-ref or -npr32-ens for an npr32, npr32-luma, npr32-2oct or npr32-ref member, or several npr32 members):
     logistic weights fitted on --fit, the threshold set so that no --calibrate kind of real photo is flagged
     more than --fpr. With --by-format or --npr-jpeg, JPEG files get a branch of their own (fusion-spectrum-npr32-jpeg)."""
     from ganscan.console import Progress, info

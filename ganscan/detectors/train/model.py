@@ -54,7 +54,7 @@ def set_train_mode(model: nn.Module, arch: str, frozen_backbone: bool) -> None:
 
 
 #: architectures that differ only in what they feed the same tensors: a checkpoint of one initialises the other
-SAME_TENSORS = {frozenset(("npr32", "npr32-luma"))}
+SAME_TENSORS = {frozenset(("npr32", "npr32-luma")), frozenset(("npr32", "npr32-ref"))}
 #: (checkpoint's architecture, model's) -> input channels: the checkpoint's stem widened with zero weights
 WIDENED_STEM = {("npr32", "npr32-2oct"): 6}
 

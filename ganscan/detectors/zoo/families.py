@@ -57,7 +57,8 @@ class BasicBlock(nn.Module):
 class NPRNet(nn.Module):
     def __init__(self, width: int = 64, in_channels: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False),
+                                  nn.BatchNorm2d(width),
                                   nn.ReLU(inplace=True))
 
         def stage(cin, cout, stride):
@@ -96,6 +97,29 @@ class NPRNet32TwoOctave(NPRNet):
 
     def __init__(self):
         super().__init__(width=32, in_channels=6)
+
+
+def enlarged_twin(x: torch.Tensor) -> torch.Tensor:
+    """(N,C,H,W) -> the same tiles down-scaled 2x (bicubic, antialiased) and enlarged back (bicubic): what a
+    standard 2x enlargement of the tile's own half-size copy looks like (odd sizes cut to even)."""
+    h, w = x.shape[-2] - x.shape[-2] % 2, x.shape[-1] - x.shape[-1] % 2
+    x = x[..., :h, :w]
+    small = F.interpolate(x, size=(h // 2, w // 2), mode="bicubic", antialias=True, align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bicubic", align_corners=False)
+
+
+@register_detector("npr32-ref", input_size=64, policy="tiles", max_tiles=16, classifier=("fc.",), family="npr",
+                   description="npr32 read against the tile's own 2x bicubic enlargement: g(x) - g(T(x))")
+class NPRNet32Reference(NPRNet32):
+    """npr32 whose logit is ``g(x) - g(enlarged_twin(x))``: the tile against a standard enlargement of its own
+    half-size copy, which an image that is already such an enlargement matches. The same tensors as ``npr32``
+    (a checkpoint of either initialises the other); both views go through the network in one batch, so its
+    BatchNorm statistics cover both."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        both = super().forward(torch.cat([x[..., :x.shape[-2] // 2 * 2, :x.shape[-1] // 2 * 2], enlarged_twin(x)]))
+        return both[:n] - both[n:]
 
 
 def widen_stem(state: dict, in_channels: int) -> dict:

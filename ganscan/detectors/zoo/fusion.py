@@ -83,6 +83,15 @@ class SpectrumNPR32TwoOctaveFusion(SpectrumNPR32Fusion):
         return NPRNet32TwoOctave()
 
 
+class SpectrumNPR32ReferenceFusion(SpectrumNPR32Fusion):
+    """The npr32 fusion whose NPR member reads each tile against its own enlargement (``npr32-ref``)."""
+
+    def make_npr(self) -> nn.Module:
+        from ganscan.detectors.zoo.families import NPRNet32Reference
+
+        return NPRNet32Reference()
+
+
 class NPREnsemble(nn.Module):
     """``n`` NPR networks of one width trained alike (e.g. training seeds of one recipe); their mean logit."""
 
@@ -177,6 +186,7 @@ FUSIONS = {
     "fusion-spectrum-npr32-luma": (SpectrumNPR32LumaFusion, MEMBERS, ("alexnet64-spectrum", "npr32-luma"), None),
     "fusion-spectrum-npr32-jpeg": (SpectrumNPR32JpegFusion, MEMBERS, ("alexnet64-spectrum", "npr32"), None),
     "fusion-spectrum-npr32-2oct": (SpectrumNPR32TwoOctaveFusion, MEMBERS, ("alexnet64-spectrum", "npr32-2oct"), None),
+    "fusion-spectrum-npr32-ref": (SpectrumNPR32ReferenceFusion, MEMBERS, ("alexnet64-spectrum", "npr32-ref"), None),
 }
 ENSEMBLES = {"npr32": "fusion-spectrum-npr32-ens"}   # NPR member architecture -> its ensemble fusion
 JPEG_FUSIONS = {"npr32": "fusion-spectrum-npr32-jpeg"}   # NPR member architecture -> its fusion with a JPEG branch
@@ -194,7 +204,9 @@ for _arch, _cls, _members in (
          "alexnet64-spectrum and a twin-trained npr32 network, with a second npr32 network and its own weights for "
          "JPEG files"),
         ("fusion-spectrum-npr32-2oct", SpectrumNPR32TwoOctaveFusion,
-         "alexnet64-spectrum and the twin-trained npr32-2oct network (two octaves of NPR residual)")):
+         "alexnet64-spectrum and the twin-trained npr32-2oct network (two octaves of NPR residual)"),
+        ("fusion-spectrum-npr32-ref", SpectrumNPR32ReferenceFusion,
+         "alexnet64-spectrum and the npr32-ref network (each tile against its own enlargement)")):
     register_detector(_arch, input_size=64, policy="tiles", max_tiles=16, mean=INCEPTION_MEAN, std=INCEPTION_STD,
                       classifier=("weight", "bias"), family="fusion", description=f"logistic fusion of {_members}")(_cls)
 
