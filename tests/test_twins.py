@@ -475,36 +475,24 @@ def test_models_fuse_command(runner, cli, tmp_path):
     run_ok(runner, cli, ["models", "fuse", "--npr", str(aligned), "--fit", str(fit), "--calibrate", str(calib),
                          "--fpr", "0.2", "-o", str(out8), "--workers", "0"])
     assert read_metadata(out8)["preprocessing"]["tile_align"] == 8
-    # a luminance member (npr32-luma) gets its own fusion
-    from ganscan.detectors.zoo.families import NPRNet32Luma
+    # a luminance member (npr32-luma), a two-octave one (npr32-2oct) and a reference one (npr32-ref) each get their
+    # own fusion
+    from ganscan.detectors.zoo.families import NPRNet32Luma, NPRNet32Reference, NPRNet32TwoOctave
 
-    luma = tmp_path / "luma.safetensors"
-    save_checkpoint(luma, NPRNet32Luma().state_dict(), {"kind": "detector", "arch": "npr32-luma", "threshold": 0.5,
-                                                        "preprocessing": get_config("npr32-luma").preprocessing()})
-    outl = tmp_path / "fusedl.safetensors"
-    run_ok(runner, cli, ["models", "fuse", "--npr", str(luma), "--fit", str(fit), "--calibrate", str(calib),
-                         "--fpr", "0.2", "-o", str(outl), "--workers", "0"])
-    assert read_metadata(outl)["arch"] == "fusion-spectrum-npr32-luma"
-    # and a two-octave member (npr32-2oct) its own, whose fused model scores as its members do
-    from ganscan.detectors.zoo.families import NPRNet32TwoOctave
+    def fuse_one(net, arch):
+        member = tmp_path / f"{arch}.safetensors"
+        save_checkpoint(member, net.state_dict(), {"kind": "detector", "arch": arch, "threshold": 0.5,
+                                                   "preprocessing": get_config(arch).preprocessing()})
+        fused = tmp_path / f"fused-{arch}.safetensors"
+        run_ok(runner, cli, ["models", "fuse", "--npr", str(member), "--fit", str(fit), "--calibrate", str(calib),
+                             "--fpr", "0.2", "-o", str(fused), "--workers", "0"])
+        meta = read_metadata(fused)
+        assert meta["arch"] == f"fusion-spectrum-{arch}" and meta["members"]["npr"]["arch"] == arch
+        return member, fused
 
-    two = tmp_path / "2oct.safetensors"
-    save_checkpoint(two, NPRNet32TwoOctave().state_dict(), {"kind": "detector", "arch": "npr32-2oct", "threshold": 0.5,
-                                                             "preprocessing": get_config("npr32-2oct").preprocessing()})
-    out2 = tmp_path / "fused2.safetensors"
-    run_ok(runner, cli, ["models", "fuse", "--npr", str(two), "--fit", str(fit), "--calibrate", str(calib),
-                         "--fpr", "0.2", "-o", str(out2), "--workers", "0"])
-    meta2 = read_metadata(out2)
-    assert meta2["arch"] == "fusion-spectrum-npr32-2oct" and meta2["members"]["npr"]["arch"] == "npr32-2oct"
-    from ganscan.detectors.zoo.families import NPRNet32Reference
-
-    ref = tmp_path / "ref.safetensors"
-    save_checkpoint(ref, NPRNet32Reference().state_dict(), {"kind": "detector", "arch": "npr32-ref", "threshold": 0.5,
-                                                            "preprocessing": get_config("npr32-ref").preprocessing()})
-    outr = tmp_path / "fusedr.safetensors"
-    run_ok(runner, cli, ["models", "fuse", "--npr", str(ref), "--fit", str(fit), "--calibrate", str(calib),
-                         "--fpr", "0.2", "-o", str(outr), "--workers", "0"])
-    assert read_metadata(outr)["arch"] == "fusion-spectrum-npr32-ref"
+    fuse_one(NPRNet32Luma(), "npr32-luma")
+    fuse_one(NPRNet32Reference(), "npr32-ref")
+    two, out2 = fuse_one(NPRNet32TwoOctave(), "npr32-2oct")   # whose fused model scores as its members do
     fused2, member2 = load_detector(str(out2)), load_detector(str(two))
     with torch.no_grad():
         x = torch.rand(2, 3, 64, 64)
