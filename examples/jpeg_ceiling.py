@@ -8,7 +8,7 @@ real twin) differs only by its generator tail's trace. For each pair this saves 
 ``twins_table.py --perturb jpeg:90`` does) and measures what is left of their difference: the RMS, in grey levels of
 luminance, of the difference's top-octave residual (``npr_residual``, the band the twin member reads), clean and
 after the pass. It then reads the fusion's logit of each twin, clean and after JPEG 90, from the member logits that
-``examples/jpeg_members.py`` cached (``--cache``; v10's weights by default) and prints, by quintile of what the pass
+``examples/jpeg_members.py`` cached (``--cache``; by default with the weights on ``ganscan-fusion-v10``'s card) and prints, by quintile of what the pass
 left, the share of pairs whose fake scores above its own real twin: if the pairs whose difference JPEG erased are
 the ones ranked wrongly, no detector of the trace can rank them, and the set's JPEG-90 AUC has a ceiling. Then the
 same share, and the median fused logit of each class clean and after the pass, by set, by tail kind and by how the
@@ -19,21 +19,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 from pathlib import Path
 
 SETS = ("twins-shuffle", "twins-seen")
-V10 = (0.783, 0.949, 0.114)   # ganscan-fusion-v10: spectrum, twins, bias (its card's fusion weights, rounded)
 
 
-def jpeg90(img):
-    from PIL import Image
+def card_weights(name: str = "ganscan-fusion-v10") -> list[float]:
+    """A shipped fusion's spectrum and twins weights and bias, from its card."""
+    from ganscan.core.weights import weights_dir
 
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    fusion = json.loads((weights_dir() / f"{name}.json").read_text())["fusion"]
+    return [*fusion["weight"], fusion["bias"]]
 
 
 def top_octave_rms(a, b) -> float:
@@ -51,6 +49,7 @@ def pair_rows(work: Path, d: dict, weights) -> list[dict]:
     """One row per pair of both sets: its tail kind, real twin, what the pass left, and the fused margins."""
     import numpy as np
 
+    from ganscan.data.augment import jpeg_roundtrip
     from ganscan.data.decode import load_image
 
     w = np.array(weights[:2])
@@ -75,7 +74,7 @@ def pair_rows(work: Path, d: dict, weights) -> list[dict]:
                     continue
                 ir, i_f = index[r], index[f]
                 rows.append({"set": name, "tail": p["tail"].split("-")[0], "real_up": p["real_up"],
-                             "left_clean": top_octave_rms(b, a), "left_jpeg": top_octave_rms(jpeg90(b), jpeg90(a)),
+                             "left_clean": top_octave_rms(b, a), "left_jpeg": top_octave_rms(jpeg_roundtrip(b, 90), jpeg_roundtrip(a, 90)),
                              "margin_clean": fused_c[i_f] - fused_c[ir], "margin_jpeg": fused_j[i_f] - fused_j[ir],
                              "real": (fused_c[ir], fused_j[ir]), "fake": (fused_c[i_f], fused_j[i_f])})
         print(f"{name}: {sum(r['set'] == name for r in rows)} pairs", file=sys.stderr, flush=True)
@@ -116,8 +115,9 @@ def main() -> None:
     ap.add_argument("--work", default="runs/twins", help="the twins work folder (its heldout/ sets)")
     ap.add_argument("--cache", default=None, help="member logits written by examples/jpeg_members.py "
                     "(default WORK/jpeg-members.json)")
-    ap.add_argument("--weights", default=",".join(map(str, V10)),
-                    help="the fusion's spectrum and twins weights and bias (default: ganscan-fusion-v10's)")
+    ap.add_argument("--weights", default=None,
+                    help="the fusion's spectrum and twins weights and bias, comma-separated (default: from "
+                         "ganscan-fusion-v10's card)")
     args = ap.parse_args()
     work = Path(args.work)
     cache = Path(args.cache) if args.cache else work / "jpeg-members.json"
@@ -125,7 +125,7 @@ def main() -> None:
         raise SystemExit(f"error: {cache} not found (python examples/jpeg_members.py --work {work} --cache {cache} "
                          "writes it)")
     try:
-        weights = [float(v) for v in args.weights.split(",")]
+        weights = card_weights() if args.weights is None else [float(v) for v in args.weights.split(",")]
         assert len(weights) == 3
     except (ValueError, AssertionError):
         raise SystemExit(f"error: --weights takes three numbers (spectrum,twins,bias), got {args.weights!r}")

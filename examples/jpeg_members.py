@@ -116,57 +116,76 @@ def fit_odds(x, y, l2: float = 1e-3, steps: int = 300):
     return a / sd, b - a * mu / sd
 
 
-def analyse(d: dict) -> list[str]:
-    """The printed report (see the module docstring) from cached member logits."""
+def stacked(d: dict, keys, keep=None):
+    """(member logits, labels) of the readable files of the sets ``keys`` (those ``keep`` keeps, by path)."""
     import numpy as np
+
+    rows = [(v, lab) for k in keys for p, v, lab in zip(d[k]["paths"], d[k]["x"], d[k]["y"]) if keep is None or keep(p)]
+    x, y = np.array([v for v, _ in rows], dtype=float), np.array([lab for _, lab in rows])
+    ok = ~np.isnan(x).any(1)
+    return x[ok], y[ok]
+
+
+def fit_weights(d: dict, keys, keep=None):
+    """The linear fusion fitted on the files of ``keys``: (weights, bias, each member's AUC on those files)."""
     import torch
 
     from ganscan.detectors import metrics as M
     from ganscan.detectors.zoo.fusion import fit_logistic
 
+    x, y = stacked(d, keys, keep)
+    w, b = fit_logistic(torch.from_numpy(x), torch.from_numpy(y))
+    return w.double().numpy(), b, [M.roc_auc(y, x[:, k]) for k in range(x.shape[1])]
+
+
+def set_auc(d: dict, key: str, w) -> float:
+    """One set's AUC under ``w``: linear weights, or a function of the (N,K) logits."""
+    import numpy as np
+
+    from ganscan.detectors import metrics as M
+
+    x, y = np.array(d[key]["x"], dtype=float), np.array(d[key]["y"])
+    ok = ~np.isnan(x).any(1)
+    return M.roc_auc(y[ok], w(x[ok]) if callable(w) else x[ok] @ w)
+
+
+def mean_auc(d: dict, prefix: str, w) -> float:
+    import numpy as np
+
+    return float(np.mean([set_auc(d, k, w) for k in d if k.startswith(prefix)]))
+
+
+def analyse(d: dict) -> list[str]:
+    """The printed report (see the module docstring) from cached member logits."""
+    import numpy as np
+    import torch
+
     def jpeg(p: str) -> bool:
         return p.lower().endswith((".jpg", ".jpeg"))
 
-    def fit(keys, keep=lambda p: True):
-        """(weights, bias, each member's AUC) on the files of ``keys`` that ``keep`` keeps."""
-        x = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["x"]) if keep(p)], dtype=float)
-        y = np.array([v for k in keys for p, v in zip(d[k]["paths"], d[k]["y"]) if keep(p)])
-        ok = ~np.isnan(x).any(1)
-        w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
-        return w.double().numpy(), b, [M.roc_auc(y[ok], x[ok, k]) for k in range(x.shape[1])]
-
-    def mean_auc(prefix, w):   # w: linear weights, or a function of the (N,K) logits
-        aucs = []
-        for k in (k for k in d if k.startswith(prefix)):
-            x, y = np.array(d[k]["x"], dtype=float), np.array(d[k]["y"])
-            ok = ~np.isnan(x).any(1)
-            aucs.append(M.roc_auc(y[ok], w(x[ok]) if callable(w) else x[ok] @ w))
-        return float(np.mean(aucs))
-
     fit_keys = [k for k in d if k.startswith("fit/")]
     fitj_keys = [k for k in d if k.startswith("fitjpeg/")]
-    weights = {"every fit file": fit(fit_keys), "non-JPEG fit files": fit(fit_keys, lambda p: not jpeg(p)),
-               "JPEG fit files + fit-jpeg": fit(fit_keys + fitj_keys, jpeg),
-               "every fit file + fit-jpeg": fit(fit_keys + fitj_keys)}
+    weights = {"every fit file": fit_weights(d, fit_keys),
+               "non-JPEG fit files": fit_weights(d, fit_keys, lambda p: not jpeg(p)),
+               "JPEG fit files + fit-jpeg": fit_weights(d, fit_keys + fitj_keys, jpeg),
+               "every fit file + fit-jpeg": fit_weights(d, fit_keys + fitj_keys)}
     lines = ["| weights fitted on | spectrum, twins | members' AUC on those files | own mean AUC | under JPEG 90 | drop |",
              "|---|---|---|---|---|---|"]
     for name, (w, _, auc) in weights.items():
-        c, j = mean_auc("own/", w), mean_auc("ownj/", w)
+        c, j = mean_auc(d, "own/", w), mean_auc(d, "ownj/", w)
         lines.append(f"| {name} | {w[0]:.3f}, {w[1]:.3f} | {auc[0]:.3f}, {auc[1]:.3f} | {c:.4f} | "
                      f"{j:.4f} | {c - j:.4f} |")
     lines += ["", "own mean AUC under JPEG 90 by ratio twins/spectrum (a diagnostic on the own sets): "
-              + ", ".join(f"{r:g}: {mean_auc('ownj/', np.array([1.0, r])):.4f}" for r in RATIOS), ""]
-    x = np.array([v for k in fit_keys for v in d[k]["x"]], dtype=float)
-    y = np.array([v for k in fit_keys for v in d[k]["y"]])
-    ok = ~np.isnan(x).any(1)
-    scale, shift = fit_odds(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
+              + ", ".join(f"{r:g}: {mean_auc(d, 'ownj/', np.array([1.0, r])):.4f}" for r in RATIOS), ""]
+    x, y = stacked(d, fit_keys)
+    scale, shift = fit_odds(torch.from_numpy(x), torch.from_numpy(y))
     odds = lambda v: odds_logit(torch.from_numpy(v), scale, shift).numpy()   # noqa: E731
-    c, j = mean_auc("own/", odds), mean_auc("ownj/", odds)
+    c, j = mean_auc(d, "own/", odds), mean_auc(d, "ownj/", odds)
     lines += ["the members' odds added (C33; fitted on every fit file): log(exp("
               + " + ".join(f"{a:.3f} x {m} {b:+.3f}"
                            for a, b, m in zip(scale.tolist(), shift.tolist(), ("spectrum", "twins")))
               .replace(" + ", ") + exp(") + f")): own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}; "
-              "by set, under JPEG 90: " + ", ".join(f"{k.split('/', 1)[1]} {mean_auc(k, odds):.4f}"
+              "by set, under JPEG 90: " + ", ".join(f"{k.split('/', 1)[1]} {set_auc(d, k, odds):.4f}"
                                                     for k in d if k.startswith("ownj/")), ""]
     w, b, _ = weights["every fit file"]
     lines += ["median logits, clean -> JPEG 90 (fused with the every-fit-file weights; spectrum; twins):",
@@ -187,35 +206,18 @@ def analyse_three(d: dict) -> list[str]:
     """With a second twin member (C34, C35): the three members' linear fusion fitted on every fit file, and on every
     fit file plus fit-jpeg; for each, the weights, each member's AUC on those files, and the fusion's own mean AUC
     clean and under JPEG 90, with each own set's."""
-    import numpy as np
-    import torch
-
-    from ganscan.detectors import metrics as M
-    from ganscan.detectors.zoo.fusion import fit_logistic
-
     own = [k.split("/", 1)[1] for k in d if k.startswith("own/")]
     lines = []
     for name, prefixes in (("every fit file", ("fit/",)), ("every fit file + fit-jpeg", ("fit/", "fitjpeg/"))):
-        keys = [k for k in d if k.startswith(prefixes)]
-        x = np.array([v for k in keys for v in d[k]["x"]], dtype=float)
-        y = np.array([v for k in keys for v in d[k]["y"]])
-        ok = ~np.isnan(x).any(1)
-        w, b = fit_logistic(torch.from_numpy(x[ok]), torch.from_numpy(y[ok]))
-        w = w.double().numpy()
-
-        def auc(key):
-            xx, yy = np.array(d[key]["x"], dtype=float), np.array(d[key]["y"])
-            m = ~np.isnan(xx).any(1)
-            return M.roc_auc(yy[m], xx[m] @ w)
-
-        c, j = (float(np.mean([auc(f"{g}/{s}") for s in own])) for g in ("own", "ownj"))
-        member_auc = [M.roc_auc(y[ok], x[ok, k]) for k in range(3)]
+        w, b, member_auc = fit_weights(d, [k for k in d if k.startswith(prefixes)])
+        c, j = mean_auc(d, "own/", w), mean_auc(d, "ownj/", w)
         lines += [f"three members (spectrum, twins, second twins) fitted on {name}: weights "
                   + ", ".join(f"{v:.3f}" for v in w) + f", bias {b:+.3f}; members' AUC on those files "
                   + ", ".join(f"{v:.3f}" for v in member_auc),
                   f"own mean AUC {c:.4f}, under JPEG 90 {j:.4f}, drop {c - j:.4f}",
                   "by set, clean -> JPEG 90: "
-                  + ", ".join(f"{s} {auc(f'own/{s}'):.4f} -> {auc(f'ownj/{s}'):.4f}" for s in own), ""]
+                  + ", ".join(f"{s} {set_auc(d, f'own/{s}', w):.4f} -> {set_auc(d, f'ownj/{s}', w):.4f}" for s in own),
+                  ""]
     return lines
 
 

@@ -60,17 +60,13 @@ def write_twin(src: Path, dst_stem: Path) -> Path | None:
 
 
 def jpeg90_copy(src: Path, dst_stem: Path) -> Path | None:
-    from ganscan.data.decode import load_image
-    from ganscan.data.decode import DecodeError
+    """The JPEG 90 copy ``twins_table.py --perturb jpeg:90`` scores; its path, or None if src does not decode."""
+    from ganscan.data.decode import DEFAULT_MAX_PIXELS
+    from ganscan.detectors.evaluate import _perturb_file
 
-    try:
-        img, _ = load_image(str(src))
-    except DecodeError:
-        return None
-    dst = dst_stem.with_suffix(".jpg")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    img.convert("RGB").save(dst, format="JPEG", quality=90)
-    return dst
+    dst_stem.parent.mkdir(parents=True, exist_ok=True)
+    out = _perturb_file(str(src), str(dst_stem), "jpeg", 90, DEFAULT_MAX_PIXELS)
+    return Path(out) if out else None
 
 
 def collect(work: Path, out: Path) -> dict:

@@ -22,14 +22,15 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ganscan.detectors.registry import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, get_config, register_detector
+from ganscan.detectors.registry import (IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, build_detector,
+                                        get_config, register_detector)
 
 MEMBERS = ("spectrum", "npr")
 MEMBERS3 = ("spectrum", "npr", "fsd")
 
 
 class SpectrumNPRFusion(nn.Module):
-    npr_width = 64
+    npr_arch, npr_width = "npr", 64
 
     def __init__(self):
         super().__init__()
@@ -44,10 +45,10 @@ class SpectrumNPRFusion(nn.Module):
             self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1))
 
     def make_npr(self) -> nn.Module:
-        """The NPR member (subclasses build another kind)."""
-        from ganscan.detectors.zoo.families import NPRNet
+        """The NPR member: a fresh network of ``npr_arch`` (the ensemble builds another kind)."""
+        import ganscan.detectors.zoo.families  # noqa: F401  (registers the NPR architectures)
 
-        return NPRNet(self.npr_width)
+        return build_detector(self.npr_arch)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """(N,3,H,W) normalised for the spectrum member -> (N, len(MEMBERS)) logits."""
@@ -62,34 +63,22 @@ class SpectrumNPRFusion(nn.Module):
 
 class SpectrumNPR32Fusion(SpectrumNPRFusion):
     """The same fusion with the half-width NPR member (``npr32``)."""
-    npr_width = 32
+    npr_arch, npr_width = "npr32", 32
 
 
 class SpectrumNPR32LumaFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member reads luminance only (``npr32-luma``)."""
-
-    def make_npr(self) -> nn.Module:
-        from ganscan.detectors.zoo.families import NPRNet32Luma
-
-        return NPRNet32Luma()
+    npr_arch = "npr32-luma"
 
 
 class SpectrumNPR32TwoOctaveFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member also reads the second octave (``npr32-2oct``)."""
-
-    def make_npr(self) -> nn.Module:
-        from ganscan.detectors.zoo.families import NPRNet32TwoOctave
-
-        return NPRNet32TwoOctave()
+    npr_arch = "npr32-2oct"
 
 
 class SpectrumNPR32ReferenceFusion(SpectrumNPR32Fusion):
     """The npr32 fusion whose NPR member reads each tile against its own enlargement (``npr32-ref``)."""
-
-    def make_npr(self) -> nn.Module:
-        from ganscan.detectors.zoo.families import NPRNet32Reference
-
-        return NPRNet32Reference()
+    npr_arch = "npr32-ref"
 
 
 class NPREnsemble(nn.Module):
