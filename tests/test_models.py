@@ -288,3 +288,52 @@ def test_npr_block_is_torchvisions_basic_block():
         x = torch.randn(2, cin, 16, 16)
         with torch.no_grad():
             assert torch.equal(ours(x), ref(x))
+
+
+def test_models_average_is_the_tensor_mean_and_scans_as_one_network(runner, cli, tmp_path):
+    from ganscan.detectors.average import average_states
+    from ganscan.detectors.zoo.families import NPRNet32Reference
+
+    paths, nets = [], []
+    for i in range(2):
+        torch.manual_seed(i)
+        net = NPRNet32Reference()
+        with torch.no_grad():   # distinct BatchNorm statistics too, and counters that differ
+            for m in net.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.normal_(), m.running_var.uniform_(0.5, 2.0), m.num_batches_tracked.fill_(10 + i)
+        p = tmp_path / f"s{i}.safetensors"
+        save_checkpoint(p, net.state_dict(), {"kind": "detector", "arch": "npr32-ref", "threshold": 0.4 + 0.2 * i,
+                                               "name": f"seed{i}", "preprocessing": {"policy": "tiles"}})
+        paths.append(str(p)), nets.append(net)
+    out = tmp_path / "soup.safetensors"
+    res = run_ok(runner, cli, ["models", "average", *paths, "-o", str(out), "--name", "soup"])
+    assert "the average of 2" in res.output
+    state, meta = load_checkpoint(out)
+    a, b = nets[0].state_dict(), nets[1].state_dict()
+    for k, v in state.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (a[k] + b[k]) / 2, atol=1e-6), k
+        else:
+            assert torch.equal(v, a[k]), k   # integer counters: the first's
+    assert meta["arch"] == "npr32-ref" and meta["name"] == "soup" and abs(meta["threshold"] - 0.5) < 1e-9
+    assert [s["sha256"] for s in meta["averaged_from"]] == [sha256_file(p) for p in paths]
+    assert meta["preprocessing"] == {"policy": "tiles"}
+    # a network averaged with itself is that network, logit for logit
+    same = tmp_path / "same.safetensors"
+    run_ok(runner, cli, ["models", "average", paths[0], paths[0], "-o", str(same)])
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(load_detector(str(same)).model(x), nets[0].eval()(x), atol=1e-4)
+    # refused: one checkpoint, an existing output, different architectures or tensors
+    assert runner.invoke(cli, ["models", "average", paths[0], "-o", str(tmp_path / "one.safetensors")]).exit_code != 0
+    res = runner.invoke(cli, ["models", "average", *paths, "-o", str(out)])
+    assert res.exit_code != 0 and "exists" in res.output
+    other = tmp_path / "npr32.safetensors"
+    save_checkpoint(other, build_detector("npr32").state_dict(), {"kind": "detector", "arch": "npr32"})
+    res = runner.invoke(cli, ["models", "average", paths[0], str(other), "-o", str(tmp_path / "x.safetensors")])
+    assert res.exit_code != 0 and "different architectures" in res.output
+    with pytest.raises(CheckpointError, match="other tensors"):
+        average_states([a, {k: v for k, v in b.items() if k != "fc.bias"}])
+    with pytest.raises(CheckpointError, match="fc.weight"):
+        average_states([a, {**b, "fc.weight": torch.zeros(1, 3)}])

@@ -273,3 +273,32 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
         sha = save_checkpoint(out, state, meta)
     click.echo(f"wrote {out} (fsd64, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
                f"real images, threshold {meta['threshold']:.4f}, sha256 {sha})")
+
+
+AVERAGE_EXAMPLES = """
+\b
+Examples:
+  ganscan models average runs/a/best.safetensors runs/b/best.safetensors -o soup.safetensors
+  ganscan models fuse --npr soup.safetensors --fit heldout/fit --calibrate heldout/calib -o fused.safetensors
+"""
+
+
+@command.command("average", epilog=AVERAGE_EXAMPLES)
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+def average_command(checkpoints, output, name, force):
+    """Average two or more detector checkpoints of one architecture tensor by tensor (a "model soup"): for
+    networks fine-tuned from the same tensors, such as training seeds of one recipe. The result is one network
+    of the same size, its threshold the mean of theirs (not recalibrated: fuse it, or calibrate it)."""
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.detectors.average import average_checkpoints
+    from ganscan.detectors.importers import check_output
+
+    if len(checkpoints) < 2:
+        raise click.UsageError("give at least two checkpoints to average")
+    out = check_output(output, force)
+    state, meta = average_checkpoints(list(checkpoints), name or out.stem)
+    sha = save_checkpoint(out, state, meta)
+    click.echo(f"wrote {out} ({meta['arch']}, the average of {len(checkpoints)} checkpoints; sha256 {sha})")

@@ -130,6 +130,9 @@ def describe_checkpoint(path) -> dict:
     origin = (f"imported from {src.get('from') or 'a state dict'}: "
               + ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in src.get("files", []))
               if src else "trained with ganscan" if meta.get("training") else "")
+    if meta.get("averaged_from"):
+        origin = "the average of " + ", ".join(f"{a.get('name') or a['file']} sha256 {a['sha256'][:16]}..."
+                                               for a in meta["averaged_from"])
     return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
             "threshold": meta.get("threshold", 0.5),
             "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
