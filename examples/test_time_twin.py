@@ -11,7 +11,9 @@ report reals; scores ``ganscan-spectrum-v1(x)``, the twin member on ``x`` and on
 three on the fit sets, sets its threshold by v10's rule (5 % FPR on every ``heldout/calib`` and ``calib-frac`` kind)
 and prints the own mean AUC, clean and under JPEG 90, and each real kind's share flagged, beside v10's two-member
 fusion refitted the same way, and a fusion of the spectrum member with the difference twins(x) - twins(T(x))
-(C37). Copies and logits are kept under ``--out`` (default ``WORK/c36``) and reused. Nothing
+(C37). Copies and logits are kept under ``--out`` (default ``WORK/c36``) and reused: a copy that exists is not
+written again, and ``--logits FILE`` keeps another member's logits apart (C41: ``--npr RUN/best.safetensors
+--npr-arch npr32`` reads an ``npr32-ref`` member's network g alone, so that the C37 row is g(x) - g(T(x))). Nothing
 under ``val/`` is read.
 """
 
@@ -47,6 +49,9 @@ def write_twin(src: Path, dst_stem: Path) -> Path | None:
 
     from ganscan.data.provenance import jpeg_quality
 
+    for old in (dst_stem.with_suffix(".jpg"), dst_stem.with_suffix(".png")):
+        if old.exists():   # written by an earlier run
+            return old
     try:
         with Image.open(src) as im:
             q = jpeg_quality(getattr(im, "quantization", None) or {}) if im.format == "JPEG" else None
@@ -64,6 +69,9 @@ def jpeg90_copy(src: Path, dst_stem: Path) -> Path | None:
     from ganscan.data.decode import DEFAULT_MAX_PIXELS
     from ganscan.detectors.evaluate import _perturb_file
 
+    old = sorted(dst_stem.parent.glob(dst_stem.name + ".*")) if dst_stem.parent.is_dir() else []
+    if old:   # written by an earlier run
+        return old[0]
     dst_stem.parent.mkdir(parents=True, exist_ok=True)
     out = _perturb_file(str(src), str(dst_stem), "jpeg", 90, DEFAULT_MAX_PIXELS)
     return Path(out) if out else None
@@ -104,6 +112,21 @@ def collect(work: Path, out: Path) -> dict:
                                                     "y": [c for _, _, c in jp]}
         print(f"copies: {key} {len(rows['paths'])}", file=sys.stderr, flush=True)
     return done
+
+
+def as_arch(model: str, arch: str, dst: Path) -> str:
+    """A copy of ``model``'s tensors under another architecture that has the same tensors (e.g. an npr32-ref
+    member as npr32: its network g alone), written at ``dst``; its path."""
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.core.weights import resolve_weights
+    from ganscan.detectors.train.model import SAME_TENSORS
+
+    state, meta = load_checkpoint(resolve_weights(model, "detector"))
+    if meta.get("arch") != arch and frozenset((meta.get("arch"), arch)) not in SAME_TENSORS:
+        raise SystemExit(f"error: {model} is {meta.get('arch')}, whose tensors {arch} does not share")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dst, state, {**meta, "arch": arch, "name": f"{meta.get('name') or Path(model).stem} as {arch}"})
+    return str(dst)
 
 
 def score(sets: dict, npr: str, workers: int) -> dict:
@@ -172,16 +195,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="runs/twins", help="the twins work folder (its heldout/ sets)")
     ap.add_argument("--npr", default="ganscan-twins-v10", help="the twin member (a shipped name or a checkpoint)")
+    ap.add_argument("--npr-arch", default=None,
+                    help="read the member's tensors as this architecture (npr32 for an npr32-ref member's g alone)")
     ap.add_argument("--out", default=None, help="copies and logits (default WORK/c36)")
+    ap.add_argument("--logits", default=None, help="the logits cache (default OUT/logits.json)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     work = Path(args.work)
     out = Path(args.out) if args.out else work / "c36"
-    cache = out / "logits.json"
+    cache = Path(args.logits) if args.logits else out / "logits.json"
     if cache.exists():
         d = json.loads(cache.read_text())
     else:
-        d = score(collect(work, out), args.npr, args.workers)
+        npr = as_arch(args.npr, args.npr_arch, cache.with_suffix(".member.safetensors")) if args.npr_arch else args.npr
+        d = score(collect(work, out), npr, args.workers)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(d))
     print("\n".join(analyse(d)))
 

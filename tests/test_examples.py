@@ -637,3 +637,35 @@ def test_test_time_twin_is_a_standard_enlargement_at_the_files_own_quality(tmp_p
     assert tt.write_twin(png, tmp_path / "out" / "b").suffix == ".png"
     (tmp_path / "c.png").write_bytes(b"not an image")
     assert tt.write_twin(tmp_path / "c.png", tmp_path / "out" / "c") is None
+    # a copy that an earlier run wrote is reused, not written again
+    again = tt.write_twin(src, tmp_path / "out" / "a")
+    assert again == out and again.stat().st_mtime_ns == out.stat().st_mtime_ns
+
+
+def test_test_time_twin_reads_a_reference_members_network_alone(tmp_path):
+    import torch
+
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.zoo.families import NPRNet32, NPRNet32Reference
+
+    tt = _load("test_time_twin")
+    torch.manual_seed(0)
+    ref = NPRNet32Reference()
+    src = tmp_path / "ref.safetensors"
+    save_checkpoint(src, ref.state_dict(), {"kind": "detector", "arch": "npr32-ref", "name": "r"})
+    g_path = tt.as_arch(str(src), "npr32", tmp_path / "g" / "g.safetensors")
+    g = load_detector(g_path)
+    assert g.config.name == "npr32" and load_checkpoint(g_path)[1]["name"] == "r as npr32"
+    x = torch.randn(2, 3, 64, 64)
+    plain = NPRNet32()
+    plain.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(g.model(x), plain.eval()(x), atol=1e-4)   # g alone, no reference subtracted
+    spectrum = tmp_path / "s.safetensors"
+    from ganscan.detectors.registry import build_detector
+
+    save_checkpoint(spectrum, build_detector("alexnet64-spectrum").state_dict(),
+                    {"kind": "detector", "arch": "alexnet64-spectrum"})
+    with pytest.raises(SystemExit, match="does not share"):
+        tt.as_arch(str(spectrum), "npr32", tmp_path / "g" / "x.safetensors")
