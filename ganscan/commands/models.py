@@ -17,6 +17,7 @@ Examples:
   ganscan models import NPR.pth --from npr -o npr.safetensors
   ganscan models import fc_weights.pth --from ufd --clip ViT-L-14.pt -o ufd.safetensors
   ganscan models show cnndetection.safetensors npr.safetensors   # what was imported, from which files
+  ganscan models average seed0/best.safetensors seed1/best.safetensors -o soup.safetensors
   ganscan scan photos/ --model cnndetection.safetensors
 """
 
