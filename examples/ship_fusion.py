@@ -5,7 +5,7 @@
         --table runs/twins/table.json --npr-run runs/twins/run --command-file runs/twins/commands.txt [--default]
 
 The card holds the members (with their sha256 and the NPR member's training data, recipe and format
-check), the fusion weights, the threshold and how it was calibrated, every number of the table
+check; ``--npr-run`` given once per seed when the member is an average of several runs), the fusion weights, the threshold and how it was calibrated, every number of the table
 (``examples/twins_table.py``), the commands, the time, sha256 and size.
 """
 
@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("fused", help="the fused checkpoint, or RUN/best.safetensors of the NPR member to ship alone")
     ap.add_argument("--name", required=True)
     ap.add_argument("--table", required=True)
-    ap.add_argument("--npr-run", required=True)
+    ap.add_argument("--npr-run", required=True, action="append",
+                    help="the NPR member's training run; once per seed for a member averaged over runs")
     ap.add_argument("--command-file", required=True)
     ap.add_argument("--seconds", type=float, default=None, help="wall time of the whole build")
     ap.add_argument("--default", action="store_true", help="make it the default detector")
@@ -67,7 +68,8 @@ def main() -> None:
     dst = ROOT / "weights" / f"{args.name}.safetensors"
     meta = {**meta, "name": args.name}
     save_checkpoint(dst, state, meta)
-    run = Path(args.npr_run)
+    runs = [Path(r) for r in args.npr_run]
+    run = runs[0]
     _, npr_meta = load_checkpoint(run / "best.safetensors", verify=False)
     rows = list(csv.DictReader(open(run / "log.csv")))
     table = json.loads(Path(args.table).read_text())
@@ -91,6 +93,18 @@ def main() -> None:
         "sha256": sha256_file(dst),
         "file_bytes": dst.stat().st_size,
     }
+    if len(runs) > 1:   # the member is the average of these runs (ganscan models average): one record per run
+        seeds = []
+        for r in runs:
+            _, m = load_checkpoint(r / "best.safetensors", verify=False)
+            log = list(csv.DictReader(open(r / "log.csv")))
+            t = m.get("training") or {}
+            seeds.append({"run": str(r), "sha256": sha256_file(r / "best.safetensors"),
+                          "seed": (t.get("options") or {}).get("seed"), "best_epoch": t.get("epochs"),
+                          "epochs_run": len(log), "training_seconds": float(log[-1]["seconds"]) if log else None,
+                          "format_check": json.loads((r / "format-check.json").read_text())["balanced_accuracy"]})
+        card["recipe"]["npr_member_averaged_runs"] = seeds
+        card["time"]["npr_member_training_seconds"] = sum(x["training_seconds"] or 0 for x in seeds)
     dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     if args.default:
         for other in (ROOT / "weights").glob("*.json"):

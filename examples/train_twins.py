@@ -33,7 +33,9 @@ Stages (each skips what already exists, so a stopped run continues):
    families, halved. ``long`` (``--long``): two more banks of fewer, bigger nets trained 1,500 steps with
    the adversarial loss (``long-train``; held out: ``long-seen`` and the U-Net's ``long-unet``).
 3. ``train``: ``ganscan train --arch npr --crop 64`` on the pairs, validated on
-   ``heldout/twins-shuffle`` (monitor: AUC); the format check is logged in the run folder.
+   ``heldout/twins-shuffle`` (monitor: AUC); the format check is logged in the run folder. A recipe with
+   ``average_seeds`` (``v34``) trains one run per seed (``RUN/seed0``, ``RUN/seed1``) and writes their average,
+   tensor by tensor (``ganscan models average``), as ``RUN/best.safetensors``.
 4. ``fsd`` (only with ``--fsd``): ``ganscan models fit-fsd`` (the real-only member, ``fsd64``) on the
    training-side reals (the same 90 % the pairs come from, each also JPEG-compressed, down- and up-scaled),
    its threshold at 5 % FPR on every ``heldout/calib`` kind.
@@ -161,6 +163,11 @@ RECIPES = {
     "v32": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-ref",
             "name": "ganscan-twins-v32", "run": "run-v32", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True},
+    # v34 (C40, docs/selection-rule-v34.txt; C42, -v36.txt): v32 trained with seeds 0 and 1 (RUN/seed0, RUN/seed1),
+    # and the member is their average, tensor by tensor (ganscan models average)
+    "v34": {"pairs": [("pairs-rs", 0, 0.0, 32)], "small": None, "epochs": 3, "arch": "npr32-ref",
+            "name": "ganscan-twins-v34", "run": "run-v34", "jpeg": (0.1, 30, 100), "translate": True,
+            "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True, "average_seeds": (0, 1)},
 }
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
@@ -410,6 +417,15 @@ def stage_train(work: Path, args) -> Path:
     if (run / "best.safetensors").exists() and not args.resume:
         print(f"{run}: trained")
         return run
+    seeds = getattr(args, "average_seeds", None)
+    if seeds:   # one run per seed, then the member is their average
+        for seed in seeds:
+            one = run / f"seed{seed}"   # --resume continues the seeds that started, and starts the others
+            stage_train(work, argparse.Namespace(**{**vars(args), "average_seeds": None, "seed": seed, "run": str(one),
+                                                    "resume": args.resume and (one / "resume.safetensors").exists()}))
+        ganscan("models", "average", *[str(run / f"seed{seed}" / "best.safetensors") for seed in seeds],
+                "-o", str(run / "best.safetensors"), "--name", args.name, "--force")
+        return run
     pairs = [work / j[0] for j in pair_jobs(args)] if args.recipe else [work / p for p in args.pairs]
     if args.small:
         pairs += sorted((work / args.small).glob("size*"))
@@ -500,6 +516,7 @@ def apply_recipe(args) -> None:
     args.long, args.translate2 = r.get("long", False), r.get("translate2", False)
     args.rescale = r.get("rescale", args.rescale)
     args.jpeg_branch, args.fusion_name = r.get("jpeg_branch"), r.get("fusion_name")
+    args.average_seeds = r.get("average_seeds")
     # a calibration kind named on the command line is added to the recipe's
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
     args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)

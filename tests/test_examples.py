@@ -274,6 +274,38 @@ def test_a_recipe_fine_tunes_its_own_init_unless_the_command_line_names_another(
     assert tt.family_stages(v19) == ["translate", "translate2"] and tt.val_set(v19) == "val-mix"
 
 
+def test_an_averaged_recipe_trains_a_run_per_seed_and_averages_them(tmp_path, monkeypatch):
+    tt = _load("train_twins")
+    calls = []
+
+    def fake_ganscan(*a):   # a train call leaves its run's best checkpoint; the average writes the output
+        calls.append(a)
+        if a[0] == "train":
+            out = Path(a[a.index("-o") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "best.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(tt, "ganscan", fake_ganscan)
+    args = SimpleNamespace(recipe="v34", init=None, run=None, work=str(tmp_path), lr=2e-4, rescale=0.0, seed=7,
+                           resume=False, pairs=["pairs"], precision="auto", threshold_rule="fpr:0.05")
+    tt.apply_recipe(args)
+    assert args.average_seeds == (0, 1) and args.arch == "npr32-ref" and args.init == "ganscan-twins-v10"
+    run = tt.stage_train(tmp_path, args)
+    trains = [c for c in calls if c[0] == "train"]
+    assert [c[c.index("--seed") + 1] for c in trains] == ["0", "1"]
+    assert [c[c.index("-o") + 1] for c in trains] == [str(run / "seed0"), str(run / "seed1")]
+    avg = calls[-1]
+    assert avg[:2] == ("models", "average") and avg[avg.index("-o") + 1] == str(run / "best.safetensors")
+    assert list(avg[2:4]) == [str(run / "seed0" / "best.safetensors"), str(run / "seed1" / "best.safetensors")]
+    # a stopped build continues: the trained seed is kept, the average written again
+    (run / "seed1" / "best.safetensors").unlink()
+    calls.clear()
+    tt.stage_train(tmp_path, args)
+    assert [c[c.index("--seed") + 1] for c in calls if c[0] == "train"] == ["1"] and calls[-1][1] == "average"
+    v32 = SimpleNamespace(recipe="v32", init=None, run=None, work="w", lr=2e-4, rescale=0.0)
+    tt.apply_recipe(v32)
+    assert v32.average_seeds is None
+
+
 def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_its_partner(tmp_path, monkeypatch):
     tt = _load("train_twins")
     calls = []
