@@ -701,3 +701,48 @@ def test_test_time_twin_reads_a_reference_members_network_alone(tmp_path):
                     {"kind": "detector", "arch": "alexnet64-spectrum"})
     with pytest.raises(SystemExit, match="does not share"):
         tt.as_arch(str(spectrum), "npr32", tmp_path / "g" / "x.safetensors")
+
+
+def test_ship_fusion_card_records_every_run_of_an_averaged_member(tmp_path, monkeypatch):
+    import sys
+
+    import torch
+
+    from ganscan.core.checkpoint import save_checkpoint, sha256_file
+
+    sf = _load("ship_fusion")
+    (tmp_path / "weights").mkdir()
+    monkeypatch.setattr(sf, "ROOT", tmp_path)
+    runs = []
+    for seed in (0, 1):
+        r = tmp_path / f"seed{seed}"
+        r.mkdir()
+        save_checkpoint(r / "best.safetensors", {"w": torch.zeros(1)},
+                        {"kind": "detector", "arch": "npr32-ref", "training": {"data": {"real": ["a"]}, "n_train": 10,
+                                                                               "n_val": 2, "epochs": 2,
+                                                                               "options": {"seed": seed}}})
+        (r / "log.csv").write_text("kind,epoch,seconds\nepoch,1,100.0\nepoch,2,210.5\n")
+        (r / "format-check.json").write_text(json.dumps({"balanced_accuracy": 0.5}))
+        runs.append(r)
+    fused = tmp_path / "fused.safetensors"
+    save_checkpoint(fused, {"w": torch.ones(1)}, {"kind": "detector", "arch": "fusion-spectrum-npr32-ref",
+                                                  "threshold": 0.6, "preprocessing": {"policy": "tiles"}})
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"x": {"sets": {"own/a": {"auc": 0.9}, "report/camera": {"fpr_at_threshold": 0.0}}}}))
+    cmds = tmp_path / "commands.txt"
+    cmds.write_text("python examples/train_twins.py --recipe v34\n")
+    argv = ["ship_fusion.py", str(fused), "--name", "soup-fusion", "--table", str(table), "--command-file", str(cmds)]
+    monkeypatch.setattr(sys, "argv", argv + ["--npr-run", str(runs[0]), "--npr-run", str(runs[1])])
+    sf.main()
+    card = json.loads((tmp_path / "weights" / "soup-fusion.json").read_text())
+    seeds = card["recipe"]["npr_member_averaged_runs"]
+    assert [s["seed"] for s in seeds] == [0, 1] and [s["best_epoch"] for s in seeds] == [2, 2]
+    assert [s["sha256"] for s in seeds] == [sha256_file(r / "best.safetensors") for r in runs]
+    assert card["time"]["npr_member_training_seconds"] == 421.0 and card["format_check"]["balanced_accuracy"] == 0.5
+    assert card["sha256"] == sha256_file(tmp_path / "weights" / "soup-fusion.safetensors")
+    assert card["metrics"]["own_mean_auc"] == 0.9 and card["metrics"]["fpr_report_camera"] == 0.0
+    # one run: the card has no per-run records, as before
+    monkeypatch.setattr(sys, "argv", argv + ["--npr-run", str(runs[0])])
+    sf.main()
+    card = json.loads((tmp_path / "weights" / "soup-fusion.json").read_text())
+    assert "npr_member_averaged_runs" not in card["recipe"] and card["time"]["npr_member_training_seconds"] == 210.5
