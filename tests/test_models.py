@@ -333,6 +333,12 @@ def test_models_average_is_the_tensor_mean_and_scans_as_one_network(runner, cli,
     save_checkpoint(other, build_detector("npr32").state_dict(), {"kind": "detector", "arch": "npr32"})
     res = runner.invoke(cli, ["models", "average", paths[0], str(other), "-o", str(tmp_path / "x.safetensors")])
     assert res.exit_code != 0 and "different architectures" in res.output
+    res = runner.invoke(cli, ["models", "average", "ganscan-fusion-v10", "ganscan-fusion-v10", "-o",
+                              str(tmp_path / "f.safetensors")])
+    assert res.exit_code != 0 and "a fused detector" in res.output   # shipped names resolve; fusions are refused
+    shipped = tmp_path / "twins.safetensors"
+    run_ok(runner, cli, ["models", "average", "ganscan-twins-v10", "ganscan-twins-v10", "-o", str(shipped)])
+    assert load_checkpoint(shipped)[1]["averaged_from"][0]["name"] == "ganscan-twins-v10"
     with pytest.raises(CheckpointError, match="other tensors"):
         average_states([a, {k: v for k, v in b.items() if k != "fc.bias"}])
     with pytest.raises(CheckpointError, match="fc.weight"):

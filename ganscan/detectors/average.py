@@ -42,15 +42,23 @@ def average_checkpoints(paths: list[str | Path], name: str) -> tuple[dict, dict]
     first's architecture and preprocessing, names every source (file, name, sha256, the metrics it was saved
     with) and sets the threshold to the mean of theirs: an average is not recalibrated (fuse it, or pass
     ``--threshold`` to scan)."""
-    states, metas = [], []
-    for p in paths:
+    from ganscan.detectors.load import resolve_detector
+    from ganscan.detectors.registry import get_config
+
+    states, metas, files = [], [], []
+    for spec in paths:
+        p = resolve_detector(str(spec))   # a shipped name or a file
         state, meta = load_checkpoint(p)
         if meta.get("kind", "detector") != "detector":
             raise CheckpointError(f"{p}: a {meta.get('kind')} checkpoint, not a detector")
         if not meta.get("arch"):
             raise CheckpointError(f"{p}: the checkpoint names no architecture")
+        if get_config(meta["arch"]).family == "fusion":
+            raise CheckpointError(f"{spec}: a fused detector ({meta['arch']}); average its members and fuse the "
+                                  "average (ganscan models fuse --npr AVERAGE)")
         states.append(state)
         metas.append(meta)
+        files.append(p)
     archs = {m["arch"] for m in metas}
     if len(archs) > 1:
         raise CheckpointError(f"the checkpoints have different architectures ({', '.join(sorted(archs))}); "
@@ -61,7 +69,7 @@ def average_checkpoints(paths: list[str | Path], name: str) -> tuple[dict, dict]
                               "only networks that see the same views can be averaged")
     state = average_states(states)
     sources = [{"file": str(p), "name": m.get("name"), "sha256": sha256_file(p),
-                **({"metrics": m["metrics"]} if "metrics" in m else {})} for p, m in zip(paths, metas)]
+                **({"metrics": m["metrics"]} if "metrics" in m else {})} for p, m in zip(files, metas)]
     thresholds = [float(m.get("threshold", 0.5)) for m in metas]
     meta = {"kind": "detector", "arch": metas[0]["arch"], "name": name,
             "threshold": sum(thresholds) / len(thresholds),
