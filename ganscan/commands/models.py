@@ -290,9 +290,10 @@ Examples:
 @click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
 @click.option("--force", is_flag=True, help="Overwrite the output.")
 def average_command(checkpoints, output, name, force):
-    """Average two or more detector checkpoints of one architecture tensor by tensor (a "model soup"): for
-    networks fine-tuned from the same tensors, such as training seeds of one recipe. The result is one network
-    of the same size, its threshold the mean of theirs (not recalibrated: fuse it, or calibrate it)."""
+    """Average two or more detectors of one architecture (files or shipped names) tensor by tensor (a "model
+    soup"): for networks fine-tuned from the same tensors, such as training seeds of one recipe. The result is one
+    network of the same size, its threshold the mean of theirs (not recalibrated: fuse it, or calibrate it). A fused
+    detector is refused: average its members, then fuse the average."""
     from ganscan.core.checkpoint import save_checkpoint
     from ganscan.detectors.average import average_checkpoints
     from ganscan.detectors.importers import check_output
