@@ -5,8 +5,9 @@
         --table runs/twins/table.json --npr-run runs/twins/run --command-file runs/twins/commands.txt [--default]
 
 The card holds the members (with their sha256 and the NPR member's training data, recipe and format
-check; ``--npr-run`` given once per seed when the member is an average of several runs), the fusion weights, the threshold and how it was calibrated, every number of the table
-(``examples/twins_table.py``), the commands, the time, sha256 and size.
+check; ``--npr-run`` given once per seed when the member is an average of several runs), the fusion
+weights, the threshold and how it was calibrated, every number of the table (``examples/twins_table.py``),
+the commands, the time, sha256 and size.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from ganscan.core.checkpoint import load_checkpoint, sha256_file
 from ganscan.errors import CheckpointError, GanscanError
 
 
@@ -38,43 +37,36 @@ def average_states(states: list[dict]) -> dict:
 
 
 def average_checkpoints(paths: list[str | Path], name: str) -> tuple[dict, dict]:
-    """(state, metadata) of the average of detector checkpoints of one architecture. The metadata keeps the
-    first's architecture and preprocessing, names every source (file, name, sha256, the metrics it was saved
+    """(state, metadata) of the average of detector checkpoints (shipped names or files) of one architecture. Each
+    is loaded as a scan loads it (kind, architecture and tensors checked). The metadata keeps the first's
+    architecture, its arguments and preprocessing, names every source (file, name, sha256, the metrics it was saved
     with) and sets the threshold to the mean of theirs: an average is not recalibrated (fuse it, or pass
     ``--threshold`` to scan)."""
-    from ganscan.detectors.load import resolve_detector
-    from ganscan.detectors.registry import get_config
+    from ganscan.detectors.load import load_detector
 
-    states, metas, files = [], [], []
+    dets = []
     for spec in paths:
-        p = resolve_detector(str(spec))   # a shipped name or a file
-        state, meta = load_checkpoint(p)
-        if meta.get("kind", "detector") != "detector":
-            raise CheckpointError(f"{p}: a {meta.get('kind')} checkpoint, not a detector")
-        if not meta.get("arch"):
-            raise CheckpointError(f"{p}: the checkpoint names no architecture")
-        if get_config(meta["arch"]).family == "fusion":
-            raise CheckpointError(f"{spec}: a fused detector ({meta['arch']}); average its members and fuse the "
+        det = load_detector(str(spec))
+        if det.config.family == "fusion":
+            raise CheckpointError(f"{spec}: a fused detector ({det.config.name}); average its members and fuse the "
                                   "average (ganscan models fuse --npr AVERAGE)")
-        states.append(state)
-        metas.append(meta)
-        files.append(p)
-    archs = {m["arch"] for m in metas}
-    if len(archs) > 1:
-        raise CheckpointError(f"the checkpoints have different architectures ({', '.join(sorted(archs))}); "
+        dets.append(det)
+    if len({(d.config.name, repr(d.meta.get("arch_args"))) for d in dets}) > 1:
+        names = ", ".join(sorted({d.config.name for d in dets}))
+        raise CheckpointError(f"the checkpoints have different architectures ({names}); "
                               "only networks of one architecture can be averaged")
-    pres = {repr(m.get("preprocessing")) for m in metas}
-    if len(pres) > 1:
+    if len({repr(d.meta.get("preprocessing")) for d in dets}) > 1:
         raise CheckpointError("the checkpoints read images differently (their preprocessing differs); "
                               "only networks that see the same views can be averaged")
-    state = average_states(states)
-    sources = [{"file": str(p), "name": m.get("name"), "sha256": sha256_file(p),
-                **({"metrics": m["metrics"]} if "metrics" in m else {})} for p, m in zip(files, metas)]
-    thresholds = [float(m.get("threshold", 0.5)) for m in metas]
-    meta = {"kind": "detector", "arch": metas[0]["arch"], "name": name,
-            "threshold": sum(thresholds) / len(thresholds),
+    state = average_states([d.model.state_dict() for d in dets])
+    sources = [{"file": str(d.path), "name": d.label, "sha256": d.sha256,
+                **({"metrics": d.meta["metrics"]} if "metrics" in d.meta else {})} for d in dets]
+    first = dets[0].meta
+    meta = {"kind": "detector", "arch": first["arch"], "name": name,
+            "threshold": sum(d.threshold for d in dets) / len(dets),
             "threshold_rule": "mean of the averaged checkpoints' thresholds (not recalibrated)",
             "averaged_from": sources}
-    if "preprocessing" in metas[0]:
-        meta["preprocessing"] = metas[0]["preprocessing"]
+    for key in ("arch_args", "preprocessing"):
+        if key in first:
+            meta[key] = first[key]
     return state, meta

@@ -127,12 +127,11 @@ def describe_checkpoint(path) -> dict:
         raise CheckpointError(f"{path}: not a ganscan detector checkpoint",
                               hint="import released weights with `ganscan models import FILE --from NAME`")
     src = meta.get("source") or {}
+    averaged = meta.get("averaged_from")
     origin = (f"imported from {src.get('from') or 'a state dict'}: "
               + ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in src.get("files", []))
-              if src else "trained with ganscan" if meta.get("training") else "")
-    if meta.get("averaged_from"):
-        origin = "the average of " + ", ".join(f"{a.get('name') or a['file']} sha256 {a['sha256'][:16]}..."
-                                               for a in meta["averaged_from"])
+              if src else "the average of " + ", ".join(f"{a['name']} sha256 {a['sha256'][:16]}..." for a in averaged)
+              if averaged else "trained with ganscan" if meta.get("training") else "")
     return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
             "threshold": meta.get("threshold", 0.5),
             "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
