@@ -11,7 +11,15 @@ the fusion's rule: the lowest at which no calibration kind of real photo (each f
 is flagged more than ``--fpr`` of the time. Images with no more tiles than the old cap score exactly as
 before; only larger images read more of their area. ``--align N`` puts the tile grid's origin on a multiple of N
 (the v16 control: ``python examples/retile.py ganscan-fusion-v10 --align 8 ...``); images whose centred grid
-already starts there (128, 256, 512 px) score exactly as before.
+already starts there (128, 256, 512 px) score exactly as before. ``--half-tiles K`` adds a second read (C43, rule
+``docs/selection-rule-v37.txt``): up to K tiles of the image reduced 2x by box averaging, the larger of the two reads'
+mean logits kept; images with a side under twice the tile score exactly as before. ``--half-margin M`` (C44, rule
+``docs/selection-rule-v38.txt``; ``examples/two_scale.py`` chooses it) makes the half-size read count only when its
+mean logit exceeds the native one by M; ``--half-filter lanczos`` halves with PIL's Lanczos resize instead of 2x2 boxes,
+and ``--half-lossless`` keeps the half-size read for lossless files (C45, rule ``docs/selection-rule-v39.txt``).
+
+    python examples/retile.py ganscan-fusion-v10 --half-tiles 4 --calibrate runs/twins/heldout/calib \
+        runs/twins/heldout/calib-frac --fpr 0.05 --name ganscan-fusion-v37 -o runs/twins/c43/fused.safetensors
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from pathlib import Path
 
 
 def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name: str, output: Path,
-           align: int | None = None) -> dict:
-    """Write ``output`` (``model``'s tensors, tile cap ``tiles`` and grid alignment ``align``, each kept when None;
-    recalibrated threshold); its metadata."""
+           align: int | None = None, half_tiles: int | None = None, half_margin: float | None = None,
+           half_filter: str | None = None, half_lossless: bool | None = None) -> dict:
+    """Write ``output`` (``model``'s tensors, tile cap ``tiles``, grid alignment ``align`` and half-size read
+    ``half_tiles`` with its margin, filter and files, each kept when None; recalibrated threshold); its metadata."""
     from dataclasses import replace
 
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
@@ -41,10 +50,28 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     if old.get("policy") != "tiles":
         raise DataError(f"{model}: preprocessing {old.get('policy', 'unknown')!r}, not tiles: no tile cap to change")
     pre = {**old, **({"max_tiles": int(tiles)} if tiles is not None else {}),
-           **({"tile_align": int(align)} if align is not None else {})}
+           **({"tile_align": int(align)} if align is not None else {}),
+           **({"half_tiles": int(half_tiles)} if half_tiles else {}),
+           **({"half_margin": float(half_margin)} if half_margin else {}),
+           **({"half_filter": half_filter} if half_filter else {}),
+           **({"half_lossless": True} if half_lossless else {})}
+    if half_filter == "box":
+        pre.pop("half_filter", None)
+    if half_lossless is False:
+        pre.pop("half_lossless", None)
+    if half_tiles == 0:
+        pre.pop("half_tiles", None)
+    if half_margin == 0 or not pre.get("half_tiles"):
+        pre.pop("half_margin", None)
+    if not pre.get("half_tiles"):
+        pre.pop("half_filter", None)
+        pre.pop("half_lossless", None)
     meta = {**meta, "preprocessing": pre, "name": name,
             "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int(old.get("max_tiles", 16)),
-                             "tile_align": int(old.get("tile_align", 1))}}
+                             "tile_align": int(old.get("tile_align", 1)), "half_tiles": int(old.get("half_tiles", 0)),
+                             "half_margin": float(old.get("half_margin", 0.0)),
+                             "half_filter": old.get("half_filter", "box"),
+                             "half_lossless": bool(old.get("half_lossless", False))}}
     configure_threads()
     prec = choose_precision(resolve_device("auto"), "auto")
     settings = EvalSettings(workers=default_workers())
@@ -54,7 +81,10 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)
-    print(f"wrote {output} (max_tiles {pre['max_tiles']}, tile_align {pre.get('tile_align', 1)}, threshold {meta['threshold']:.4f}, sha256 {sha})")
+    print(f"wrote {output} (max_tiles {pre['max_tiles']}, tile_align {pre.get('tile_align', 1)}, "
+          f"half_tiles {pre.get('half_tiles', 0)}, half_margin {pre.get('half_margin', 0):g}, "
+          f"half_filter {pre.get('half_filter', 'box')}, half_lossless {bool(pre.get('half_lossless'))}, "
+          f"threshold {meta['threshold']:.4f}, sha256 {sha})")
     return meta
 
 
@@ -63,13 +93,25 @@ def main() -> None:
     ap.add_argument("model", help="a shipped name or a checkpoint file with the tiles policy")
     ap.add_argument("--tiles", type=int, default=None, help="the new cap on tiles per image")
     ap.add_argument("--align", type=int, default=None, help="the tile grid's origin on a multiple of N pixels")
+    ap.add_argument("--half-tiles", type=int, default=None,
+                    help="also read up to K tiles of the image reduced 2x, keeping the larger mean logit (0: no such read)")
+    ap.add_argument("--half-margin", type=float, default=None,
+                    help="the half-size read counts only when its mean logit exceeds the native one by this")
+    ap.add_argument("--half-filter", choices=["box", "lanczos"], default=None, help="the half-size read's reduction")
+    ap.add_argument("--half-lossless", action="store_true", default=None,
+                    help="the half-size read for lossless files only (a JPEG keeps its native score)")
     ap.add_argument("--calibrate", nargs="+", required=True, help="folders of calibration kinds (0_real in each)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--name", required=True)
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
-    if args.tiles is None and args.align is None:
-        sys.exit("error: give --tiles, --align or both")
+    if args.half_margin is not None and args.half_margin < 0:
+        sys.exit("error: --half-margin must be >= 0")
+    if all(v is None for v in (args.tiles, args.align, args.half_tiles, args.half_margin, args.half_filter,
+                               args.half_lossless)):
+        sys.exit("error: give --tiles, --align or a --half-* setting (or several)")
+    if args.half_tiles is not None and not 0 <= args.half_tiles <= 64:
+        sys.exit("error: --half-tiles must be 0-64")
     if args.tiles is not None and args.tiles < 1:
         sys.exit("error: --tiles must be at least 1")
     if args.align is not None and not 1 <= args.align <= 64:
@@ -77,7 +119,8 @@ def main() -> None:
     from ganscan.errors import GanscanError
 
     try:
-        retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align)
+        retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align, args.half_tiles,
+               args.half_margin, args.half_filter, args.half_lossless)
     except GanscanError as exc:
         sys.exit(f"error: {exc}")
 

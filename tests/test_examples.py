@@ -445,6 +445,64 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     after = score_files(load_detector(str(a8)), [str(small), str(odd)], prec, settings)
     assert after[str(small)][0] == pytest.approx(before[str(small)][0], abs=1e-6)
     assert after[str(odd)][0] != pytest.approx(before[str(odd)][0], abs=1e-6)   # centred at 22, now at 16
+    # a half-size read (C43): an image under 128 px scores as before, a larger one the larger of its two reads
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(rng.integers(0, 256, (96, 120, 3), dtype=np.uint8)).save(tiny)
+    h4 = tmp_path / "h4.safetensors"
+    meta = retile.retile(str(src), None, [str(tmp_path / "calib")], 0.1, "h4", h4, half_tiles=4)
+    pre = read_metadata(h4)["preprocessing"]
+    assert pre["half_tiles"] == 4 and pre["max_tiles"] == 16 and meta["retiled_from"]["half_tiles"] == 0
+    assert max(meta["threshold_calibration"]["fpr_by_kind"].values()) <= 0.1
+    files = [str(tiny), str(large)]
+    before = score_files(load_detector(str(src)), files, prec, settings)
+    after = score_files(load_detector(str(h4)), files, prec, EvalSettings(workers=1))   # views cross a pipe
+    assert after[str(tiny)][0] == pytest.approx(before[str(tiny)][0], abs=1e-6)
+    assert after[str(large)][0] >= before[str(large)][0] - 1e-6
+    m2 = tmp_path / "m2.safetensors"
+    meta = retile.retile(str(h4), None, [str(tmp_path / "calib")], 0.1, "m2", m2, half_margin=2.0)
+    assert read_metadata(m2)["preprocessing"]["half_margin"] == 2.0 and meta["retiled_from"]["half_tiles"] == 4
+    margin = score_files(load_detector(str(m2)), files, prec, settings)
+    assert before[str(large)][0] - 1e-6 <= margin[str(large)][0] <= after[str(large)][0] + 1e-6
+    lz = tmp_path / "lz.safetensors"
+    meta = retile.retile(str(m2), None, [str(tmp_path / "calib")], 0.1, "lz", lz, half_filter="lanczos",
+                         half_lossless=True)
+    pre = read_metadata(lz)["preprocessing"]
+    assert (pre["half_filter"], pre["half_lossless"], pre["half_margin"]) == ("lanczos", True, 2.0)
+    assert load_detector(str(lz)).config.describe_preprocessing() == "tiles64x16+half4-2-lanczos-lossless"
+    off = tmp_path / "h0.safetensors"
+    retile.retile(str(h4), None, [str(tmp_path / "calib")], 0.1, "h0", off, half_tiles=0)
+    assert "half_tiles" not in read_metadata(off)["preprocessing"]
+
+
+def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
+    ts = _load("two_scale")
+    # per set and condition: [label, native logit, half-size logit or None, is a JPEG]
+    rows = [[0, 0.0, 0.0, False], [0, 0.2, 1.5, False], [1, 0.1, 1.2, False], [1, 0.3, None, False]]
+    reads = {"a": {c: rows for c in ts.CONDITIONS}}
+    lines, aucs = ts.table(reads, [0.0, 1.0, 5.0])
+    assert len(lines) == 2 + 4 and lines[2].startswith("| no half-size read |")
+    # margin 0: max(n, h) = 0, 1.5 | 1.2, 0.3 -> AUC 0.5; margin 1: 0, 0.5 | 0.2, 0.3 -> 0.5; margin 5: native, 0.75
+    assert aucs[None] == [0.75] * 3 and aucs[0.0] == [0.5] * 3 and aucs[1.0] == [0.5] * 3 and aucs[5.0] == [0.75] * 3
+    assert ts.choose_v38(aucs, [0.0, 1.0, 5.0]) is None   # nothing beats leaving the half-size read out
+    better = [[0, 0.0, 0.0, False], [0, 0.2, -1.0, False], [1, 0.1, 2.0, False], [1, 0.3, None, False]]
+    _, aucs = ts.table({"a": {c: better for c in ts.CONDITIONS}}, [0.0, 1.0, 5.0])
+    assert ts.choose_v38(aucs, [0.0, 1.0, 5.0]) == 1.0    # 0 and 1 tie at AUC 1.0: the larger margin
+    # lossless only: a JPEG keeps its native score
+    jpeg = [[0, 0.0, 0.0, False], [0, 0.2, 1.5, True], [1, 0.1, 1.2, False], [1, 0.3, None, False]]
+    assert ts.table({"a": {c: jpeg for c in ts.CONDITIONS}}, [0.0], lossless=True)[1][0.0] == [1.0] * 3
+    # rule v39: a setting that loses clean or JPEG-90 AUC is not eligible, whatever it gains enlarged
+    n = len(ts.CONDITIONS)
+    up = ts.CONDITIONS.index("bicubic:2")
+
+    def aucs_of(clean, enlarged):
+        return [enlarged if i % n == up else clean for i in range(n)]
+
+    settings = {("box", False): {None: aucs_of(0.9, 0.6), 1.0: aucs_of(0.89, 0.99), 2.0: aucs_of(0.9, 0.8)},
+                ("lanczos", True): {None: aucs_of(0.9, 0.6), 1.0: aucs_of(0.897, 0.85), 2.0: aucs_of(0.9, 0.7)}}
+    assert ts.choose_v39(settings, [1.0, 2.0]) == ("lanczos", True, 1.0)
+    settings[("box", False)][2.0] = aucs_of(0.9, 0.85)        # a tie on the enlarged mean: the larger margin
+    assert ts.choose_v39(settings, [1.0, 2.0]) == ("box", False, 2.0)
+    assert ts.choose_v39({("box", False): {None: aucs_of(0.9, 0.6), 1.0: aucs_of(0.8, 0.9)}}, [1.0]) is None
 
 
 def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarged_image(tmp_path):

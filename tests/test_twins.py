@@ -729,3 +729,60 @@ def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
     res = runner.invoke(cli, ["models", "fuse", "--npr", paths[0], "--by-format", "--fit", str(fit), "--fit-jpeg",
                               str(fit_jpeg), "--calibrate", str(calib), "-o", str(tmp_path / "z.safetensors")])
     assert res.exit_code == 2 and "needs --npr-jpeg" in res.output
+
+
+def test_a_half_tiles_detector_also_reads_the_image_reduced_2x_and_keeps_the_larger_mean_logit():
+    from ganscan.core.device import Precision
+    from ganscan.detectors.inference import forward_logits
+    from ganscan.detectors.preprocess import ScaleViews, normalize, reduce2x, views_uint8
+    from ganscan.detectors.registry import get_config
+    from ganscan.data.supervise import _as_arrays, _as_tensors
+
+    px = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3) * 3
+    r = reduce2x(px)
+    assert r.shape == (2, 3, 3)   # the odd last row and column dropped
+    want = px[:4, :6].reshape(2, 2, 3, 2, 3).astype(float).mean(axis=(1, 3))
+    assert np.abs(r.astype(float) - want).max() <= 0.5
+    base = get_config("npr32")
+    cfg = base.with_preprocessing({**base.preprocessing(), "half_tiles": 4})
+    assert cfg.preprocessing()["half_tiles"] == 4 and "half_tiles" not in base.preprocessing()
+    assert cfg.describe_preprocessing() == "tiles64x16+half4"
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (300, 520, 3), dtype=np.uint8)
+    v = views_uint8(big, cfg)
+    assert isinstance(v, ScaleViews) and v.native.shape == (16, 64, 64, 3) and v.half.shape == (4, 64, 64, 3)
+    assert np.array_equal(v.native, views_uint8(big, base))   # the native read is the plain detector's
+    assert v.nbytes == v.native.nbytes + v.half.nbytes
+    narrow = views_uint8(big[:127], cfg)                      # a side under 128 px: no half-size read
+    assert narrow.half.shape[0] == 0 and np.array_equal(narrow.native, views_uint8(big[:127], base))
+    t = normalize(v, cfg)
+    back = _as_tensors(_as_arrays(t))                          # as the views cross a worker's pipe
+    assert isinstance(back, ScaleViews) and all(torch.equal(a, b) for a, b in zip(t, back))
+
+    class Brightness(torch.nn.Module):   # logit = a tile's mean value
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3)).reshape(-1, 1)
+
+    prec = Precision(device=torch.device("cpu"), autocast_dtype=None, channels_last=False)
+    lo, hi = torch.zeros(2, 3, 8, 8), torch.ones(3, 3, 8, 8)
+    tensors = [ScaleViews(lo, hi), ScaleViews(hi * 2, lo), ScaleViews(lo - 1, lo[:0]), hi * 3]
+    assert forward_logits(Brightness(), tensors, prec, max_batch=2) == [1.0, 2.0, -1.0, 3.0]
+    # a margin: the half-size read counts only by what it exceeds the native one by
+    assert forward_logits(Brightness(), tensors, prec, half_margin=0.5) == [0.5, 2.0, -1.0, 3.0]
+    assert forward_logits(Brightness(), tensors, prec, half_margin=2.0) == [0.0, 2.0, -1.0, 3.0]
+    margin = cfg.with_preprocessing({**cfg.preprocessing(), "half_margin": 1.5})
+    assert margin.half_margin == 1.5 and margin.describe_preprocessing() == "tiles64x16+half4-1.5"
+    assert margin.preprocessing()["half_margin"] == 1.5 and "half_margin" not in cfg.preprocessing()
+    # lossless only: a JPEG file (the scan's format flag) keeps its native read
+    assert forward_logits(Brightness(), tensors, prec, jpeg=[True, False, False, True], half_lossless=True) == \
+        [0.0, 2.0, -1.0, 3.0]
+    assert forward_logits(Brightness(), tensors, prec, jpeg=[True, False, False, True]) == [1.0, 2.0, -1.0, 3.0]
+    # the Lanczos reduction: the half-size tiles differ from the box ones, the native read does not
+    lz = cfg.with_preprocessing({**cfg.preprocessing(), "half_filter": "lanczos", "half_lossless": True})
+    assert lz.describe_preprocessing() == "tiles64x16+half4-lanczos-lossless"
+    vl = views_uint8(big, lz)
+    assert np.array_equal(vl.native, v.native) and vl.half.shape == v.half.shape
+    assert not np.array_equal(vl.half, v.half)
+    assert np.abs(vl.half.astype(int) - v.half.astype(int)).mean() < 40      # the same picture, filtered otherwise
+    with pytest.raises(ValueError, match="half-size filter"):
+        views_uint8(big, cfg.with_preprocessing({**cfg.preprocessing(), "half_filter": "nearest"}))

@@ -44,11 +44,20 @@ def _worker_main(conn, process: Callable, init: Callable | None) -> None:
         index, path, explicit = job
         row, tensors = process(path, explicit)
         arrays: dict = {}   # a tensor shared by several detectors crosses the pipe once
-        payload = None if tensors is None else tuple(arrays.setdefault(id(t), t.numpy()) for t in tensors)
+        payload = None if tensors is None else tuple(arrays.setdefault(id(t), _as_arrays(t)) for t in tensors)
         try:
             conn.send((index, row, payload))
         except (BrokenPipeError, OSError):
             return
+
+
+def _as_arrays(t):
+    """A tensor, or a named tuple of them (a detector's two reads), as numpy arrays to cross the pipe."""
+    return type(t)(*map(_as_arrays, t)) if isinstance(t, tuple) else t.numpy()
+
+
+def _as_tensors(a):
+    return type(a)(*map(_as_tensors, a)) if isinstance(a, tuple) else torch.from_numpy(a)
 
 
 class _Worker:
@@ -184,7 +193,7 @@ def _supervise(ctx, pool: list, jobs, process, failed_row, batch_size: int, file
                     result = None
                 if result is not None:
                     i, row, payload = result
-                    done[i] = (row, None if payload is None else tuple(map(torch.from_numpy, payload)))
+                    done[i] = (row, None if payload is None else tuple(map(_as_tensors, payload)))
                     w.job = None
                     continue
                 if not w.proc.is_alive():

@@ -19,7 +19,7 @@ from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
 from ganscan.data.provenance import assess, dhash, phash, provenance, repeated_lines
-from ganscan.detectors.preprocess import aggregate_logits, normalize, views_uint8
+from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, views_uint8
 from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
 from ganscan.core.device import Precision, worker_init
@@ -206,35 +206,52 @@ def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Modu
 
 
 @torch.inference_mode()
-def forward_logits(model: torch.nn.Module, tensors: list[torch.Tensor], precision: Precision,
-                   max_batch: int = 64, jpeg: list[bool] | None = None) -> list[float]:
-    """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together.
+def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
+                   max_batch: int = 64, jpeg: list[bool] | None = None, half_margin: float = 0.0,
+                   half_lossless: bool = False) -> list[float]:
+    """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together. An image's
+    ``ScaleViews`` pair (a ``half_tiles`` detector) scores the larger of its native mean logit and its half-size
+    mean logit less ``half_margin`` (the native read alone when the half-size read has no tiles, or with
+    ``half_lossless`` when ``jpeg`` says the file is a JPEG).
 
     ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
     receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
-    counts = [t.shape[0] for t in tensors]
     aware = jpeg is not None and getattr(model, "format_aware", False)
-    if aware and len(jpeg) != len(tensors):
+    if jpeg is not None and len(jpeg) != len(tensors):
         raise ValueError(f"{len(jpeg)} format flags for {len(tensors)} images")
-    out: list[float | None] = [None] * len(tensors)
-    groups: dict[tuple, list[int]] = {}
+    reads: list[torch.Tensor] = []   # every read of every image, and the image it belongs to
+    owner: list[int] = []
+    less: list[float] = []           # subtracted from the read's mean logit: the margin, for a half-size read
     for i, t in enumerate(tensors):
-        groups.setdefault(tuple(t.shape[1:]), []).append(i)
+        two = isinstance(t, ScaleViews) and not (half_lossless and jpeg is not None and jpeg[i])
+        for r, m in zip(t, (0.0, half_margin)) if two else ((t.native if isinstance(t, ScaleViews) else t, 0.0),):
+            if r.shape[0]:
+                reads.append(r)
+                owner.append(i)
+                less.append(m)
+    counts = [t.shape[0] for t in reads]
+    means: list[float | None] = [None] * len(reads)
+    groups: dict[tuple, list[int]] = {}
+    for j, t in enumerate(reads):
+        groups.setdefault(tuple(t.shape[1:]), []).append(j)
     for idxs in groups.values():
         for start in range(0, len(idxs), max_batch):
             part = idxs[start:start + max_batch]
-            x = torch.cat([tensors[i] for i in part]).to(precision.device, non_blocking=True)
+            x = torch.cat([reads[j] for j in part]).to(precision.device, non_blocking=True)
             if precision.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with precision.autocast():
                 if aware:
-                    flags = torch.cat([torch.full((counts[i],), bool(jpeg[i])) for i in part])
+                    flags = torch.cat([torch.full((counts[j],), bool(jpeg[owner[j]])) for j in part])
                     logits = model(x, jpeg=flags.to(precision.device, non_blocking=True))
                 else:
                     logits = model(x)
-            agg = aggregate_logits(logits.float().reshape(-1), [counts[i] for i in part])
-            for i, v in zip(part, agg.cpu().tolist()):
-                out[i] = v
+            agg = aggregate_logits(logits.float().reshape(-1), [counts[j] for j in part])
+            for j, v in zip(part, agg.cpu().tolist()):
+                means[j] = v
+    out: list[float | None] = [None] * len(tensors)
+    for j, v, m in zip(owner, means, less):
+        out[j] = v - m if out[j] is None else max(out[j], v - m)
     return out  # type: ignore[return-value]
 
 
@@ -281,7 +298,8 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
         ready = [(row, t) for row, t in items if t is not None]
         for k, model in enumerate(models if ready else ()):
             logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1),
-                                    jpeg=[row.get("format") == "JPEG" for row, _ in ready])
+                                    jpeg=[row.get("format") == "JPEG" for row, _ in ready],
+                                    half_margin=dets[k].config.half_margin, half_lossless=dets[k].config.half_lossless)
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
                 verdict = "fake" if score >= thresholds[k] else "real"

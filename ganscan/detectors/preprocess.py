@@ -1,10 +1,14 @@
 """The one preprocessing path shared by scan, evaluate and training validation.
 
-Images are never resized (resampling destroys the traces detectors rely on): a centre crop, the full
-image, or tiles, then normalisation.
+Images are never resized for the main read (resampling destroys the traces detectors rely on): a centre crop,
+the full image, or tiles, then normalisation. A tiles detector with ``half_tiles`` also reads the image reduced 2x
+(2x2 box averaging: a generator's trace in an enlarged image comes back to the top octave), and its views are then
+a ``ScaleViews`` pair.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,29 +49,65 @@ def tile_array(arr: np.ndarray, size: int, max_tiles: int, align: int = 1) -> np
     return np.stack([arr[oy + y * size:oy + (y + 1) * size, ox + x * size:ox + (x + 1) * size] for y, x in coords])
 
 
-def normalize(batch_uint8: np.ndarray, cfg: DetectorConfig) -> torch.Tensor:
-    """(N,H,W,3) uint8 -> (N,3,H,W) float32 normalised."""
+class ScaleViews(NamedTuple):
+    """The two reads of a ``half_tiles`` detector: tiles at the image's own size, and tiles of the image reduced
+    2x (none when it has a side under twice the tile). Arrays (T,H,W,3) uint8, or tensors once normalised."""
+    native: np.ndarray | torch.Tensor
+    half: np.ndarray | torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(v.nbytes) if isinstance(v, np.ndarray) else v.element_size() * v.nelement() for v in self)
+
+
+def reduce2x(arr: np.ndarray) -> np.ndarray:
+    """(H,W,3) uint8 reduced 2x by 2x2 box averaging, rounded to nearest (an odd last row or column dropped)."""
+    h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2
+    a = arr[:h, :w].astype(np.uint16)
+    s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+    return ((s + 2) >> 2).astype(np.uint8)
+
+
+def reduce_half(arr: np.ndarray, how: str = "box") -> np.ndarray:
+    """(H,W,3) uint8 at half size: ``box`` (``reduce2x``) or ``lanczos`` (PIL's antialiased Lanczos resize)."""
+    if how == "box":
+        return reduce2x(arr)
+    if how == "lanczos":
+        return np.asarray(Image.fromarray(arr).resize((arr.shape[1] // 2, arr.shape[0] // 2), Image.LANCZOS))
+    raise ValueError(f"unknown half-size filter {how!r} (box or lanczos)")
+
+
+def normalize(batch_uint8, cfg: DetectorConfig):
+    """(N,H,W,3) uint8 -> (N,3,H,W) float32 normalised (a ``ScaleViews`` pair: each read alike)."""
+    if isinstance(batch_uint8, ScaleViews):
+        return ScaleViews(*(normalize(v, cfg) for v in batch_uint8))
     t = torch.from_numpy(np.ascontiguousarray(batch_uint8)).permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
     return t.sub_(mean).div_(std).contiguous()
 
 
-def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarray:
-    """The pixel views a detector sees of one image: (T,H,W,3) uint8."""
+def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarray | ScaleViews:
+    """The pixel views a detector sees of one image: (T,H,W,3) uint8, or a ``ScaleViews`` pair of them."""
     # an image becomes a writable copy for torch (an RGB image is not converted first)
     arr = np.array(img if img.mode == "RGB" else img.convert("RGB")) if isinstance(img, Image.Image) else img
     if cfg.policy == "crop":
         return center_crop_array(arr, cfg.input_size)[None]
     if cfg.policy == "tiles":
-        return tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align)
+        native = tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align)
+        if not cfg.half_tiles:
+            return native
+        if min(arr.shape[0], arr.shape[1]) < 2 * cfg.input_size:
+            return ScaleViews(native, native[:0])
+        half = reduce_half(arr, cfg.half_filter)
+        return ScaleViews(native, tile_array(half, cfg.input_size, cfg.half_tiles, cfg.tile_align))
     if cfg.policy == "full":
         return arr[None]
     raise ValueError(f"unknown preprocessing policy {cfg.policy!r}")
 
 
-def preprocess(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> torch.Tensor:
-    """(T,3,H,W) float tensor for one image; T > 1 only for the tiles policy."""
+def preprocess(img: Image.Image | np.ndarray, cfg: DetectorConfig):
+    """(T,3,H,W) float tensor for one image (T > 1 only for the tiles policy), or a ``ScaleViews`` pair."""
     return normalize(views_uint8(img, cfg), cfg)
 
 

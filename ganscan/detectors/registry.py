@@ -26,7 +26,10 @@ class DetectorConfig:
 
     policy: ``crop`` = centre crop of ``input_size`` (smaller sides are padded by reflection, never
     resized); ``full`` = the whole image, unresized; ``tiles`` = non-overlapping ``input_size`` tiles
-    (at most ``max_tiles``, evenly spread), logits averaged.
+    (at most ``max_tiles``, evenly spread), logits averaged. ``half_tiles`` > 0 (tiles only) adds a second read:
+    the image reduced 2x by 2x2 box averaging, up to ``half_tiles`` tiles of it; the image's logit is then the
+    larger of the native mean logit and the second read's less ``half_margin`` (an image with a side under twice
+    ``input_size`` has no second read).
     """
 
     name: str
@@ -36,6 +39,10 @@ class DetectorConfig:
     policy: str = "crop"
     max_tiles: int = 16
     tile_align: int = 1     # the tile grid's origin is a multiple of this (1: centred at any offset)
+    half_tiles: int = 0     # tiles of the image reduced 2x read as well, the larger mean logit kept (0: none)
+    half_margin: float = 0.0   # what the half-size read's mean logit must exceed the native one by to count
+    half_filter: str = "box"   # the 2x reduction: "box" (2x2 averages) or "lanczos" (PIL's Lanczos resize)
+    half_lossless: bool = False   # the half-size read for lossless files only (a JPEG file keeps its native score)
     family: str = "cnn"
     description: str = ""
     timm_name: str | None = None
@@ -45,10 +52,22 @@ class DetectorConfig:
                "std": list(self.std), "max_tiles": self.max_tiles}
         if self.tile_align != 1:   # written only when set, so that earlier checkpoints' metadata is unchanged
             pre["tile_align"] = self.tile_align
+        if self.half_tiles:
+            pre["half_tiles"] = self.half_tiles
+            if self.half_margin:
+                pre["half_margin"] = self.half_margin
+            if self.half_filter != "box":
+                pre["half_filter"] = self.half_filter
+            if self.half_lossless:
+                pre["half_lossless"] = True
         return pre
 
     def describe_preprocessing(self) -> str:
-        tiles = f"x{self.max_tiles}" + (f"a{self.tile_align}" if self.tile_align != 1 else "")
+        tiles = (f"x{self.max_tiles}" + (f"a{self.tile_align}" if self.tile_align != 1 else "")
+                 + (f"+half{self.half_tiles}" if self.half_tiles else "")
+                 + (f"-{self.half_margin:g}" if self.half_tiles and self.half_margin else "")
+                 + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
+                 + ("-lossless" if self.half_tiles and self.half_lossless else ""))
         return f"{self.policy}{self.input_size}" + (tiles if self.policy == "tiles" else "")
 
     def with_preprocessing(self, pre: dict | None) -> "DetectorConfig":
@@ -58,7 +77,11 @@ class DetectorConfig:
                        input_size=int(pre.get("input_size", self.input_size)),
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
-                       tile_align=int(pre.get("tile_align", self.tile_align)))
+                       tile_align=int(pre.get("tile_align", self.tile_align)),
+                       half_tiles=int(pre.get("half_tiles", self.half_tiles)),
+                       half_margin=float(pre.get("half_margin", self.half_margin)),
+                       half_filter=str(pre.get("half_filter", self.half_filter)),
+                       half_lossless=bool(pre.get("half_lossless", self.half_lossless)))
 
 
 @dataclass

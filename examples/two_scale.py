@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""The settings of a two-scale read (C44, C45: rules ``docs/selection-rule-v38.txt``, ``v39.txt``), chosen on fit sets.
+
+    python examples/two_scale.py --work runs/twins                  # C45 (rule v39): filter, files and margin
+    python examples/two_scale.py --work runs/twins --rule v38       # C44: the margin alone (box filter, all files)
+
+A tiles detector with a half-size read (``examples/retile.py --half-tiles 4``) scores an image as the larger of its
+native mean logit and its half-size mean logit less a margin m. This script reads every image of the fusion's fit
+sets (``heldout/fit``: autogan1 and progan; ``heldout/fit-translate``; ``heldout/twins-seen``) clean, as a JPEG 90 copy
+and enlarged 2x by the bicubic filter (the same perturbations as ``ganscan evaluate --perturb``, made in memory),
+keeps both reads' mean logits (under ``WORK/c45``, one file per reduction filter, reused when it exists), and prints,
+for each setting, the AUC of every set and condition. Rule v38 chose the margin m with the highest mean of the 12 AUCs
+(a tie: the larger m). Rule v39 also chooses the reduction (box or lanczos) and the files read at half size (all, or
+lossless only: a JPEG keeps its native score): among the settings none of whose clean and JPEG-90 AUCs is more than
+0.005 below the same set's without a half-size read, the one with the highest mean enlarged AUC (ties: the larger m,
+then box, then all files). Nothing under ``val/`` is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+FIT = (("fit", "autogan1"), ("fit", "progan"), ("fit-translate", "translate-seen"), ("twins-seen", None))
+CONDITIONS = ("none", "jpeg:90", "bicubic:2")
+
+
+def fit_sets(held: Path) -> list:
+    from ganscan.data.datasets import test_sets
+
+    out = []
+    for folder, name in FIT:
+        for s in test_sets(str(held / folder)):
+            if name is None or s.name == name:
+                s.name = folder if name is None else f"{folder}/{name}"
+                out.append(s)
+    return out
+
+
+def perturbed(path: str, condition: str):
+    """(the image at ``path`` as ``ganscan evaluate --perturb condition`` would score it, whether that file is a
+    JPEG): a JPEG copy is encoded and decoded in memory."""
+    from PIL import Image
+
+    from ganscan.data.augment import apply_perturbation, parse_perturbations
+    from ganscan.data.decode import load_image
+
+    img, info = load_image(path)
+    if condition == "none":
+        return img.convert("RGB"), info.format == "JPEG"
+    (kind, value), = parse_perturbations(condition)
+    img, how = apply_perturbation(img, kind, value)
+    if how.startswith("jpeg:"):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=int(how.split(":")[1]))
+        buf.seek(0)
+        return Image.open(buf).convert("RGB"), True
+    return img, False
+
+
+def two_reads(model: str, sets: list, half_filter: str = "box", progress=print) -> dict:
+    """{set: {condition: [[label, native logit, half-size logit or None, is a JPEG], ...]}} for ``model``'s
+    networks, the half-size read made with ``half_filter``."""
+    from ganscan.core.device import choose_precision, configure_threads, resolve_device
+    from ganscan.data.decode import DecodeError
+    from ganscan.detectors.inference import forward_logits, prepare_model
+    from ganscan.detectors.load import load_detector
+    from ganscan.detectors.preprocess import normalize, views_uint8
+
+    configure_threads()
+    det = load_detector(model)
+    cfg = det.config.with_preprocessing({**det.config.preprocessing(), "half_tiles": 4, "half_margin": 0.0,
+                                         "half_filter": half_filter})
+    prec = choose_precision(resolve_device("auto"), "auto")
+    net = prepare_model(det.model, prec)
+    out: dict = {}
+    for s in sets:
+        for cond in CONDITIONS:
+            rows, batch = [], []
+
+            def flush():
+                native = forward_logits(net, [v.native for _, v, _ in batch], prec)
+                halves = [v.half for _, v, _ in batch if v.half.shape[0]]
+                half = iter(forward_logits(net, halves, prec))
+                rows.extend([y, n, next(half) if v.half.shape[0] else None, jpg]
+                            for (y, v, jpg), n in zip(batch, native))
+                batch.clear()
+
+            for path, y in zip(s.paths, s.labels):
+                try:
+                    img, jpg = perturbed(path, cond)
+                    batch.append((int(y), normalize(views_uint8(img, cfg), cfg), jpg))
+                except (DecodeError, OSError):
+                    continue
+                if len(batch) == 32:
+                    flush()
+            if batch:
+                flush()
+            out.setdefault(s.name, {})[cond] = rows
+            progress(f"{s.name} {cond}: {len(rows)} images")
+    return out
+
+
+def _auc(rows, m, lossless):
+    from ganscan.detectors.metrics import roc_auc
+
+    score = [n if h is None or m is None or (lossless and jpg) else max(n, h - m) for _, n, h, jpg in rows]
+    return roc_auc([r[0] for r in rows], score)
+
+
+def table(reads: dict, margins: list[float], lossless: bool = False) -> tuple[list[str], dict]:
+    """Markdown rows: the AUC of every set and condition without the half-size read and for each margin (``lossless``:
+    JPEG files keep their native score); {margin (None: no half-size read): [AUC per set and condition]}."""
+    keys = [(s, c) for s in reads for c in CONDITIONS]
+    lines = ["| margin | " + " | ".join(f"{s} {c}" for s, c in keys) + " | mean |",
+             "|---|" + "---|" * (len(keys) + 1)]
+    aucs = {}
+    for m in [None, *margins]:
+        aucs[m] = [_auc(reads[s][c], m, lossless) for s, c in keys]
+        lines.append(f"| {'no half-size read' if m is None else f'{m:g}'} | "
+                     + " | ".join(f"{a:.4f}" for a in aucs[m]) + f" | **{sum(aucs[m]) / len(keys):.4f}** |")
+    return lines, aucs
+
+
+def choose_v38(aucs: dict, margins: list[float]) -> float | None:
+    """Rule v38: the margin with the highest mean AUC (ties: the larger), or None if it does not beat no read."""
+    mean = {m: sum(a) / len(a) for m, a in aucs.items()}
+    best = max(margins, key=lambda m: (mean[m], m))
+    return best if mean[best] > mean[None] else None
+
+
+def choose_v39(aucs_by_setting: dict, margins: list[float]) -> tuple | None:
+    """Rule v39: ``aucs_by_setting`` maps (filter, lossless) to ``table``'s AUCs (conditions in CONDITIONS order per
+    set). Eligible: no clean or JPEG-90 AUC more than 0.005 below no read's; chosen: the highest mean enlarged AUC
+    (ties: larger margin, then box, then all files). (filter, lossless, margin), or None."""
+    n = len(CONDITIONS)
+    enlarged = CONDITIONS.index("bicubic:2")
+    best, best_key = None, None
+    for (filt, lossless), aucs in aucs_by_setting.items():
+        base = aucs[None]
+        for m in margins:
+            a = aucs[m]
+            if any(a[i] < base[i] - 0.005 for i in range(len(a)) if i % n != enlarged):
+                continue
+            up = [a[i] for i in range(len(a)) if i % n == enlarged]
+            key = (sum(up) / len(up), m, filt == "box", not lossless)
+            if best_key is None or key > best_key:
+                best, best_key = (filt, lossless, m), key
+    if best is None:
+        return None
+    base_up = [v for i, v in enumerate(next(iter(aucs_by_setting.values()))[None]) if i % n == enlarged]
+    return best if best_key[0] > sum(base_up) / len(base_up) else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=Path("runs/twins"))
+    ap.add_argument("--model", default="ganscan-fusion-v10")
+    ap.add_argument("--margins", default="0,0.5,1,1.5,2,3,4,6")
+    ap.add_argument("--rule", choices=["v38", "v39"], default="v39")
+    args = ap.parse_args()
+    margins = [float(m) for m in args.margins.split(",") if m.strip()]
+    if not margins or min(margins) < 0:
+        sys.exit("error: --margins must list margins >= 0")
+    held = args.work / "heldout"
+    if not held.is_dir():
+        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
+    filters = ("box",) if args.rule == "v38" else ("box", "lanczos")
+    reads = {}
+    for f in filters:
+        cache = args.work / "c45" / f"reads-{f}.json"
+        if cache.exists():
+            reads[f] = json.loads(cache.read_text())
+        else:
+            reads[f] = two_reads(args.model, fit_sets(held), f)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(reads[f]))
+    if args.rule == "v38":
+        lines, aucs = table(reads["box"], margins)
+        print("\n".join(lines))
+        best = choose_v38(aucs, margins)
+        print("chosen margin: " + ("none (no margin beats leaving the half-size read out)" if best is None
+                                   else f"{best:g}"))
+        return
+    by_setting = {}
+    for f in filters:
+        for lossless in (False, True):
+            lines, by_setting[f, lossless] = table(reads[f], margins, lossless)
+            print(f"\n{f} filter, {'lossless files only' if lossless else 'all files'}:\n" + "\n".join(lines))
+    best = choose_v39(by_setting, margins)
+    print("\nchosen: " + ("nothing (no eligible setting beats leaving the half-size read out)" if best is None else
+                          f"--half-filter {best[0]}{' --half-lossless' if best[1] else ''} --half-margin {best[2]:g}"))
+
+
+if __name__ == "__main__":
+    main()
