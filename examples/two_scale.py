@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The settings of a two-scale read (C44, C45: rules ``docs/selection-rule-v38.txt``, ``v39.txt``), chosen on fit sets.
 
-    python examples/two_scale.py --work runs/twins                  # C45 (rule v39): filter, files and margin
+    python examples/two_scale.py --work runs/twins                  # C46 (rule v40): v39 under a threshold limit
+    python examples/two_scale.py --work runs/twins --rule v39       # C45: filter, files and margin by AUC
     python examples/two_scale.py --work runs/twins --rule v38       # C44: the margin alone (box filter, all files)
 
 A tiles detector with a half-size read (``examples/retile.py --half-tiles 4``) scores an image as the larger of its
@@ -13,7 +14,9 @@ for each setting, the AUC of every set and condition. Rule v38 chose the margin 
 (a tie: the larger m). Rule v39 also chooses the reduction (box or lanczos) and the files read at half size (all, or
 lossless only: a JPEG keeps its native score): among the settings none of whose clean and JPEG-90 AUCs is more than
 0.005 below the same set's without a half-size read, the one with the highest mean enlarged AUC (ties: the larger m,
-then box, then all files). Nothing under ``val/`` is read.
+then box, then all files). Rule v40 also reads the calibration reals (``heldout/calib``, ``heldout/calib-frac``), sets
+each setting's threshold by the fusion's rule (5 % FPR on every kind) and requires the mean clean TPR of the fit sets
+at that threshold to be at least the no-read one's less 2 points. Nothing under ``val/`` is read.
 """
 
 from __future__ import annotations
@@ -61,7 +64,15 @@ def perturbed(path: str, condition: str):
     return img, False
 
 
-def two_reads(model: str, sets: list, half_filter: str = "box", progress=print) -> dict:
+def calib_sets(held: Path) -> list:
+    """The calibration reals, one set per kind (as ``examples/retile.py --calibrate`` reads them)."""
+    from ganscan.data.datasets import test_sets
+
+    return [s for d in ("calib", "calib-frac") for s in test_sets(str(held / d))]
+
+
+def two_reads(model: str, sets: list, half_filter: str = "box", progress=print,
+              conditions: tuple[str, ...] = CONDITIONS) -> dict:
     """{set: {condition: [[label, native logit, half-size logit or None, is a JPEG], ...]}} for ``model``'s
     networks, the half-size read made with ``half_filter``."""
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
@@ -78,7 +89,7 @@ def two_reads(model: str, sets: list, half_filter: str = "box", progress=print) 
     net = prepare_model(det.model, prec)
     out: dict = {}
     for s in sets:
-        for cond in CONDITIONS:
+        for cond in conditions:
             rows, batch = [], []
 
             def flush():
@@ -104,11 +115,32 @@ def two_reads(model: str, sets: list, half_filter: str = "box", progress=print) 
     return out
 
 
+def _logits(rows, m, lossless) -> list[float]:
+    """Each image's logit under a setting (m None: no half-size read)."""
+    return [n if h is None or m is None or (lossless and jpg) else max(n, h - m) for _, n, h, jpg in rows]
+
+
 def _auc(rows, m, lossless):
     from ganscan.detectors.metrics import roc_auc
 
-    score = [n if h is None or m is None or (lossless and jpg) else max(n, h - m) for _, n, h, jpg in rows]
-    return roc_auc([r[0] for r in rows], score)
+    return roc_auc([r[0] for r in rows], _logits(rows, m, lossless))
+
+
+def threshold_and_tpr(fit: dict, calib: dict, m, lossless) -> tuple[float, float]:
+    """(the threshold by the fusion's rule on the calibration reads, the mean clean TPR of the fit sets there)."""
+    import math
+
+    from ganscan.detectors.zoo.fusion import threshold_at_fpr
+
+    def sig(v):
+        return 1.0 / (1.0 + math.exp(-v))
+
+    t, _ = threshold_at_fpr({k: [sig(v) for v in _logits(c["none"], m, lossless)] for k, c in calib.items()}, 0.05)
+    tprs = []
+    for sets in fit.values():
+        rows = [r for r in sets["none"] if r[0] == 1]
+        tprs.append(sum(sig(v) >= t for v in _logits(rows, m, lossless)) / len(rows))
+    return t, sum(tprs) / len(tprs)
 
 
 def table(reads: dict, margins: list[float], lossless: bool = False) -> tuple[list[str], dict]:
@@ -132,10 +164,11 @@ def choose_v38(aucs: dict, margins: list[float]) -> float | None:
     return best if mean[best] > mean[None] else None
 
 
-def choose_v39(aucs_by_setting: dict, margins: list[float]) -> tuple | None:
+def choose_v39(aucs_by_setting: dict, margins: list[float], tpr_ok=None) -> tuple | None:
     """Rule v39: ``aucs_by_setting`` maps (filter, lossless) to ``table``'s AUCs (conditions in CONDITIONS order per
     set). Eligible: no clean or JPEG-90 AUC more than 0.005 below no read's; chosen: the highest mean enlarged AUC
-    (ties: larger margin, then box, then all files). (filter, lossless, margin), or None."""
+    (ties: larger margin, then box, then all files). (filter, lossless, margin), or None. ``tpr_ok(filter,
+    lossless, margin)``, when given, must also hold (rule v40's limit on the threshold's cost)."""
     n = len(CONDITIONS)
     enlarged = CONDITIONS.index("bicubic:2")
     best, best_key = None, None
@@ -144,6 +177,8 @@ def choose_v39(aucs_by_setting: dict, margins: list[float]) -> tuple | None:
         for m in margins:
             a = aucs[m]
             if any(a[i] < base[i] - 0.005 for i in range(len(a)) if i % n != enlarged):
+                continue
+            if tpr_ok is not None and not tpr_ok(filt, lossless, m):
                 continue
             up = [a[i] for i in range(len(a)) if i % n == enlarged]
             key = (sum(up) / len(up), m, filt == "box", not lossless)
@@ -160,7 +195,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v10")
     ap.add_argument("--margins", default="0,0.5,1,1.5,2,3,4,6")
-    ap.add_argument("--rule", choices=["v38", "v39"], default="v39")
+    ap.add_argument("--rule", choices=["v38", "v39", "v40"], default="v40")
     args = ap.parse_args()
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
     if not margins or min(margins) < 0:
@@ -190,7 +225,30 @@ def main() -> None:
         for lossless in (False, True):
             lines, by_setting[f, lossless] = table(reads[f], margins, lossless)
             print(f"\n{f} filter, {'lossless files only' if lossless else 'all files'}:\n" + "\n".join(lines))
-    best = choose_v39(by_setting, margins)
+    tpr_ok = None
+    if args.rule == "v40":
+        calib = {}
+        for f in filters:
+            cache = args.work / "c45" / f"calib-{f}.json"
+            if cache.exists():
+                calib[f] = json.loads(cache.read_text())
+            else:
+                calib[f] = two_reads(args.model, calib_sets(held), f, conditions=("none",))
+                cache.write_text(json.dumps(calib[f]))
+        t0, tpr0 = threshold_and_tpr(reads["box"], calib["box"], None, False)
+        print(f"\nwithout a half-size read: threshold {t0:.3f}, mean clean fit TPR {100 * tpr0:.1f} %")
+        cost = {}
+        for f in filters:
+            for lossless in (False, True):
+                for m in margins:
+                    cost[f, lossless, m] = threshold_and_tpr(reads[f], calib[f], m, lossless)
+                print(f"{f}, {'lossless only' if lossless else 'all files'}: " + "; ".join(
+                    f"m {m:g}: {cost[f, lossless, m][0]:.3f}, {100 * cost[f, lossless, m][1]:.1f} %" for m in margins))
+
+        def tpr_ok(f, lossless, m):
+            return cost[f, lossless, m][1] >= tpr0 - 0.02
+
+    best = choose_v39(by_setting, margins, tpr_ok)
     print("\nchosen: " + ("nothing (no eligible setting beats leaving the half-size read out)" if best is None else
                           f"--half-filter {best[0]}{' --half-lossless' if best[1] else ''} --half-margin {best[2]:g}"))
 

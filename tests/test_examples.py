@@ -503,6 +503,15 @@ def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
     settings[("box", False)][2.0] = aucs_of(0.9, 0.85)        # a tie on the enlarged mean: the larger margin
     assert ts.choose_v39(settings, [1.0, 2.0]) == ("box", False, 2.0)
     assert ts.choose_v39({("box", False): {None: aucs_of(0.9, 0.6), 1.0: aucs_of(0.8, 0.9)}}, [1.0]) is None
+    # rule v40: a setting whose threshold costs too much TPR is not eligible either
+    assert ts.choose_v39(settings, [1.0, 2.0], tpr_ok=lambda f, lossless, m: m == 1.0) == ("lanczos", True, 1.0)
+    # the threshold on the calibration reals (20 per kind: 5 % is one) and the fit sets' TPR there
+    calib = {"a": {"none": [[0, -3.0 + i / 10, 4.0 if i >= 18 else None, False] for i in range(20)]}}
+    fit = {"f": {"none": [[1, 0.0, 5.0, False], [1, -1.0, None, False], [0, -4.0, None, False]]}}
+    t, tpr = ts.threshold_and_tpr(fit, calib, None, False)     # no half-size read: just above the second real, -1.2
+    assert 1 / (1 + np.exp(1.2)) < t < 1 / (1 + np.exp(1.1)) and tpr == 1.0
+    t, tpr = ts.threshold_and_tpr(fit, calib, 0.0, False)      # the half-size read: the two top reals read 4.0
+    assert 1 / (1 + np.exp(-4.0)) < t < 1 / (1 + np.exp(-4.1)) and tpr == 0.5
 
 
 def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarged_image(tmp_path):
