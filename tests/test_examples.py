@@ -469,6 +469,11 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     pre = read_metadata(lz)["preprocessing"]
     assert (pre["half_filter"], pre["half_lossless"], pre["half_margin"]) == ("lanczos", True, 2.0)
     assert load_detector(str(lz)).config.describe_preprocessing() == "tiles64x16+half4-2-lanczos-lossless"
+    big_jpeg = tmp_path / "large.jpg"
+    Image.open(large).save(big_jpeg, quality=95)
+    plain = score_files(load_detector(str(src)), [str(big_jpeg)], prec, settings)
+    lossless = score_files(load_detector(str(lz)), [str(big_jpeg)], prec, EvalSettings(workers=1))
+    assert lossless[str(big_jpeg)][0] == pytest.approx(plain[str(big_jpeg)][0], abs=1e-6)   # a JPEG: v10's read alone
     off = tmp_path / "h0.safetensors"
     retile.retile(str(h4), None, [str(tmp_path / "calib")], 0.1, "h0", off, half_tiles=0)
     assert "half_tiles" not in read_metadata(off)["preprocessing"]

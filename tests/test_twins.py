@@ -783,6 +783,8 @@ def test_a_half_tiles_detector_also_reads_the_image_reduced_2x_and_keeps_the_lar
     vl = views_uint8(big, lz)
     assert np.array_equal(vl.native, v.native) and vl.half.shape == v.half.shape
     assert not np.array_equal(vl.half, v.half)
+    assert views_uint8(big, lz, jpeg=True).half.shape[0] == 0   # a JPEG: the half-size read is not even made
+    assert views_uint8(big, cfg, jpeg=True).half.shape == v.half.shape
     assert np.abs(vl.half.astype(int) - v.half.astype(int)).mean() < 40      # the same picture, filtered otherwise
     with pytest.raises(ValueError, match="half-size filter"):
         views_uint8(big, cfg.with_preprocessing({**cfg.preprocessing(), "half_filter": "nearest"}))

@@ -57,9 +57,10 @@ def base_row(path: str) -> dict:
             **{k: None for k in PROVENANCE_KEYS}}
 
 
-def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ...]:
+def model_views(img, cfgs: tuple[DetectorConfig, ...], jpeg: bool = False) -> tuple[torch.Tensor, ...]:
     """The normalised views of one decoded image for each detector's preprocessing: the pixel views are cut
-    once per crop, tile or full-image rule, and detectors that also normalise alike share one tensor."""
+    once per crop, tile or full-image rule, and detectors that also normalise alike share one tensor. ``jpeg``:
+    the file is a JPEG (a detector whose half-size read is for lossless files skips making it)."""
     arr = np.array(img if img.mode == "RGB" else img.convert("RGB"))   # one pixel copy for every detector
     views: dict[tuple, np.ndarray] = {}
     made: dict[tuple, torch.Tensor] = {}
@@ -69,7 +70,7 @@ def model_views(img, cfgs: tuple[DetectorConfig, ...]) -> tuple[torch.Tensor, ..
         cut = tuple(sorted((k, v) for k, v in pre.items() if k not in ("mean", "std")))
         key = (cut, tuple(pre["mean"]), tuple(pre["std"]))
         if cut not in views:
-            views[cut] = views_uint8(arr, cfg)
+            views[cut] = views_uint8(arr, cfg, jpeg)
         if key not in made:
             made[key] = normalize(views[cut], cfg)
         out.append(made[key])
@@ -103,7 +104,7 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
         row.update(read_exif(data))
     try:
         img = decode_image(data, info, settings.max_pixels, settings.max_decode_bytes)
-        tensors = model_views(img, cfgs)
+        tensors = model_views(img, cfgs, info.format == "JPEG")
     except DecodeError as exc:
         row.update(verdict="error", error=str(exc), format=info.format)
         return row, None

@@ -87,8 +87,9 @@ def normalize(batch_uint8, cfg: DetectorConfig):
     return t.sub_(mean).div_(std).contiguous()
 
 
-def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarray | ScaleViews:
-    """The pixel views a detector sees of one image: (T,H,W,3) uint8, or a ``ScaleViews`` pair of them."""
+def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig, jpeg: bool = False) -> np.ndarray | ScaleViews:
+    """The pixel views a detector sees of one image: (T,H,W,3) uint8, or a ``ScaleViews`` pair of them (no
+    half-size tiles for a JPEG file, ``jpeg``, when the detector's half-size read is for lossless files only)."""
     # an image becomes a writable copy for torch (an RGB image is not converted first)
     arr = np.array(img if img.mode == "RGB" else img.convert("RGB")) if isinstance(img, Image.Image) else img
     if cfg.policy == "crop":
@@ -97,7 +98,7 @@ def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig) -> np.ndarra
         native = tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align)
         if not cfg.half_tiles:
             return native
-        if min(arr.shape[0], arr.shape[1]) < 2 * cfg.input_size:
+        if min(arr.shape[0], arr.shape[1]) < 2 * cfg.input_size or (jpeg and cfg.half_lossless):
             return ScaleViews(native, native[:0])
         half = reduce_half(arr, cfg.half_filter)
         return ScaleViews(native, tile_array(half, cfg.input_size, cfg.half_tiles, cfg.tile_align))
