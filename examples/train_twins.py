@@ -40,7 +40,9 @@ Stages (each skips what already exists, so a stopped run continues):
    training-side reals (the same 90 % the pairs come from, each also JPEG-compressed, down- and up-scaled),
    its threshold at 5 % FPR on every ``heldout/calib`` kind.
 5. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network
-   (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3).
+   (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3). A recipe
+   with ``half_read`` (``v40``, the default) then reads the fusion at two scales (``examples/retile.py --half-*``):
+   ``RUN/fused-v40.safetensors``.
 6. ``table``: ``examples/twins_table.py`` for every member and the fusion on the held-out sets and, as
    the final check only, on ``val/``.
 
@@ -169,6 +171,11 @@ RECIPES = {
             "name": "ganscan-twins-v34", "run": "run-v34", "jpeg": (0.1, 30, 100), "translate": True,
             "init": "ganscan-twins-v10", "lr": 1e-4, "rescale": 0.3, "calib_frac": True, "average_seeds": (0, 1)},
 }
+# v40 (C46, docs/selection-rule-v40.txt; the default ganscan-fusion-v40): v10's build, then its fusion also read at half
+# size (examples/retile.py): lossless images of at least 128 px reduced 2x (Lanczos), that read deciding when its mean
+# logit exceeds the native one by more than the margin; threshold recalibrated by v10's rule
+RECIPES["v40"] = {**RECIPES["v10"], "half_read": {"tiles": 4, "margin": 1.0, "filter": "lanczos", "lossless": True,
+                                                  "name": "ganscan-fusion-v40"}}
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
 # a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
@@ -490,6 +497,15 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
     ganscan("models", "fuse", *members, *extra, "--fit", str(held / "twins-seen"),
             "--fit", str(held / "fit"), "--calibrate", str(held / "calib"), "--fpr", "0.05", "--name", name,
             "-o", str(out), "--force")
+    half = getattr(args, "half_read", None)
+    if half:   # the two-scale read (recipe v40): the fused model's tensors, a half-size read, a new threshold
+        two = run / f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("retile.py")), str(out), "--half-tiles",
+                        str(half["tiles"]), "--half-margin", str(half["margin"]), "--half-filter", half["filter"],
+                        *(["--half-lossless"] if half["lossless"] else []), "--calibrate", str(held / "calib"),
+                        *([str(held / "calib-frac")] if args.calib_frac else []), "--fpr", "0.05",
+                        "--name", half["name"], "-o", str(two)], check=True)
+        return two
     return out
 
 
@@ -497,8 +513,9 @@ def stage_table(data: Path, work: Path, run: Path, args) -> None:
     models = ["ganscan-spectrum-v1", str(run / "best.safetensors")]
     if args.member == "spectrum":
         models.insert(1, args.partner)
-    models += [str(work / "fsd.safetensors"), str(run / "fused3.safetensors")] if args.fsd else \
-        [str(run / "fused.safetensors")]
+    half = getattr(args, "half_read", None)
+    fused = f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors" if half else "fused.safetensors"
+    models += [str(work / "fsd.safetensors"), str(run / "fused3.safetensors")] if args.fsd else [str(run / fused)]
     subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models", *models,
                     "--work", str(work), "--data", str(data), "-o", str(run / "table.json")], check=True)
 
@@ -517,6 +534,7 @@ def apply_recipe(args) -> None:
     args.rescale = r.get("rescale", args.rescale)
     args.jpeg_branch, args.fusion_name = r.get("jpeg_branch"), r.get("fusion_name")
     args.average_seeds = r.get("average_seeds")
+    args.half_read = r.get("half_read")
     # a calibration kind named on the command line is added to the recipe's
     args.calib_frac = r.get("calib_frac", False) or getattr(args, "calib_frac", False)
     args.calib_u2j = r.get("calib_u2j", False) or getattr(args, "calib_u2j", False)
