@@ -131,6 +131,12 @@ def test_import_foreign_checkpoint_and_refuse_code(runner, cli, tmp_path):
     assert shown[0]["source"]["files"] == [{"file": src.name, "sha256": sha256_file(src)}]
     res = runner.invoke(cli, ["models", "show", str(src)])
     assert res.exit_code == 1 and "not a readable safetensors checkpoint" in res.output
+    # a shipped name: the default reads v10's tensors at two scales
+    shown = json.loads(run_ok(runner, cli, ["models", "show", "ganscan-fusion-v40", "--json"]).stdout)
+    assert shown[0]["preprocessing"] == "tiles64x16+half4-1-lanczos-lossless"
+    assert shown[0]["origin"].startswith("ganscan-fusion-v10's tensors")
+    res = runner.invoke(cli, ["models", "show", "ganscan-fusion-v4O"])
+    assert res.exit_code == 1 and "did you mean" in res.output
 
 
 def test_pretrained_backbone_from_local_file(tmp_path):

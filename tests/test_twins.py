@@ -511,9 +511,11 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
     import json
 
     from ganscan.data.decode import load_image
-    from ganscan.detectors.preprocess import preprocess
+    from ganscan.core.device import Precision
     from ganscan.core.weights import weights_dir
+    from ganscan.detectors.inference import forward_logits
     from ganscan.detectors.load import default_detector_name, load_detector
+    from ganscan.detectors.preprocess import ScaleViews, preprocess
 
     from ganscan.detectors.zoo.fusion import FUSIONS
 
@@ -529,9 +531,16 @@ def test_shipped_default_is_the_fusion_of_the_shipped_members():
     with torch.inference_mode():
         ls = spec.model(preprocess(img, spec.config)).mean()
         ln = npr.model(preprocess(img, npr.config)).mean()
-        lf = fused.model(preprocess(img, fused.config)).mean()
+        views = preprocess(img, fused.config)   # the default also reads lossless images at half size
+        native = views.native if isinstance(views, ScaleViews) else views
+        lf = fused.model(native).mean()
     w, b = card["fusion"]["weight"], card["fusion"]["bias"]
     assert float(lf) == pytest.approx(w[0] * float(ls) + w[1] * float(ln) + b, abs=1e-3)
+    # a JPEG photo: the score is the native read's, whatever the half-size read says
+    prec = Precision(device=torch.device("cpu"), autocast_dtype=None, channels_last=False)
+    got = forward_logits(fused.model, [views], prec, jpeg=[True], half_margin=fused.config.half_margin,
+                         half_lossless=fused.config.half_lossless)
+    assert got[0] == pytest.approx(float(lf), abs=1e-4) and fused.config.half_lossless
     # every real kind the threshold was calibrated on stays at or under the target
     cal = card["threshold_calibration"]
     assert all(r <= cal["fpr_target"] for r in cal["fpr_by_kind"].values())

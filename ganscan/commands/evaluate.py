@@ -18,7 +18,7 @@ Examples:
   ganscan evaluate model.safetensors val/ -o results.csv --plots plots/
   ganscan evaluate model.safetensors val/ --perturb jpeg:90,jpeg:75,blur:1,resize:0.5
   ganscan evaluate model.safetensors val/ --format json | jq '.mean'
-  ganscan evaluate -m ganscan-fusion-v10 -m ganscan-spectrum-v1 val/   # two detectors, one table
+  ganscan evaluate -m ganscan-fusion-v40 -m ganscan-spectrum-v1 val/   # two detectors, one table
 """
 
 

@@ -17,7 +17,7 @@ Examples:
   ganscan scan photos/ -o report.parquet        # Parquet report (also .csv .json .jsonl)
   ganscan scan photos/ -o report.parquet --resume   # continue an interrupted scan
   ganscan scan upload.jpg --fail-on-fake        # exit code 3 when it looks generated
-  ganscan scan photos/ -m ganscan-fusion-v10 -m ganscan-spectrum-v1   # two models side by side, one decode
+  ganscan scan photos/ -m ganscan-fusion-v40 -m ganscan-spectrum-v1   # two models side by side, one decode
   torchrun --nproc-per-node 2 -m ganscan scan big/ -o shards.parquet  # one part file per rank
 """
 

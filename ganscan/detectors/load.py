@@ -115,13 +115,13 @@ def column_names(detectors: list[LoadedDetector]) -> list[str]:
 
 
 def describe_checkpoint(path) -> dict:
-    """What a detector checkpoint is, from its metadata alone (no tensors read): name, architecture,
+    """What a detector checkpoint (a file or a shipped name) is, from its metadata alone (no tensors read): name, architecture,
     threshold, preprocessing, where its weights came from (an import's source files and their sha256)."""
     from ganscan.core.checkpoint import read_metadata
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        path = resolve_detector(str(path))   # a shipped name; a missing file or unknown name is a one-line error
     meta = read_metadata(path)
     if meta.get("kind", "detector") != "detector" or not meta.get("arch"):
         raise CheckpointError(f"{path}: not a ganscan detector checkpoint",
@@ -131,7 +131,8 @@ def describe_checkpoint(path) -> dict:
     origin = (f"imported from {src.get('from') or 'a state dict'}: "
               + ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in src.get("files", []))
               if src else "the average of " + ", ".join(f"{a['name']} sha256 {a['sha256'][:16]}..." for a in averaged)
-              if averaged else "trained with ganscan" if meta.get("training") else "")
+              if averaged else f"{meta['retiled_from'].get('name')}'s tensors, read otherwise (examples/retile.py)"
+              if meta.get("retiled_from") else "trained with ganscan" if meta.get("training") else "")
     return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
             "threshold": meta.get("threshold", 0.5),
             "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
