@@ -190,6 +190,16 @@ def choose_v39(aucs_by_setting: dict, margins: list[float], tpr_ok=None) -> tupl
     return best if best_key[0] > sum(base_up) / len(base_up) else None
 
 
+def cached(path: Path, make) -> dict:
+    """The reads kept at ``path`` by an earlier run, or ``make()``'s, kept there."""
+    if path.exists():
+        return json.loads(path.read_text())
+    out = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
@@ -204,15 +214,8 @@ def main() -> None:
     if not held.is_dir():
         sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
     filters = ("box",) if args.rule == "v38" else ("box", "lanczos")
-    reads = {}
-    for f in filters:
-        cache = args.work / "c45" / f"reads-{f}.json"
-        if cache.exists():
-            reads[f] = json.loads(cache.read_text())
-        else:
-            reads[f] = two_reads(args.model, fit_sets(held), f)
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(reads[f]))
+    reads = {f: cached(args.work / "c45" / f"reads-{f}.json", lambda f=f: two_reads(args.model, fit_sets(held), f))
+             for f in filters}
     if args.rule == "v38":
         lines, aucs = table(reads["box"], margins)
         print("\n".join(lines))
@@ -227,14 +230,9 @@ def main() -> None:
             print(f"\n{f} filter, {'lossless files only' if lossless else 'all files'}:\n" + "\n".join(lines))
     tpr_ok = None
     if args.rule == "v40":
-        calib = {}
-        for f in filters:
-            cache = args.work / "c45" / f"calib-{f}.json"
-            if cache.exists():
-                calib[f] = json.loads(cache.read_text())
-            else:
-                calib[f] = two_reads(args.model, calib_sets(held), f, conditions=("none",))
-                cache.write_text(json.dumps(calib[f]))
+        calib = {f: cached(args.work / "c45" / f"calib-{f}.json",
+                           lambda f=f: two_reads(args.model, calib_sets(held), f, conditions=("none",)))
+                 for f in filters}
         t0, tpr0 = threshold_and_tpr(reads["box"], calib["box"], None, False)
         print(f"\nwithout a half-size read: threshold {t0:.3f}, mean clean fit TPR {100 * tpr0:.1f} %")
         cost = {}

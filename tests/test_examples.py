@@ -463,9 +463,12 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     # the tile grid on multiples of 8: a 128 px image's grid already starts there, a 300 px one's does not
     odd = tmp_path / "odd.png"
     Image.fromarray(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)).save(odd)
-    a8 = tmp_path / "a8.safetensors"
-    meta = retile.retile(str(src), None, [str(tmp_path / "calib")], 0.1, "a8", a8, align=8)
-    pre = read_metadata(a8)["preprocessing"]
+    def retiled(name, base=src, **settings):   # ``base``'s tensors under new read settings: (file, metadata, reads)
+        out = tmp_path / f"{name}.safetensors"
+        meta = retile.retile(str(base), None, [str(tmp_path / "calib")], 0.1, name, out, **settings)
+        return out, meta, read_metadata(out)["preprocessing"]
+
+    a8, meta, pre = retiled("a8", align=8)
     assert pre["tile_align"] == 8 and pre["max_tiles"] == 16 and meta["retiled_from"]["tile_align"] == 1
     before = score_files(load_detector(str(src)), [str(small), str(odd)], prec, settings)
     after = score_files(load_detector(str(a8)), [str(small), str(odd)], prec, settings)
@@ -474,9 +477,7 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     # a half-size read (C43): an image under 128 px scores as before, a larger one the larger of its two reads
     tiny = tmp_path / "tiny.png"
     Image.fromarray(rng.integers(0, 256, (96, 120, 3), dtype=np.uint8)).save(tiny)
-    h4 = tmp_path / "h4.safetensors"
-    meta = retile.retile(str(src), None, [str(tmp_path / "calib")], 0.1, "h4", h4, half_tiles=4)
-    pre = read_metadata(h4)["preprocessing"]
+    h4, meta, pre = retiled("h4", half_tiles=4)
     assert pre["half_tiles"] == 4 and pre["max_tiles"] == 16 and meta["retiled_from"]["half_tiles"] == 0
     assert max(meta["threshold_calibration"]["fpr_by_kind"].values()) <= 0.1
     files = [str(tiny), str(large)]
@@ -484,15 +485,11 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     after = score_files(load_detector(str(h4)), files, prec, EvalSettings(workers=1))   # views cross a pipe
     assert after[str(tiny)][0] == pytest.approx(before[str(tiny)][0], abs=1e-6)
     assert after[str(large)][0] >= before[str(large)][0] - 1e-6
-    m2 = tmp_path / "m2.safetensors"
-    meta = retile.retile(str(h4), None, [str(tmp_path / "calib")], 0.1, "m2", m2, half_margin=2.0)
-    assert read_metadata(m2)["preprocessing"]["half_margin"] == 2.0 and meta["retiled_from"]["half_tiles"] == 4
+    m2, meta, pre = retiled("m2", h4, half_margin=2.0)
+    assert pre["half_margin"] == 2.0 and meta["retiled_from"]["half_tiles"] == 4
     margin = score_files(load_detector(str(m2)), files, prec, settings)
     assert before[str(large)][0] - 1e-6 <= margin[str(large)][0] <= after[str(large)][0] + 1e-6
-    lz = tmp_path / "lz.safetensors"
-    meta = retile.retile(str(m2), None, [str(tmp_path / "calib")], 0.1, "lz", lz, half_filter="lanczos",
-                         half_lossless=True)
-    pre = read_metadata(lz)["preprocessing"]
+    lz, meta, pre = retiled("lz", m2, half_filter="lanczos", half_lossless=True)
     assert (pre["half_filter"], pre["half_lossless"], pre["half_margin"]) == ("lanczos", True, 2.0)
     assert load_detector(str(lz)).config.describe_preprocessing() == "tiles64x16+half4-2-lanczos-lossless"
     big_jpeg = tmp_path / "large.jpg"
@@ -500,9 +497,7 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     plain = score_files(load_detector(str(src)), [str(big_jpeg)], prec, settings)
     lossless = score_files(load_detector(str(lz)), [str(big_jpeg)], prec, EvalSettings(workers=1))
     assert lossless[str(big_jpeg)][0] == pytest.approx(plain[str(big_jpeg)][0], abs=1e-6)   # a JPEG: v10's read alone
-    off = tmp_path / "h0.safetensors"
-    retile.retile(str(h4), None, [str(tmp_path / "calib")], 0.1, "h0", off, half_tiles=0)
-    assert "half_tiles" not in read_metadata(off)["preprocessing"]
+    assert "half_tiles" not in retiled("h0", h4, half_tiles=0)[2]
 
 
 def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
