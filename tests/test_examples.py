@@ -540,6 +540,24 @@ def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
     assert 1 / (1 + np.exp(-4.0)) < t < 1 / (1 + np.exp(-4.1)) and tpr == 0.5
 
 
+def test_enlarged_copies_enlarge_both_classes_and_save_them_as_jpeg(tmp_path):
+    from conftest import write_images
+
+    ec = _load("enlarged_copies")
+    held = tmp_path / "heldout"
+    for cls, seed in (("0_real", 1), ("1_fake", 2)):
+        write_images(held / "set" / cls, 3, size=(40, 30), seed=seed)
+    (held / "set" / "1_fake" / "broken.png").write_bytes(b"not an image")
+    done = ec.write_copies(held, tmp_path / "out", sets=("set",), scale=2.0, quality=80, limit=10)
+    assert done == {"set": (6, 1)}
+    copies = sorted((tmp_path / "out" / "set" / "1_fake").iterdir())
+    assert len(copies) == 3 and all(c.suffix == ".jpg" for c in copies)
+    with Image.open(copies[0]) as im:
+        assert im.format == "JPEG" and im.size == (80, 60)
+    # the first file of each class: a real, and the broken file, which sorts first among the fakes
+    assert ec.write_copies(held, tmp_path / "few", sets=("set",), limit=1) == {"set": (1, 1)}
+
+
 def test_band_energy_reads_the_top_octave_of_noise_and_not_of_a_smoothly_enlarged_image(tmp_path):
     be = _load("band_energy")
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8))
