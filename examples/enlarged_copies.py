@@ -25,6 +25,8 @@ def write_copies(held: Path, out: Path, sets=SETS, scale: float = 2.0, quality: 
     """{set: (files written, files skipped)}."""
     from PIL import Image
 
+    from ganscan.data.augment import rescale
+
     done = {}
     for name in sets:
         written = skipped = 0
@@ -41,7 +43,7 @@ def write_copies(held: Path, out: Path, sets=SETS, scale: float = 2.0, quality: 
                 except OSError:
                     skipped += 1
                     continue
-                big = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+                big = rescale(img, scale, Image.BICUBIC)   # as ``--perturb bicubic:SCALE`` enlarges
                 big.save(dst / f"{f.stem}.jpg", format="JPEG", quality=quality)
                 written += 1
         done[name] = (written, skipped)

@@ -49,35 +49,18 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     old = dict(meta.get("preprocessing") or {})
     if old.get("policy") != "tiles":
         raise DataError(f"{model}: preprocessing {old.get('policy', 'unknown')!r}, not tiles: no tile cap to change")
-    pre = {**old, **({"max_tiles": int(tiles)} if tiles is not None else {}),
-           **({"tile_align": int(align)} if align is not None else {}),
-           **({"half_tiles": int(half_tiles)} if half_tiles else {}),
-           **({"half_margin": float(half_margin)} if half_margin else {}),
-           **({"half_filter": half_filter} if half_filter else {}),
-           **({"half_lossless": True} if half_lossless else {})}
-    if half_filter == "box":
-        pre.pop("half_filter", None)
-    if half_lossless is False:
-        pre.pop("half_lossless", None)
-    if half_tiles == 0:
-        pre.pop("half_tiles", None)
-    if half_margin == 0 or not pre.get("half_tiles"):
-        pre.pop("half_margin", None)
-    if not pre.get("half_tiles"):
-        pre.pop("half_filter", None)
-        pre.pop("half_lossless", None)
+    det = load_detector(str(src))   # scored as the new checkpoint will score: the same network, the new reads
+    given = {"max_tiles": tiles, "tile_align": align, "half_tiles": half_tiles, "half_margin": half_margin,
+             "half_filter": half_filter, "half_lossless": half_lossless}
+    cfg = replace(det.config, **{k: v for k, v in given.items() if v is not None})
+    pre = cfg.preprocessing()   # settings at their defaults are left out, as every checkpoint writes them
     meta = {**meta, "preprocessing": pre, "name": name,
-            "retiled_from": {"name": meta.get("name") or src.stem, "max_tiles": int(old.get("max_tiles", 16)),
-                             "tile_align": int(old.get("tile_align", 1)), "half_tiles": int(old.get("half_tiles", 0)),
-                             "half_margin": float(old.get("half_margin", 0.0)),
-                             "half_filter": old.get("half_filter", "box"),
-                             "half_lossless": bool(old.get("half_lossless", False))}}
+            "retiled_from": {"name": meta.get("name") or src.stem, **{k: getattr(det.config, k) for k in given}}}
     configure_threads()
     prec = choose_precision(resolve_device("auto"), "auto")
     settings = EvalSettings(workers=default_workers())
     sets = [s for d in calibrate for s in test_sets(d)]
-    det = load_detector(str(src))   # scored as the new checkpoint will score: the same network, the new cap
-    det = replace(det, config=det.config.with_preprocessing(pre))
+    det = replace(det, config=cfg)
     meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)

@@ -469,6 +469,11 @@ def stage_fsd(data: Path, work: Path) -> Path:
     return out
 
 
+def two_scale_file(half: dict) -> str:
+    """The two-scale model's file name in the run folder: ``fused-v40.safetensors`` for ganscan-fusion-v40."""
+    return f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors"
+
+
 def stage_fuse(work: Path, run: Path, args) -> Path:
     """The fusion with ganscan-spectrum-v1: weights fitted on held-out twins of the trained tail kinds and
     on half of the AutoGAN and ProGAN families, threshold at 5 % FPR on every calibration kind of
@@ -499,7 +504,7 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
             "-o", str(out), "--force")
     half = getattr(args, "half_read", None)
     if half:   # the two-scale read (recipe v40): the fused model's tensors, a half-size read, a new threshold
-        two = run / f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors"
+        two = run / two_scale_file(half)
         subprocess.run([sys.executable, str(Path(__file__).with_name("retile.py")), str(out), "--half-tiles",
                         str(half["tiles"]), "--half-margin", str(half["margin"]), "--half-filter", half["filter"],
                         *(["--half-lossless"] if half["lossless"] else []), "--calibrate", str(held / "calib"),
@@ -514,7 +519,7 @@ def stage_table(data: Path, work: Path, run: Path, args) -> None:
     if args.member == "spectrum":
         models.insert(1, args.partner)
     half = getattr(args, "half_read", None)
-    fused = f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors" if half else "fused.safetensors"
+    fused = two_scale_file(half) if half else "fused.safetensors"
     models += [str(work / "fsd.safetensors"), str(run / "fused3.safetensors")] if args.fsd else [str(run / fused)]
     subprocess.run([sys.executable, str(Path(__file__).with_name("twins_table.py")), "--models", *models,
                     "--work", str(work), "--data", str(data), "-o", str(run / "table.json")], check=True)
