@@ -498,6 +498,35 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     lossless = score_files(load_detector(str(lz)), [str(big_jpeg)], prec, EvalSettings(workers=1))
     assert lossless[str(big_jpeg)][0] == pytest.approx(plain[str(big_jpeg)][0], abs=1e-6)   # a JPEG: v10's read alone
     assert "half_tiles" not in retiled("h0", h4, half_tiles=0)[2]
+    # overlapping tiles (C48): a 128 px image reads 9 tiles at stride 32, a 300 px one (16 tiles) as before
+    s32, meta, pre = retiled("s32", tile_stride=32)
+    assert pre["tile_stride"] == 32 and meta["retiled_from"]["tile_stride"] == 0
+    files = [str(small), str(odd)]
+    before = score_files(load_detector(str(src)), files, prec, settings)
+    after = score_files(load_detector(str(s32)), files, prec, settings)
+    assert after[str(odd)][0] == pytest.approx(before[str(odd)][0], abs=1e-6)
+    assert after[str(small)][0] != pytest.approx(before[str(small)][0], abs=1e-6)
+
+
+def test_overlap_tiles_chooses_the_stride_by_rule_v42():
+    ot = _load("overlap_tiles")
+
+    def summ(clean, jpeg, tpr):
+        return {"auc": {"none": clean, "jpeg:90": jpeg}, "threshold": 0.5, "tpr": tpr}
+
+    base = summ([0.95, 0.97], [0.90, 0.90], 0.85)
+    assert ot.choose({0: base, 32: summ([0.95, 0.97], [0.91, 0.92], 0.84), 16: summ([0.95, 0.966], [0.92, 0.93], 0.85)}) == 16
+    # 16 loses a clean AUC beyond 0.005: not eligible; 32 then
+    assert ot.choose({0: base, 32: summ([0.95, 0.97], [0.91, 0.92], 0.84), 16: summ([0.94, 0.97], [0.95, 0.95], 0.9)}) == 32
+    # a TPR more than 2 points lower is not eligible; no gain under JPEG 90: nothing
+    assert ot.choose({0: base, 32: summ([0.95, 0.97], [0.95, 0.95], 0.82)}) is None
+    assert ot.choose({0: base, 32: summ([0.96, 0.98], [0.90, 0.90], 0.9)}) is None
+    # the summary: AUC per set, the threshold at 5 % FPR per calibration kind, the clean TPR there
+    fit = {"f": {"none": [[0, -2.0], [1, 2.0], [1, -3.0]], "jpeg:90": [[0, 0.0], [1, 1.0], [1, -1.0]]}}
+    calib = {"k": {"none": [[0, v / 10 - 1] for v in range(20)]}}
+    m = ot.summary(fit, calib)
+    assert m["auc"] == {"none": [0.5], "jpeg:90": [0.5]} and m["tpr"] == 0.5
+    assert 1 / (1 + np.exp(-0.8)) < m["threshold"] <= 1 / (1 + np.exp(-0.9))
 
 
 def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():

@@ -296,6 +296,30 @@ def test_tiles_on_an_aligned_grid():
     assert np.array_equal(views_uint8(arr, aligned), on8) and np.array_equal(views_uint8(arr, cfg), free)
 
 
+def test_overlapping_tiles_only_where_the_grid_is_under_the_cap():
+    from ganscan.detectors.preprocess import tile_array, views_uint8
+    from ganscan.detectors.registry import get_config
+
+    yy, xx = np.mgrid[0:128, 0:160]
+    arr = np.stack([yy, xx, np.zeros_like(yy)], axis=2).astype(np.uint8)
+    assert tile_array(arr, 64, 16).shape[0] == 4           # 2 x 2 fit without overlap
+    s32 = tile_array(arr, 64, 16, stride=32)               # 3 rows x 4 columns at stride 32, centred
+    assert s32.shape == (12, 64, 64, 3)
+    origins = {(int(t[0, 0, 0]), int(t[0, 0, 1])) for t in s32}
+    assert origins == {(y, x) for y in (0, 32, 64) for x in (0, 32, 64, 96)}
+    capped = tile_array(arr, 64, 5, stride=16)             # 5 x 7 positions, 5 kept, evenly spread
+    assert capped.shape[0] == 5 and (int(capped[0, 0, 0, 0]), int(capped[-1, 0, 0, 1])) == (0, 96)
+    big = np.zeros((300, 300, 3), np.uint8)                # 16 tiles fill the cap: the stride changes nothing
+    big[:, :, 0] = np.arange(300)[:, None] % 256
+    assert np.array_equal(tile_array(big, 64, 16, stride=32), tile_array(big, 64, 16))
+    assert np.array_equal(tile_array(arr, 64, 16, stride=64), tile_array(arr, 64, 16))   # not under the tile
+    cfg = get_config("npr32")
+    assert "tile_stride" not in cfg.preprocessing()
+    over = cfg.with_preprocessing({**cfg.preprocessing(), "tile_stride": 32})
+    assert over.preprocessing()["tile_stride"] == 32 and over.describe_preprocessing() == "tiles64x16s32"
+    assert np.array_equal(views_uint8(arr, over), s32)
+
+
 # --- recipes ---------------------------------------------------------------------------------------
 
 def test_recipes_and_overrides():

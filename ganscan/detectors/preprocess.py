@@ -31,22 +31,26 @@ def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
     return arr
 
 
-def tile_array(arr: np.ndarray, size: int, max_tiles: int, align: int = 1) -> np.ndarray:
-    """Non-overlapping ``size`` tiles evenly spread over the image (at most ``max_tiles``); the grid is centred,
+def tile_array(arr: np.ndarray, size: int, max_tiles: int, align: int = 1, stride: int = 0) -> np.ndarray:
+    """``size`` tiles evenly spread over the image (at most ``max_tiles``): non-overlapping, or, when that grid holds
+    fewer than ``max_tiles`` and ``stride`` is set, from the grid at ``stride`` (overlapping). The grid is centred,
     its origin rounded down to a multiple of ``align`` (8: tiles on the JPEG block grid of the image's origin)."""
     h, w = arr.shape[:2]
     if h < size or w < size:
         return center_crop_array(arr, size)[None]
-    ny, nx = h // size, w // size
+    step = size
+    if stride and 0 < stride < size and (h // size) * (w // size) < max_tiles:
+        step = stride
+    ny, nx = (h - size) // step + 1, (w - size) // step + 1
     coords = [(y, x) for y in range(ny) for x in range(nx)]
     if len(coords) > max_tiles:
         idx = np.linspace(0, len(coords) - 1, max_tiles).round().astype(int)
         coords = [coords[i] for i in idx]
     # centre the tile grid
-    oy, ox = (h - ny * size) // 2, (w - nx * size) // 2
+    oy, ox = (h - (ny - 1) * step - size) // 2, (w - (nx - 1) * step - size) // 2
     if align > 1:
         oy, ox = oy - oy % align, ox - ox % align
-    return np.stack([arr[oy + y * size:oy + (y + 1) * size, ox + x * size:ox + (x + 1) * size] for y, x in coords])
+    return np.stack([arr[oy + y * step:oy + y * step + size, ox + x * step:ox + x * step + size] for y, x in coords])
 
 
 class ScaleViews(NamedTuple):
@@ -95,13 +99,14 @@ def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig, jpeg: bool =
     if cfg.policy == "crop":
         return center_crop_array(arr, cfg.input_size)[None]
     if cfg.policy == "tiles":
-        native = tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align)
+        native = tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align, cfg.tile_stride)
         if not cfg.half_tiles:
             return native
         if min(arr.shape[0], arr.shape[1]) < 2 * cfg.input_size or (jpeg and cfg.half_lossless):
             return ScaleViews(native, native[:0])
         half = reduce_half(arr, cfg.half_filter)
-        return ScaleViews(native, tile_array(half, cfg.input_size, cfg.half_tiles, cfg.tile_align))
+        return ScaleViews(native, tile_array(half, cfg.input_size, cfg.half_tiles, cfg.tile_align,
+                                                    cfg.tile_stride))
     if cfg.policy == "full":
         return arr[None]
     raise ValueError(f"unknown preprocessing policy {cfg.policy!r}")

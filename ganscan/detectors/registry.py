@@ -29,7 +29,8 @@ class DetectorConfig:
     (at most ``max_tiles``, evenly spread), logits averaged. ``half_tiles`` > 0 (tiles only) adds a second read:
     the image reduced 2x by 2x2 box averaging, up to ``half_tiles`` tiles of it; the image's logit is then the
     larger of the native mean logit and the second read's less ``half_margin`` (an image with a side under twice
-    ``input_size`` has no second read).
+    ``input_size`` has no second read). ``tile_stride`` > 0: a read whose non-overlapping grid holds fewer tiles
+    than its cap takes them from the grid at that stride instead (overlapping; at most the cap, evenly spread).
     """
 
     name: str
@@ -39,6 +40,7 @@ class DetectorConfig:
     policy: str = "crop"
     max_tiles: int = 16
     tile_align: int = 1     # the tile grid's origin is a multiple of this (1: centred at any offset)
+    tile_stride: int = 0    # overlapping tiles at this stride when the non-overlapping grid is under the cap (0: never)
     half_tiles: int = 0     # tiles of the image reduced 2x read as well, the larger mean logit kept (0: none)
     half_margin: float = 0.0   # what the half-size read's mean logit must exceed the native one by to count
     half_filter: str = "box"   # the 2x reduction: "box" (2x2 averages) or "lanczos" (PIL's Lanczos resize)
@@ -52,6 +54,8 @@ class DetectorConfig:
                "std": list(self.std), "max_tiles": self.max_tiles}
         if self.tile_align != 1:   # written only when set, so that earlier checkpoints' metadata is unchanged
             pre["tile_align"] = self.tile_align
+        if self.tile_stride:
+            pre["tile_stride"] = self.tile_stride
         if self.half_tiles:
             pre["half_tiles"] = self.half_tiles
             if self.half_margin:
@@ -64,6 +68,7 @@ class DetectorConfig:
 
     def describe_preprocessing(self) -> str:
         tiles = (f"x{self.max_tiles}" + (f"a{self.tile_align}" if self.tile_align != 1 else "")
+                 + (f"s{self.tile_stride}" if self.tile_stride else "")
                  + (f"+half{self.half_tiles}" if self.half_tiles else "")
                  + (f"-{self.half_margin:g}" if self.half_tiles and self.half_margin else "")
                  + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
@@ -78,6 +83,7 @@ class DetectorConfig:
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
                        tile_align=int(pre.get("tile_align", self.tile_align)),
+                       tile_stride=int(pre.get("tile_stride", self.tile_stride)),
                        half_tiles=int(pre.get("half_tiles", self.half_tiles)),
                        half_margin=float(pre.get("half_margin", self.half_margin)),
                        half_filter=str(pre.get("half_filter", self.half_filter)),
