@@ -2,6 +2,7 @@
 """The tile stride of C48 (rule ``docs/selection-rule-v42.txt``), chosen on the fusion's fit sets and calibration reals.
 
     python examples/overlap_tiles.py --work runs/twins        # about 15 min from nothing (reads kept in WORK/c48)
+    python examples/overlap_tiles.py --work runs/twins --jpeg-only   # C49 (rule v43), from the same reads
 
 A tiles detector averages the logits of up to ``max_tiles`` non-overlapping tiles; an image of 128 px gives a 64 px
 tile detector 4 of them. With ``tile_stride`` S, a read whose non-overlapping grid holds fewer tiles than its cap
@@ -12,7 +13,9 @@ the calibration reals (``heldout/calib``, ``heldout/calib-frac``) clean, through
 ``forward_logits`` (the model's own two-scale read included), and prints each stride's AUCs, threshold (the fusion's
 rule: 5 % FPR on every calibration kind) and mean clean fit TPR there. Rule v42: eligible if no clean fit AUC is more
 than 0.005 below the no-overlap one's and the TPR at least its less 2 points; chosen: the highest mean JPEG-90 fit
-AUC (ties: the larger stride), if above the no-overlap one's. Nothing under ``val/`` is read.
+AUC (ties: the larger stride), if above the no-overlap one's. ``--jpeg-only`` (rule v43, C49): each file takes the
+overlapping read only if it is a JPEG (every JPEG-90 copy; the JPEG files among the clean sets), v40's otherwise, and
+no clean or JPEG-90 fit AUC may then fall more than 0.005. Nothing under ``val/`` is read.
 """
 
 from __future__ import annotations
@@ -73,6 +76,33 @@ def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, prog
     return out
 
 
+def jpeg_flags(sets: list) -> dict:
+    """{set name: [whether each file is a JPEG]}, in the order ``read_logits`` reads them."""
+    from PIL import Image
+
+    out = {}
+    for s in sets:
+        flags = []
+        for p in s.paths:
+            with Image.open(p) as im:
+                flags.append(im.format == "JPEG")
+        out[s.name] = flags
+    return out
+
+
+def mixed(plain: dict, over: dict, flags: dict) -> dict:
+    """Reads where a JPEG file takes ``over``'s logit and any other file ``plain``'s (a JPEG-90 copy is a JPEG)."""
+    out = {}
+    for name, conds in plain.items():
+        out[name] = {}
+        for c, rows in conds.items():
+            is_jpeg = [True] * len(rows) if c.startswith("jpeg") else flags[name]
+            if len(is_jpeg) != len(rows) or len(over[name][c]) != len(rows):
+                raise SystemExit(f"error: the reads of {name} {c} do not match its files (remove WORK/c48 and rerun)")
+            out[name][c] = [o if j else p for p, o, j in zip(rows, over[name][c], is_jpeg)]
+    return out
+
+
 def summary(fit: dict, calib: dict) -> dict:
     """{"auc": {condition: [AUC per fit set]}, "threshold": t, "tpr": mean clean fit TPR at t}."""
     from ganscan.detectors.metrics import roc_auc
@@ -90,14 +120,17 @@ def summary(fit: dict, calib: dict) -> dict:
     return {"auc": auc, "threshold": t, "tpr": sum(tprs) / len(tprs)}
 
 
-def choose(summaries: dict) -> int | None:
-    """Rule v42 on {stride: summary} (0: no overlap); the chosen stride, or None."""
+def choose(summaries: dict, jpeg_only: bool = False) -> int | None:
+    """Rule v42 on {stride: summary} (0: no overlap); the chosen stride, or None. ``jpeg_only`` (rule v43): the
+    JPEG-90 AUCs may not fall more than 0.005 either."""
     base = summaries[0]
     best, best_key = None, None
     for s, m in summaries.items():
         if s == 0:
             continue
         if any(a < b - 0.005 for a, b in zip(m["auc"]["none"], base["auc"]["none"])):
+            continue
+        if jpeg_only and any(a < b - 0.005 for a, b in zip(m["auc"]["jpeg:90"], base["auc"]["jpeg:90"])):
             continue
         if m["tpr"] < base["tpr"] - 0.02:
             continue
@@ -114,6 +147,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v40")
     ap.add_argument("--strides", default="32,16")
+    ap.add_argument("--jpeg-only", action="store_true", help="the overlapping read for JPEG files only (rule v43)")
     args = ap.parse_args()
     strides = [int(v) for v in args.strides.split(",") if v.strip()]
     if not strides or min(strides) < 1:
@@ -123,11 +157,15 @@ def main() -> None:
         sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
     ts = _two_scale()
     fit_sets, calib_sets = ts.fit_sets(held), ts.calib_sets(held)
-    summaries = {}
+    summaries, reads = {}, {}
+    flags = {**jpeg_flags(fit_sets), **jpeg_flags(calib_sets)} if args.jpeg_only else {}
     for s in [0, *strides]:
         fit = ts.cached(args.work / "c48" / f"fit-{s}.json", lambda s=s: read_logits(args.model, s, fit_sets))
         calib = ts.cached(args.work / "c48" / f"calib-{s}.json",
                           lambda s=s: read_logits(args.model, s, calib_sets, ("none",)))
+        reads[s] = fit, calib
+        if args.jpeg_only and s:
+            fit, calib = mixed(reads[0][0], fit, flags), mixed(reads[0][1], calib, flags)
         summaries[s] = summary(fit, calib)
     names = list(fit)
     print("| stride | " + " | ".join(f"{n} {c}" for c in CONDITIONS for n in names)
@@ -138,9 +176,9 @@ def main() -> None:
         print(f"| {s or 'none (v40)'} | " + " | ".join(f"{v:.4f}" for c in CONDITIONS for v in a[c])
               + f" | {sum(a['none']) / len(names):.4f} | {sum(a['jpeg:90']) / len(names):.4f} | "
               f"{m['threshold']:.3f} | {100 * m['tpr']:.1f} % |")
-    best = choose(summaries)
+    best = choose(summaries, args.jpeg_only)
     print("\nchosen: " + ("nothing (no eligible stride beats v40's JPEG-90 mean)" if best is None
-                          else f"--tile-stride {best}"))
+                          else f"--tile-stride {best}" + (" --stride-jpeg-only" if args.jpeg_only else "")))
 
 
 if __name__ == "__main__":

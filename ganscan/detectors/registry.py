@@ -30,7 +30,8 @@ class DetectorConfig:
     the image reduced 2x by 2x2 box averaging, up to ``half_tiles`` tiles of it; the image's logit is then the
     larger of the native mean logit and the second read's less ``half_margin`` (an image with a side under twice
     ``input_size`` has no second read). ``tile_stride`` > 0: a read whose non-overlapping grid holds fewer tiles
-    than its cap takes them from the grid at that stride instead (overlapping; at most the cap, evenly spread).
+    than its cap takes them from the grid at that stride instead (overlapping; at most the cap, evenly spread);
+    with ``stride_jpeg_only``, for JPEG files only.
     """
 
     name: str
@@ -41,6 +42,7 @@ class DetectorConfig:
     max_tiles: int = 16
     tile_align: int = 1     # the tile grid's origin is a multiple of this (1: centred at any offset)
     tile_stride: int = 0    # overlapping tiles at this stride when the non-overlapping grid is under the cap (0: never)
+    stride_jpeg_only: bool = False   # the overlapping tiles for JPEG files only (a lossless file keeps the grid)
     half_tiles: int = 0     # tiles of the image reduced 2x read as well, the larger mean logit kept (0: none)
     half_margin: float = 0.0   # what the half-size read's mean logit must exceed the native one by to count
     half_filter: str = "box"   # the 2x reduction: "box" (2x2 averages) or "lanczos" (PIL's Lanczos resize)
@@ -56,6 +58,8 @@ class DetectorConfig:
             pre["tile_align"] = self.tile_align
         if self.tile_stride:
             pre["tile_stride"] = self.tile_stride
+            if self.stride_jpeg_only:
+                pre["stride_jpeg_only"] = True
         if self.half_tiles:
             pre["half_tiles"] = self.half_tiles
             if self.half_margin:
@@ -69,6 +73,7 @@ class DetectorConfig:
     def describe_preprocessing(self) -> str:
         tiles = (f"x{self.max_tiles}" + (f"a{self.tile_align}" if self.tile_align != 1 else "")
                  + (f"s{self.tile_stride}" if self.tile_stride else "")
+                 + ("j" if self.tile_stride and self.stride_jpeg_only else "")
                  + (f"+half{self.half_tiles}" if self.half_tiles else "")
                  + (f"-{self.half_margin:g}" if self.half_tiles and self.half_margin else "")
                  + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
@@ -84,6 +89,7 @@ class DetectorConfig:
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
                        tile_align=int(pre.get("tile_align", self.tile_align)),
                        tile_stride=int(pre.get("tile_stride", self.tile_stride)),
+                       stride_jpeg_only=bool(pre.get("stride_jpeg_only", self.stride_jpeg_only)),
                        half_tiles=int(pre.get("half_tiles", self.half_tiles)),
                        half_margin=float(pre.get("half_margin", self.half_margin)),
                        half_filter=str(pre.get("half_filter", self.half_filter)),
