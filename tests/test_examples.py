@@ -506,6 +506,18 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     after = score_files(load_detector(str(s32)), files, prec, settings)
     assert after[str(odd)][0] == pytest.approx(before[str(odd)][0], abs=1e-6)
     assert after[str(small)][0] != pytest.approx(before[str(small)][0], abs=1e-6)
+    # for JPEG files only (C49): a lossless 128 px image scores as before, the same image as a JPEG as s32 reads it
+    s32j, meta, pre = retiled("s32j", s32, stride_jpeg_only=True)
+    assert pre["tile_stride"] == 32 and pre["stride_jpeg_only"] is True
+    small_jpeg = tmp_path / "small.jpg"
+    Image.open(small).save(small_jpeg, quality=95)
+    files = [str(small), str(small_jpeg)]
+    only = score_files(load_detector(str(s32j)), files, prec, settings)
+    every = score_files(load_detector(str(s32)), files, prec, settings)
+    plain = score_files(load_detector(str(src)), files, prec, settings)
+    assert only[str(small)][0] == pytest.approx(plain[str(small)][0], abs=1e-6)
+    assert only[str(small_jpeg)][0] == pytest.approx(every[str(small_jpeg)][0], abs=1e-6)
+    assert only[str(small_jpeg)][0] != pytest.approx(plain[str(small_jpeg)][0], abs=1e-6)
 
 
 def test_overlap_tiles_chooses_the_stride_by_rule_v42():
@@ -521,6 +533,16 @@ def test_overlap_tiles_chooses_the_stride_by_rule_v42():
     # a TPR more than 2 points lower is not eligible; no gain under JPEG 90: nothing
     assert ot.choose({0: base, 32: summ([0.95, 0.97], [0.95, 0.95], 0.82)}) is None
     assert ot.choose({0: base, 32: summ([0.96, 0.98], [0.90, 0.90], 0.9)}) is None
+    # rule v43: a JPEG-90 AUC that falls more than 0.005 makes a stride ineligible when the read is for JPEGs only
+    drop = {0: base, 32: summ([0.95, 0.97], [0.93, 0.894], 0.85)}
+    assert ot.choose(drop) == 32 and ot.choose(drop, jpeg_only=True) is None
+    # JPEG files take the overlapping read, the others the plain one; a JPEG-90 copy is a JPEG
+    plain = {"s": {"none": [[0, 1.0], [1, 2.0]], "jpeg:90": [[0, 3.0], [1, 4.0]]}}
+    over = {"s": {"none": [[0, -1.0], [1, -2.0]], "jpeg:90": [[0, -3.0], [1, -4.0]]}}
+    got = ot.mixed(plain, over, {"s": [False, True]})
+    assert got == {"s": {"none": [[0, 1.0], [1, -2.0]], "jpeg:90": [[0, -3.0], [1, -4.0]]}}
+    with pytest.raises(SystemExit):
+        ot.mixed(plain, over, {"s": [True]})
     # the summary: AUC per set, the threshold at 5 % FPR per calibration kind, the clean TPR there
     fit = {"f": {"none": [[0, -2.0], [1, 2.0], [1, -3.0]], "jpeg:90": [[0, 0.0], [1, 1.0], [1, -1.0]]}}
     calib = {"k": {"none": [[0, v / 10 - 1] for v in range(20)]}}

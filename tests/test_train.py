@@ -318,6 +318,11 @@ def test_overlapping_tiles_only_where_the_grid_is_under_the_cap():
     over = cfg.with_preprocessing({**cfg.preprocessing(), "tile_stride": 32})
     assert over.preprocessing()["tile_stride"] == 32 and over.describe_preprocessing() == "tiles64x16s32"
     assert np.array_equal(views_uint8(arr, over), s32)
+    jpeg_only = over.with_preprocessing({**over.preprocessing(), "stride_jpeg_only": True})
+    assert jpeg_only.preprocessing()["stride_jpeg_only"] is True and jpeg_only.describe_preprocessing() == "tiles64x16s32j"
+    assert np.array_equal(views_uint8(arr, jpeg_only, jpeg=True), s32)                   # a JPEG file: overlapping
+    assert np.array_equal(views_uint8(arr, jpeg_only), tile_array(arr, 64, 16))          # a lossless one: the grid
+    assert "stride_jpeg_only" not in cfg.with_preprocessing({"stride_jpeg_only": True}).preprocessing()  # no stride
 
 
 # --- recipes ---------------------------------------------------------------------------------------
