@@ -908,3 +908,17 @@ def test_ship_fusion_card_records_every_run_of_an_averaged_member(tmp_path, monk
     sf.main()
     card = json.loads((tmp_path / "weights" / "soup-fusion.json").read_text())
     assert "npr_member_averaged_runs" not in card["recipe"] and card["time"]["npr_member_training_seconds"] == 210.5
+
+
+def test_enlarge_ratio_reads_a_lossless_enlargement_low_and_a_jpeg_pass_raises_it():
+    from PIL import Image
+
+    er = _load("enlarge_ratio")
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    native = er.enlargement_ratio(np.asarray(noise))
+    enlarged = er.enlargement_ratio(np.asarray(noise.resize((256, 256), Image.BICUBIC)))
+    assert native > 1.0 > 0.2 > enlarged           # white noise: the top octave holds more than the one below
+    again = er.enlargement_ratio(np.asarray(er.transformed(noise, "enlarged-jpeg90")))
+    assert again > enlarged                        # the JPEG pass puts power back into the top octave
+    assert er.enlargement_ratio(np.full((64, 64, 3), 7, np.uint8)) == float("inf")
