@@ -41,8 +41,9 @@ Stages (each skips what already exists, so a stopped run continues):
    its threshold at 5 % FPR on every ``heldout/calib`` kind.
 5. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network
    (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3). A recipe
-   with ``half_read`` (``v40``, the default) then reads the fusion at two scales (``examples/retile.py --half-*``):
-   ``RUN/fused-v40.safetensors``.
+   with ``half_read`` (``v40``; ``v43``, the default) then reads the fusion at two scales (``examples/retile.py
+   --half-*``; v43 also reads small JPEG files in overlapping tiles, ``--tile-stride 16 --stride-jpeg-only``):
+   ``RUN/fused-v40.safetensors``, ``RUN/fused-v43.safetensors``.
 6. ``table``: ``examples/twins_table.py`` for every member and the fusion on the held-out sets and, as
    the final check only, on ``val/``.
 
@@ -176,6 +177,10 @@ RECIPES = {
 # logit exceeds the native one by more than the margin; threshold recalibrated by v10's rule
 RECIPES["v40"] = {**RECIPES["v10"], "half_read": {"tiles": 4, "margin": 1.0, "filter": "lanczos", "lossless": True,
                                                   "name": "ganscan-fusion-v40"}}
+# v43 (C49, docs/selection-rule-v43.txt): v40, and a JPEG file under the tile cap (a side under 256 px) read in
+# overlapping tiles at stride 16
+RECIPES["v43"] = {**RECIPES["v40"], "half_read": {**RECIPES["v40"]["half_read"], "stride": 16, "stride_jpeg_only": True,
+                                                  "name": "ganscan-fusion-v43"}}
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
 # a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
@@ -470,7 +475,7 @@ def stage_fsd(data: Path, work: Path) -> Path:
 
 
 def two_scale_file(half: dict) -> str:
-    """The two-scale model's file name in the run folder: ``fused-v40.safetensors`` for ganscan-fusion-v40."""
+    """The two-scale model's file name in the run folder: ``fused-v43.safetensors`` for ganscan-fusion-v43."""
     return f"fused-{half['name'].rsplit('-', 1)[-1]}.safetensors"
 
 
@@ -507,7 +512,9 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
         two = run / two_scale_file(half)
         subprocess.run([sys.executable, str(Path(__file__).with_name("retile.py")), str(out), "--half-tiles",
                         str(half["tiles"]), "--half-margin", str(half["margin"]), "--half-filter", half["filter"],
-                        *(["--half-lossless"] if half["lossless"] else []), "--calibrate", str(held / "calib"),
+                        *(["--half-lossless"] if half["lossless"] else []),
+                        *(["--tile-stride", str(half["stride"])] if half.get("stride") else []),
+                        *(["--stride-jpeg-only"] if half.get("stride_jpeg_only") else []), "--calibrate", str(held / "calib"),
                         *([str(held / "calib-frac")] if args.calib_frac else []), "--fpr", "0.05",
                         "--name", half["name"], "-o", str(two)], check=True)
         return two

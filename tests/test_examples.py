@@ -342,12 +342,13 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         assert (str(tmp_path / "heldout" / "calib-u2j") in calib) == bool(r.get("calib_u2j")), name
 
 
-def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", ["v40", "v43"])
+def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatch, recipe):
     tt = _load("train_twins")
     calls, runs = [], []
     monkeypatch.setattr(tt, "ganscan", lambda *a: calls.append(a))
     monkeypatch.setattr(tt.subprocess, "run", lambda cmd, check: runs.append(cmd))
-    args = SimpleNamespace(recipe="v40", init=None, run=None, work=str(tmp_path), lr=2e-4, rescale=0.0, fsd=False,
+    args = SimpleNamespace(recipe=recipe, init=None, run=None, work=str(tmp_path), lr=2e-4, rescale=0.0, fsd=False,
                            member="npr", partner=None)
     tt.apply_recipe(args)
     assert args.run == str(tmp_path / "run-v10") and args.init == "ganscan-twins-v4"   # v10's build
@@ -356,10 +357,13 @@ def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatc
     assert fuse[:2] == ("models", "fuse") and fuse[fuse.index("-o") + 1] == str(Path(args.run) / "fused.safetensors")
     cmd = runs[0]
     assert cmd[1].endswith("retile.py") and cmd[2] == str(Path(args.run) / "fused.safetensors")
-    assert out == Path(args.run) / "fused-v40.safetensors" and cmd[cmd.index("-o") + 1] == str(out)
+    assert out == Path(args.run) / f"fused-{recipe}.safetensors" and cmd[cmd.index("-o") + 1] == str(out)
     opts = {k: cmd[cmd.index(k) + 1] for k in ("--half-tiles", "--half-margin", "--half-filter", "--name", "--fpr")}
     assert opts == {"--half-tiles": "4", "--half-margin": "1.0", "--half-filter": "lanczos",
-                    "--name": "ganscan-fusion-v40", "--fpr": "0.05"} and "--half-lossless" in cmd
+                    "--name": f"ganscan-fusion-{recipe}", "--fpr": "0.05"} and "--half-lossless" in cmd
+    # v43 (C49): JPEG files under the tile cap read in overlapping tiles at stride 16; v40 has no such read
+    assert ("--tile-stride" in cmd and cmd[cmd.index("--tile-stride") + 1] == "16") == (recipe == "v43")
+    assert ("--stride-jpeg-only" in cmd) == (recipe == "v43")
     i = cmd.index("--calibrate")
     assert cmd[i + 1:i + 3] == [str(tmp_path / "heldout" / "calib"), str(tmp_path / "heldout" / "calib-frac")]
     runs.clear()
