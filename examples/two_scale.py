@@ -4,6 +4,7 @@
     python examples/two_scale.py --work runs/twins                  # C46 (rule v40): v39 under a threshold limit
     python examples/two_scale.py --work runs/twins --rule v39       # C45: filter, files and margin by AUC
     python examples/two_scale.py --work runs/twins --rule v38       # C44: the margin alone (box filter, all files)
+    python examples/two_scale.py --work runs/twins --rule v44       # C50: a margin of their own for JPEG files
 
 A tiles detector with a half-size read (``examples/retile.py --half-tiles 4``) scores an image as the larger of its
 native mean logit and its half-size mean logit less a margin m. This script reads every image of the fusion's fit
@@ -16,14 +17,21 @@ lossless only: a JPEG keeps its native score): among the settings none of whose 
 0.005 below the same set's without a half-size read, the one with the highest mean enlarged AUC (ties: the larger m,
 then box, then all files). Rule v40 also reads the calibration reals (``heldout/calib``, ``heldout/calib-frac``), sets
 each setting's threshold by the fusion's rule (5 % FPR on every kind) and requires the mean clean TPR of the fit sets
-at that threshold to be at least the no-read one's less 2 points. Nothing under ``val/`` is read.
+at that threshold to be at least the no-read one's less 2 points. Rule v44 (C50) starts from v43 (v40's read, small
+JPEG files in overlapping tiles: the reads ``examples/overlap_tiles.py`` keeps under ``WORK/c48``) and gives JPEG files
+a half-size read (Lanczos) at a margin of their own, chosen by the fit sets' AUC on copies enlarged 2x (bicubic) and
+then saved as JPEG 90 (``bicubic:2+jpeg:90``, made in memory), under limits on the clean and JPEG-90 AUCs, the TPR at
+the threshold and the share of ``heldout/calib-u2j`` (reals enlarged 2x then saved as JPEG 75) flagged. Nothing under
+``val/`` is read.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -54,14 +62,17 @@ def perturbed(path: str, condition: str):
     img, info = load_image(path)
     if condition == "none":
         return img.convert("RGB"), info.format == "JPEG"
-    (kind, value), = parse_perturbations(condition)
-    img, how = apply_perturbation(img, kind, value)
-    if how.startswith("jpeg:"):
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=int(how.split(":")[1]))
-        buf.seek(0)
-        return Image.open(buf).convert("RGB"), True
-    return img, False
+    jpg = False
+    for step in condition.split("+"):   # "bicubic:2+jpeg:90": enlarged, then saved as JPEG
+        (kind, value), = parse_perturbations(step)
+        img, how = apply_perturbation(img, kind, value)
+        jpg = how.startswith("jpeg:")
+        if jpg:
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=int(how.split(":")[1]))
+            buf.seek(0)
+            img = Image.open(buf).convert("RGB")
+    return img, jpg
 
 
 def calib_sets(held: Path) -> list:
@@ -190,6 +201,111 @@ def choose_v39(aucs_by_setting: dict, margins: list[float], tpr_ok=None) -> tupl
     return best if best_key[0] > sum(base_up) / len(base_up) else None
 
 
+ENLARGED_JPEG = "bicubic:2+jpeg:90"
+JPEG_MARGINS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def v43_rows(half_reads: dict, v43: dict) -> dict:
+    """``half_reads``' rows ([label, native, half or None, is a JPEG]) with the native logit replaced by v43's logit
+    of the same file (``v43``: {set: {condition: [[label, logit], ...]}}, the same files in the same order)."""
+    out = {}
+    for name, conds in half_reads.items():
+        out[name] = {}
+        for c, rows in conds.items():
+            other = v43[name][c]
+            if len(other) != len(rows) or any(a[0] != b[0] for a, b in zip(rows, other)):
+                raise SystemExit(f"error: the reads of {name} {c} do not line up (remove WORK/c45 and WORK/c48, rerun)")
+            out[name][c] = [[y, o[1], h, jpg] for (y, _, h, jpg), o in zip(rows, other)]
+    return out
+
+
+def jpeg_logits(rows, mj) -> list[float]:
+    """v44's logit: v43's, and for a JPEG with a half-size read the larger of it and half - ``mj`` (None: v43)."""
+    return [v if mj is None or h is None or not jpg else max(v, h - mj) for _, v, h, jpg in rows]
+
+
+def summary_v44(fit: dict, calib: dict, u2j: list, mj) -> dict:
+    """AUCs per condition and set, the threshold (v10's rule on ``calib``), the mean clean fit TPR there and the share
+    of ``u2j``'s rows flagged there, for JPEG margin ``mj``."""
+    from ganscan.detectors.metrics import roc_auc
+    from ganscan.detectors.zoo.fusion import threshold_at_fpr
+
+    def sig(v):
+        return 1.0 / (1.0 + math.exp(-v))
+
+    conds = ("none", "jpeg:90", ENLARGED_JPEG)
+    auc = {c: [roc_auc([r[0] for r in fit[s][c]], jpeg_logits(fit[s][c], mj)) for s in fit] for c in conds}
+    t, _ = threshold_at_fpr({k: [sig(v) for v in jpeg_logits(c["none"], mj)] for k, c in calib.items()}, 0.05)
+    tprs = []
+    for s in fit:
+        fakes = [r for r in fit[s]["none"] if r[0] == 1]
+        tprs.append(sum(sig(v) >= t for v in jpeg_logits(fakes, mj)) / len(fakes))
+    flagged = sum(sig(v) >= t for v in jpeg_logits(u2j, mj)) / len(u2j)
+    return {"auc": auc, "threshold": t, "tpr": sum(tprs) / len(tprs), "u2j": flagged}
+
+
+def choose_v44(summaries: dict):
+    """Rule v44 on {margin (None: v43): summary_v44}: the chosen margin, or None."""
+    base = summaries[None]
+    best, best_key = None, None
+    for mj, m in summaries.items():
+        if mj is None:
+            continue
+        if any(a < b - 0.005 for a, b in zip(m["auc"]["none"], base["auc"]["none"])):
+            continue
+        if any(a < b - 0.002 for a, b in zip(m["auc"]["jpeg:90"], base["auc"]["jpeg:90"])):
+            continue
+        if m["tpr"] < base["tpr"] - 0.02 or m["u2j"] > base["u2j"] + 0.02:
+            continue
+        key = (sum(m["auc"][ENLARGED_JPEG]) / len(m["auc"][ENLARGED_JPEG]), mj)
+        if best_key is None or key > best_key:
+            best, best_key = mj, key
+    base_mean = sum(base["auc"][ENLARGED_JPEG]) / len(base["auc"][ENLARGED_JPEG])
+    return best if best is not None and best_key[0] >= base_mean + 0.05 else None
+
+
+def rule_v44(args, held: Path) -> None:
+    """C50: v43's reads, and a half-size read for JPEG files at a margin of their own."""
+    from ganscan.data.datasets import test_sets
+
+    spec = importlib.util.spec_from_file_location("overlap_tiles", Path(__file__).with_name("overlap_tiles.py"))
+    ot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ot)
+    fits, calibs = fit_sets(held), calib_sets(held)
+    u2j_sets = test_sets(str(held / "calib-u2j"))
+    c45, c48 = args.work / "c45", args.work / "c48"
+    half = cached(c45 / "reads-lanczos.json", lambda: two_reads(args.model, fits, "lanczos"))
+    half_calib = cached(c45 / "calib-lanczos.json",
+                        lambda: two_reads(args.model, calibs, "lanczos", conditions=("none",)))
+    enlarged = cached(c45 / "reads-lanczos-enlarged-jpeg.json",
+                      lambda: two_reads(args.model, fits, "lanczos", conditions=(ENLARGED_JPEG,)))
+    u2j = cached(c45 / "calib-u2j-lanczos.json",
+                 lambda: two_reads(args.model, u2j_sets, "lanczos", conditions=("none",)))
+    flags = {**ot.jpeg_flags(fits), **ot.jpeg_flags(calibs)}
+    plain = {k: json.loads((c48 / f"{k}-0.json").read_text()) for k in ("fit", "calib")}
+    over = {k: json.loads((c48 / f"{k}-16.json").read_text()) for k in ("fit", "calib")}
+    fit = v43_rows({k: {c: v[c] for c in ("none", "jpeg:90")} for k, v in half.items()},
+                   ot.mixed(plain["fit"], over["fit"], flags))
+    for name in fit:   # 256 px JPEGs fill the tile cap: their native read is v43's
+        fit[name][ENLARGED_JPEG] = enlarged[name][ENLARGED_JPEG]
+    calib = v43_rows(half_calib, ot.mixed(plain["calib"], over["calib"], flags))
+    u2j_rows = [r for s in u2j.values() for r in s["none"]]
+    summaries = {mj: summary_v44(fit, calib, u2j_rows, mj) for mj in (None, *JPEG_MARGINS)}
+    names = list(fit)
+    conds = ("none", "jpeg:90", ENLARGED_JPEG)
+    print("| JPEG margin | " + " | ".join(f"{n} {c}" for c in conds for n in names)
+          + " | enlarged-JPEG mean | threshold | mean clean fit TPR | calib-u2j flagged |")
+    print("|---|" + "---|" * (3 * len(names) + 4))
+    for mj, m in summaries.items():
+        a = m["auc"]
+        print(f"| {'none (v43)' if mj is None else f'{mj:g}'} | " + " | ".join(f"{v:.4f}" for c in conds for v in a[c])
+              + f" | {sum(a[ENLARGED_JPEG]) / len(names):.4f} | {m['threshold']:.3f} | {100 * m['tpr']:.1f} % | "
+              f"{100 * m['u2j']:.1f} % |")
+    best = choose_v44(summaries)
+    print("\nchosen: " + ("nothing (no eligible JPEG margin gains 0.05 on the enlarged-then-JPEG fit sets)"
+                          if best is None else f"--half-jpeg-margin {best:g}"))
+
+
 def cached(path: Path, make) -> dict:
     """The reads kept at ``path`` by an earlier run, or ``make()``'s, kept there."""
     if path.exists():
@@ -205,7 +321,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v10")
     ap.add_argument("--margins", default="0,0.5,1,1.5,2,3,4,6")
-    ap.add_argument("--rule", choices=["v38", "v39", "v40"], default="v40")
+    ap.add_argument("--rule", choices=["v38", "v39", "v40", "v44"], default="v40")
     args = ap.parse_args()
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
     if not margins or min(margins) < 0:
@@ -213,6 +329,9 @@ def main() -> None:
     held = args.work / "heldout"
     if not held.is_dir():
         sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
+    if args.rule == "v44":
+        rule_v44(args, held)
+        return
     filters = ("box",) if args.rule == "v38" else ("box", "lanczos")
     reads = {f: cached(args.work / "c45" / f"reads-{f}.json", lambda f=f: two_reads(args.model, fit_sets(held), f))
              for f in filters}

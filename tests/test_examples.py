@@ -926,3 +926,48 @@ def test_enlarge_ratio_reads_a_lossless_enlargement_low_and_a_jpeg_pass_raises_i
     again = er.enlargement_ratio(np.asarray(er.transformed(noise, "enlarged-jpeg90")))
     assert again > enlarged                        # the JPEG pass puts power back into the top octave
     assert er.enlargement_ratio(np.full((64, 64, 3), 7, np.uint8)) == float("inf")
+
+
+def test_two_scale_rule_v44_gives_jpeg_files_a_half_size_read_at_their_own_margin():
+    ts = _load("two_scale")
+    # rows: [label, v43's logit, half-size logit or None, is a JPEG]
+    rows = [[0, 0.0, 5.0, False], [0, 1.0, 4.0, True], [1, 0.5, 6.0, True], [1, 0.2, None, True]]
+    assert ts.jpeg_logits(rows, None) == [0.0, 1.0, 0.5, 0.2]           # v43: no JPEG half-size read
+    assert ts.jpeg_logits(rows, 2.0) == [0.0, 2.0, 4.0, 0.2]            # lossless and half-less rows keep v43's
+    # v43's logits replace the half-size reads' native ones, file by file; misaligned reads stop the script
+    half = {"s": {"none": [[0, 9.0, 1.0, False], [1, 9.0, None, True]]}}
+    assert ts.v43_rows(half, {"s": {"none": [[0, -1.0], [1, 2.0]]}}) == \
+        {"s": {"none": [[0, -1.0, 1.0, False], [1, 2.0, None, True]]}}
+    with pytest.raises(SystemExit):
+        ts.v43_rows(half, {"s": {"none": [[1, -1.0], [1, 2.0]]}})
+    E = ts.ENLARGED_JPEG
+
+    def summ(clean, jpeg, enl, tpr=0.85, u2j=0.4):
+        return {"auc": {"none": clean, "jpeg:90": jpeg, E: enl}, "threshold": 0.6, "tpr": tpr, "u2j": u2j}
+
+    base = summ([0.95], [0.90], [0.40])
+    assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.50]), 3.0: summ([0.95], [0.90], [0.46])}) == 1.0
+    assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.897], [0.60])}) is None       # JPEG 90 -0.003
+    assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.60], u2j=0.43)}) is None   # u2j +3 points
+    assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.60], tpr=0.82)}) is None   # TPR -3 points
+    assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.44])}) is None        # gains under 0.05
+    # the summary: AUC per condition, v10's threshold rule on the calibration reads, TPR and u2j's share there
+    fit = {"f": {c: [[0, -2.0, None, False], [1, 2.0, None, False], [1, -3.0, 9.0, True]] for c in
+                 ("none", "jpeg:90", E)}}
+    calib = {"k": {"none": [[0, v / 10 - 1, None, False] for v in range(20)]}}
+    m = ts.summary_v44(fit, calib, [[0, 5.0, None, True], [0, -5.0, None, True]], None)
+    assert m["auc"]["none"] == [0.5] and m["tpr"] == 0.5 and m["u2j"] == 0.5
+    assert ts.summary_v44(fit, calib, [[0, -5.0, None, True]], 1.0)["auc"]["none"] == [1.0]
+
+
+def test_two_scale_chains_perturbations(tmp_path):
+    from PIL import Image
+
+    ts = _load("two_scale")
+    src = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(src)
+    img, jpg = ts.perturbed(str(src), "bicubic:2+jpeg:90")
+    assert img.size == (60, 80) and jpg
+    img, jpg = ts.perturbed(str(src), "bicubic:2")
+    assert img.size == (60, 80) and not jpg
+    assert ts.perturbed(str(src), "none")[1] is False
