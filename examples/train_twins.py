@@ -177,7 +177,7 @@ RECIPES = {
 # logit exceeds the native one by more than the margin; threshold recalibrated by v10's rule
 RECIPES["v40"] = {**RECIPES["v10"], "half_read": {"tiles": 4, "margin": 1.0, "filter": "lanczos", "lossless": True,
                                                   "name": "ganscan-fusion-v40"}}
-# v43 (C49, docs/selection-rule-v43.txt): v40, and a JPEG file under the tile cap (a side under 256 px) read in
+# v43 (C49, docs/selection-rule-v43.txt): v40, and a JPEG file under the tile cap (a square one under 256 px) read in
 # overlapping tiles at stride 16
 RECIPES["v43"] = {**RECIPES["v40"], "half_read": {**RECIPES["v40"]["half_read"], "stride": 16, "stride_jpeg_only": True,
                                                   "name": "ganscan-fusion-v43"}}
