@@ -57,7 +57,8 @@ def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, prog
 
             def flush():
                 logits = forward_logits(net, [t for _, t, _ in batch], prec, jpeg=[j for _, _, j in batch],
-                                        half_margin=cfg.half_margin, half_lossless=cfg.half_lossless)
+                                        half_margin=cfg.half_margin, half_lossless=cfg.half_lossless,
+                                        half_jpeg_margin=cfg.jpeg_margin)
                 rows.extend([y, v] for (y, _, _), v in zip(batch, logits))
                 batch.clear()
 

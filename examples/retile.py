@@ -20,7 +20,9 @@ and ``--half-lossless`` keeps the half-size read for lossless files (C45, rule `
 ``--tile-stride S`` (C48, rule ``docs/selection-rule-v42.txt``; ``examples/overlap_tiles.py`` chooses it): a read whose
 non-overlapping grid holds fewer tiles than its cap takes them at stride S instead (overlapping); images that fill
 the cap score exactly as before; ``--stride-jpeg-only`` (C49, rule ``docs/selection-rule-v43.txt``) makes that read for
-JPEG files only.
+JPEG files only. ``--half-jpeg-side N --half-jpeg-margin M`` (C51, rule ``docs/selection-rule-v45.txt``;
+``examples/two_scale.py --rule v45`` chooses M) gives a JPEG file with both sides at least N px the half-size read
+too, at margin M, when the read is otherwise for lossless files.
 
     python examples/retile.py ganscan-fusion-v10 --half-tiles 4 --calibrate runs/twins/heldout/calib \
         runs/twins/heldout/calib-frac --fpr 0.05 --name ganscan-fusion-v37 -o runs/twins/c43/fused.safetensors
@@ -36,7 +38,8 @@ from pathlib import Path
 def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name: str, output: Path,
            align: int | None = None, half_tiles: int | None = None, half_margin: float | None = None,
            half_filter: str | None = None, half_lossless: bool | None = None, tile_stride: int | None = None,
-           stride_jpeg_only: bool | None = None) -> dict:
+           stride_jpeg_only: bool | None = None, half_jpeg_side: int | None = None,
+           half_jpeg_margin: float | None = None) -> dict:
     """Write ``output`` (``model``'s tensors, tile cap ``tiles``, grid alignment ``align`` and half-size read
     ``half_tiles`` with its margin, filter and files, each kept when None; recalibrated threshold); its metadata."""
     from dataclasses import replace
@@ -57,7 +60,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     det = load_detector(str(src))   # scored as the new checkpoint will score: the same network, the new reads
     given = {"max_tiles": tiles, "tile_align": align, "half_tiles": half_tiles, "half_margin": half_margin,
              "half_filter": half_filter, "half_lossless": half_lossless, "tile_stride": tile_stride,
-             "stride_jpeg_only": stride_jpeg_only}
+             "stride_jpeg_only": stride_jpeg_only, "half_jpeg_side": half_jpeg_side, "half_jpeg_margin": half_jpeg_margin}
     cfg = replace(det.config, **{k: v for k, v in given.items() if v is not None})
     pre = cfg.preprocessing()   # settings at their defaults are left out, as every checkpoint writes them
     meta = {**meta, "preprocessing": pre, "name": name,
@@ -74,6 +77,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
           f"half_tiles {pre.get('half_tiles', 0)}, half_margin {pre.get('half_margin', 0):g}, "
           f"half_filter {pre.get('half_filter', 'box')}, half_lossless {bool(pre.get('half_lossless'))}, "
           f"tile_stride {pre.get('tile_stride', 0)}{' (JPEG files)' if pre.get('stride_jpeg_only') else ''}, "
+          f"JPEG half-size read from {pre.get('half_jpeg_side', 0)} px at margin {pre.get('half_jpeg_margin', 0):g}, "
           f"threshold {meta['threshold']:.4f}, sha256 {sha})")
     return meta
 
@@ -94,6 +98,9 @@ def main() -> None:
                     help="overlapping tiles at this stride when an image's grid is under the cap (0: never)")
     ap.add_argument("--stride-jpeg-only", action="store_true", default=None,
                     help="the overlapping tiles of --tile-stride for JPEG files only")
+    ap.add_argument("--half-jpeg-side", type=int, default=None,
+                    help="with --half-lossless: JPEG files with both sides at least N px get the half-size read too")
+    ap.add_argument("--half-jpeg-margin", type=float, default=None, help="the margin of that JPEG half-size read")
     ap.add_argument("--calibrate", nargs="+", required=True, help="folders of calibration kinds (0_real in each)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--name", required=True)
@@ -102,10 +109,15 @@ def main() -> None:
     if args.half_margin is not None and args.half_margin < 0:
         sys.exit("error: --half-margin must be >= 0")
     if all(v is None for v in (args.tiles, args.align, args.half_tiles, args.half_margin, args.half_filter,
-                               args.half_lossless, args.tile_stride, args.stride_jpeg_only)):
+                               args.half_lossless, args.tile_stride, args.stride_jpeg_only, args.half_jpeg_side,
+                               args.half_jpeg_margin)):
         sys.exit("error: give --tiles, --align, --tile-stride or a --half-* setting (or several)")
     if args.tile_stride is not None and not 0 <= args.tile_stride <= 256:
         sys.exit("error: --tile-stride must be 0-256 (0: no overlapping tiles)")
+    if args.half_jpeg_side is not None and args.half_jpeg_side < 0:
+        sys.exit("error: --half-jpeg-side must be >= 0 (0: no half-size read for JPEG files)")
+    if args.half_jpeg_margin is not None and args.half_jpeg_margin < 0:
+        sys.exit("error: --half-jpeg-margin must be >= 0")
     if args.half_tiles is not None and not 0 <= args.half_tiles <= 64:
         sys.exit("error: --half-tiles must be 0-64")
     if args.tiles is not None and args.tiles < 1:
@@ -117,7 +129,7 @@ def main() -> None:
     try:
         retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align, args.half_tiles,
                args.half_margin, args.half_filter, args.half_lossless, args.tile_stride,
-               args.stride_jpeg_only)
+               args.stride_jpeg_only, args.half_jpeg_side, args.half_jpeg_margin)
     except GanscanError as exc:
         sys.exit(f"error: {exc}")
 

@@ -5,6 +5,7 @@
     python examples/two_scale.py --work runs/twins --rule v39       # C45: filter, files and margin by AUC
     python examples/two_scale.py --work runs/twins --rule v38       # C44: the margin alone (box filter, all files)
     python examples/two_scale.py --work runs/twins --rule v44       # C50: a margin of their own for JPEG files
+    python examples/two_scale.py --work runs/twins --rule v45       # C51: the same from 256 px a side up
 
 A tiles detector with a half-size read (``examples/retile.py --half-tiles 4``) scores an image as the larger of its
 native mean logit and its half-size mean logit less a margin m. This script reads every image of the fusion's fit
@@ -22,7 +23,8 @@ JPEG files in overlapping tiles: the reads ``examples/overlap_tiles.py`` keeps u
 a half-size read (Lanczos) at a margin of their own, chosen by the fit sets' AUC on copies enlarged 2x (bicubic) and
 then saved as JPEG 90 (``bicubic:2+jpeg:90``, made in memory), under limits on the clean and JPEG-90 AUCs, the TPR at
 the threshold and the share of ``heldout/calib-u2j`` (reals enlarged 2x then saved as JPEG 75) flagged. Nothing under
-``val/`` is read.
+``val/`` is read. Rule v45 (C51) is rule v44 with the JPEG files' half-size read only for images of at least 256 px a
+side (4 half-size tiles, not 1).
 """
 
 from __future__ import annotations
@@ -264,8 +266,36 @@ def choose_v44(summaries: dict):
     return best if best is not None and best_key[0] >= base_mean + 0.05 else None
 
 
-def rule_v44(args, held: Path) -> None:
-    """C50: v43's reads, and a half-size read for JPEG files at a margin of their own."""
+def small_jpegs_unread(reads: dict, sizes: dict, min_side: int) -> dict:
+    """``reads`` with the half-size logit of every JPEG row whose smaller side is under ``min_side`` dropped (rule
+    v45); ``sizes``: {set: [smaller side of each file]}; the enlarged condition doubles it."""
+    out = {}
+    for name, conds in reads.items():
+        out[name] = {}
+        for c, rows in conds.items():
+            scale = 2 if c.startswith("bicubic:2") else 1
+            out[name][c] = [[y, v, h if not jpg or scale * side >= min_side else None, jpg]
+                            for (y, v, h, jpg), side in zip(rows, sizes[name])]
+    return out
+
+
+def smaller_sides(sets: list) -> dict:
+    """{set name: [the smaller side of each file, from its header]}."""
+    from PIL import Image
+
+    out = {}
+    for s in sets:
+        sides = []
+        for p in s.paths:
+            with Image.open(p) as im:
+                sides.append(min(im.size))
+        out[s.name] = sides
+    return out
+
+
+def rule_v44(args, held: Path, min_side: int = 0) -> None:
+    """C50: v43's reads, and a half-size read for JPEG files at a margin of their own (C51, ``min_side`` 256: only
+    for JPEG files at least that large)."""
     from ganscan.data.datasets import test_sets
 
     spec = importlib.util.spec_from_file_location("overlap_tiles", Path(__file__).with_name("overlap_tiles.py"))
@@ -289,6 +319,10 @@ def rule_v44(args, held: Path) -> None:
     for name in fit:   # 256 px JPEGs fill the tile cap: their native read is v43's
         fit[name][ENLARGED_JPEG] = enlarged[name][ENLARGED_JPEG]
     calib = v43_rows(half_calib, ot.mixed(plain["calib"], over["calib"], flags))
+    if min_side:
+        sizes = {**smaller_sides(fits), **smaller_sides(calibs), **smaller_sides(u2j_sets)}
+        fit, calib = small_jpegs_unread(fit, sizes, min_side), small_jpegs_unread(calib, sizes, min_side)
+        u2j = small_jpegs_unread(u2j, sizes, min_side)
     u2j_rows = [r for s in u2j.values() for r in s["none"]]
     summaries = {mj: summary_v44(fit, calib, u2j_rows, mj) for mj in (None, *JPEG_MARGINS)}
     names = list(fit)
@@ -321,7 +355,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v10")
     ap.add_argument("--margins", default="0,0.5,1,1.5,2,3,4,6")
-    ap.add_argument("--rule", choices=["v38", "v39", "v40", "v44"], default="v40")
+    ap.add_argument("--rule", choices=["v38", "v39", "v40", "v44", "v45"], default="v40")
     args = ap.parse_args()
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
     if not margins or min(margins) < 0:
@@ -329,8 +363,8 @@ def main() -> None:
     held = args.work / "heldout"
     if not held.is_dir():
         sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
-    if args.rule == "v44":
-        rule_v44(args, held)
+    if args.rule in ("v44", "v45"):
+        rule_v44(args, held, 256 if args.rule == "v45" else 0)
         return
     filters = ("box",) if args.rule == "v38" else ("box", "lanczos")
     reads = {f: cached(args.work / "c45" / f"reads-{f}.json", lambda f=f: two_reads(args.model, fit_sets(held), f))

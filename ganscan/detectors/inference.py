@@ -209,11 +209,12 @@ def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Modu
 @torch.inference_mode()
 def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                    max_batch: int = 64, jpeg: list[bool] | None = None, half_margin: float = 0.0,
-                   half_lossless: bool = False) -> list[float]:
+                   half_lossless: bool = False, half_jpeg_margin: float | None = None) -> list[float]:
     """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together. An image's
     ``ScaleViews`` pair (a ``half_tiles`` detector) scores the larger of its native mean logit and its half-size
     mean logit less ``half_margin`` (the native read alone when the half-size read has no tiles, or with
-    ``half_lossless`` when ``jpeg`` says the file is a JPEG).
+    ``half_lossless`` when ``jpeg`` says the file is a JPEG, unless ``half_jpeg_margin`` is given: a JPEG's half-size
+    read, when its views have one, then counts at that margin).
 
     ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
     receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
@@ -224,8 +225,10 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
     owner: list[int] = []
     less: list[float] = []           # subtracted from the read's mean logit: the margin, for a half-size read
     for i, t in enumerate(tensors):
-        two = isinstance(t, ScaleViews) and not (half_lossless and jpeg is not None and jpeg[i])
-        for r, m in zip(t, (0.0, half_margin)) if two else ((t.native if isinstance(t, ScaleViews) else t, 0.0),):
+        is_jpeg = jpeg is not None and jpeg[i]
+        two = isinstance(t, ScaleViews) and not (half_lossless and is_jpeg and half_jpeg_margin is None)
+        margin = half_jpeg_margin if is_jpeg and half_jpeg_margin is not None else half_margin
+        for r, m in zip(t, (0.0, margin)) if two else ((t.native if isinstance(t, ScaleViews) else t, 0.0),):
             if r.shape[0]:
                 reads.append(r)
                 owner.append(i)
@@ -300,7 +303,8 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
         for k, model in enumerate(models if ready else ()):
             logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1),
                                     jpeg=[row.get("format") == "JPEG" for row, _ in ready],
-                                    half_margin=dets[k].config.half_margin, half_lossless=dets[k].config.half_lossless)
+                                    half_margin=dets[k].config.half_margin, half_lossless=dets[k].config.half_lossless,
+                                    half_jpeg_margin=dets[k].config.jpeg_margin)
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
                 verdict = "fake" if score >= thresholds[k] else "real"

@@ -93,7 +93,8 @@ def normalize(batch_uint8, cfg: DetectorConfig):
 
 def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig, jpeg: bool = False) -> np.ndarray | ScaleViews:
     """The pixel views a detector sees of one image: (T,H,W,3) uint8, or a ``ScaleViews`` pair of them (no
-    half-size tiles for a JPEG file, ``jpeg``, when the detector's half-size read is for lossless files only; the
+    half-size tiles for a JPEG file, ``jpeg``, when the detector's half-size read is for lossless files only, unless
+    the file reaches ``half_jpeg_side``; the
     overlapping tiles of ``tile_stride`` for JPEG files alone when ``stride_jpeg_only``)."""
     # an image becomes a writable copy for torch (an RGB image is not converted first)
     arr = np.array(img if img.mode == "RGB" else img.convert("RGB")) if isinstance(img, Image.Image) else img
@@ -104,7 +105,9 @@ def views_uint8(img: Image.Image | np.ndarray, cfg: DetectorConfig, jpeg: bool =
         native = tile_array(arr, cfg.input_size, cfg.max_tiles, cfg.tile_align, stride)
         if not cfg.half_tiles:
             return native
-        if min(arr.shape[0], arr.shape[1]) < 2 * cfg.input_size or (jpeg and cfg.half_lossless):
+        side = min(arr.shape[0], arr.shape[1])
+        no_jpeg_read = not (cfg.jpeg_half_read and side >= cfg.half_jpeg_side)
+        if side < 2 * cfg.input_size or (jpeg and cfg.half_lossless and no_jpeg_read):
             return ScaleViews(native, native[:0])
         half = reduce_half(arr, cfg.half_filter)
         return ScaleViews(native, tile_array(half, cfg.input_size, cfg.half_tiles, cfg.tile_align, stride))

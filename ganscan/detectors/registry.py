@@ -31,7 +31,8 @@ class DetectorConfig:
     larger of the native mean logit and the second read's less ``half_margin`` (an image with a side under twice
     ``input_size`` has no second read). ``tile_stride`` > 0: a read whose non-overlapping grid holds fewer tiles
     than its cap takes them from the grid at that stride instead (overlapping; at most the cap, evenly spread);
-    with ``stride_jpeg_only``, for JPEG files only.
+    with ``stride_jpeg_only``, for JPEG files only. ``half_jpeg_side`` > 0 (with ``half_lossless``): a JPEG file
+    whose sides are both at least that long gets the half-size read too, at ``half_jpeg_margin``.
     """
 
     name: str
@@ -47,6 +48,8 @@ class DetectorConfig:
     half_margin: float = 0.0   # what the half-size read's mean logit must exceed the native one by to count
     half_filter: str = "box"   # the 2x reduction: "box" (2x2 averages) or "lanczos" (PIL's Lanczos resize)
     half_lossless: bool = False   # the half-size read for lossless files only (a JPEG file keeps its native score)
+    half_jpeg_side: int = 0       # ... and for JPEG files with both sides at least this long (0: none)
+    half_jpeg_margin: float = 0.0   # the margin of a JPEG file's half-size read
     family: str = "cnn"
     description: str = ""
     timm_name: str | None = None
@@ -68,6 +71,9 @@ class DetectorConfig:
                 pre["half_filter"] = self.half_filter
             if self.half_lossless:
                 pre["half_lossless"] = True
+                if self.half_jpeg_side:
+                    pre["half_jpeg_side"] = self.half_jpeg_side
+                    pre["half_jpeg_margin"] = self.half_jpeg_margin
         return pre
 
     def describe_preprocessing(self) -> str:
@@ -77,7 +83,8 @@ class DetectorConfig:
                  + (f"+half{self.half_tiles}" if self.half_tiles else "")
                  + (f"-{self.half_margin:g}" if self.half_tiles and self.half_margin else "")
                  + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
-                 + ("-lossless" if self.half_tiles and self.half_lossless else ""))
+                 + ("-lossless" if self.half_tiles and self.half_lossless else "")
+                 + (f"+jpeg{self.half_jpeg_side}-{self.half_jpeg_margin:g}" if self.jpeg_half_read else ""))
         return f"{self.policy}{self.input_size}" + (tiles if self.policy == "tiles" else "")
 
     def with_preprocessing(self, pre: dict | None) -> "DetectorConfig":
@@ -93,7 +100,19 @@ class DetectorConfig:
                        half_tiles=int(pre.get("half_tiles", self.half_tiles)),
                        half_margin=float(pre.get("half_margin", self.half_margin)),
                        half_filter=str(pre.get("half_filter", self.half_filter)),
-                       half_lossless=bool(pre.get("half_lossless", self.half_lossless)))
+                       half_lossless=bool(pre.get("half_lossless", self.half_lossless)),
+                       half_jpeg_side=int(pre.get("half_jpeg_side", self.half_jpeg_side)),
+                       half_jpeg_margin=float(pre.get("half_jpeg_margin", self.half_jpeg_margin)))
+
+    @property
+    def jpeg_half_read(self) -> bool:
+        """Whether JPEG files large enough get a half-size read of their own (``half_jpeg_side``)."""
+        return bool(self.half_tiles and self.half_lossless and self.half_jpeg_side)
+
+    @property
+    def jpeg_margin(self) -> float | None:
+        """The margin of a JPEG file's half-size read, for ``forward_logits`` (None: JPEG files have none)."""
+        return self.half_jpeg_margin if self.jpeg_half_read else None
 
 
 @dataclass
