@@ -522,6 +522,14 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     assert only[str(small)][0] == pytest.approx(plain[str(small)][0], abs=1e-6)
     assert only[str(small_jpeg)][0] == pytest.approx(every[str(small_jpeg)][0], abs=1e-6)
     assert only[str(small_jpeg)][0] != pytest.approx(plain[str(small_jpeg)][0], abs=1e-6)
+    # a JPEG half-size read from 256 px (C51): the 300 px JPEG scores max(v43's, half - margin), a lossless file as before
+    hj, meta, pre = retiled("hj", lz, half_jpeg_side=256, half_jpeg_margin=0.0)
+    assert (pre["half_jpeg_side"], pre["half_jpeg_margin"]) == (256, 0.0)
+    files = [str(big_jpeg), str(large)]
+    with_read = score_files(load_detector(str(hj)), files, prec, EvalSettings(workers=1))
+    without = score_files(load_detector(str(lz)), files, prec, settings)
+    assert with_read[str(large)][0] == pytest.approx(without[str(large)][0], abs=1e-6)
+    assert with_read[str(big_jpeg)][0] >= without[str(big_jpeg)][0] - 1e-6
 
 
 def test_overlap_tiles_chooses_the_stride_by_rule_v42():
@@ -958,6 +966,16 @@ def test_two_scale_rule_v44_gives_jpeg_files_a_half_size_read_at_their_own_margi
     m = ts.summary_v44(fit, calib, [[0, 5.0, None, True], [0, -5.0, None, True]], None)
     assert m["auc"]["none"] == [0.5] and m["tpr"] == 0.5 and m["u2j"] == 0.5
     assert ts.summary_v44(fit, calib, [[0, -5.0, None, True]], 1.0)["auc"]["none"] == [1.0]
+
+
+def test_two_scale_rule_v45_drops_the_half_size_read_of_small_jpegs():
+    ts = _load("two_scale")
+    reads = {"s": {"none": [[0, 1.0, 2.0, True], [1, 1.0, 2.0, False], [1, 0.0, 3.0, True]],
+                   "bicubic:2+jpeg:90": [[0, 1.0, 2.0, True], [1, 1.0, 2.0, True], [1, 0.0, 3.0, True]]}}
+    sizes = {"s": [128, 128, 300]}
+    got = ts.small_jpegs_unread(reads, sizes, 256)
+    assert got["s"]["none"] == [[0, 1.0, None, True], [1, 1.0, 2.0, False], [1, 0.0, 3.0, True]]
+    assert got["s"]["bicubic:2+jpeg:90"] == reads["s"]["bicubic:2+jpeg:90"]   # enlarged 2x: 256 px and more
 
 
 def test_two_scale_chains_perturbations(tmp_path):

@@ -797,3 +797,18 @@ def test_a_half_tiles_detector_also_reads_the_image_reduced_2x_and_keeps_the_lar
     assert np.abs(vl.half.astype(int) - v.half.astype(int)).mean() < 40      # the same picture, filtered otherwise
     with pytest.raises(ValueError, match="half-size filter"):
         views_uint8(big, cfg.with_preprocessing({**cfg.preprocessing(), "half_filter": "nearest"}))
+    # a JPEG file of at least half_jpeg_side px a side gets the half-size read after all, at its own margin
+    j = lz.with_preprocessing({**lz.preprocessing(), "half_jpeg_side": 256, "half_jpeg_margin": 2.0})
+    assert j.jpeg_half_read and j.jpeg_margin == 2.0 and lz.jpeg_margin is None
+    assert j.describe_preprocessing() == "tiles64x16+half4-lanczos-lossless+jpeg256-2"
+    assert j.preprocessing()["half_jpeg_side"] == 256 and "half_jpeg_side" not in lz.preprocessing()
+    assert views_uint8(big, j, jpeg=True).half.shape == (4, 64, 64, 3)          # 300 px: read
+    assert views_uint8(big[:255], j, jpeg=True).half.shape[0] == 0             # 255 px: not
+    assert np.array_equal(views_uint8(big[:255], j).half, views_uint8(big[:255], lz).half)   # lossless: as before
+    # forward_logits: a JPEG's half-size read, when its views have one, counts at the JPEG margin
+    assert forward_logits(Brightness(), tensors, prec, jpeg=[True, False, False, True], half_lossless=True,
+                          half_jpeg_margin=0.25) == [0.75, 2.0, -1.0, 3.0]
+    assert forward_logits(Brightness(), tensors, prec, jpeg=[False, False, False, True], half_lossless=True,
+                          half_margin=0.5, half_jpeg_margin=0.25) == [0.5, 2.0, -1.0, 3.0]
+    # without half_lossless the JPEG margin is not consulted by the config (a read for every file, one margin)
+    assert cfg.with_preprocessing({**cfg.preprocessing(), "half_jpeg_side": 256}).jpeg_margin is None
