@@ -39,56 +39,43 @@ def _two_scale():
 def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, progress=print) -> dict:
     """{set: {condition: [[label, logit], ...]}}: ``model`` scored with ``tile_stride`` = ``stride``."""
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
-    from ganscan.data.decode import DecodeError
     from ganscan.detectors.inference import forward_logits, prepare_model
     from ganscan.detectors.load import load_detector
     from ganscan.detectors.preprocess import normalize, views_uint8
 
-    perturbed = _two_scale().perturbed
     configure_threads()
     det = load_detector(model)
     cfg = det.config.with_preprocessing({**det.config.preprocessing(), "tile_stride": stride})
     prec = choose_precision(resolve_device("auto"), "auto")
     net = prepare_model(det.model, prec)
-    out: dict = {}
+
+    def score(batch):
+        logits = forward_logits(net, [t for _, t, _ in batch], prec, jpeg=[j for _, _, j in batch],
+                                half_margin=cfg.half_margin, half_lossless=cfg.half_lossless,
+                                half_jpeg_margin=cfg.jpeg_margin)
+        return [[y, v] for (y, _, _), v in zip(batch, logits)]
+
+    return _two_scale().scored_sets(sets, conditions, lambda img, jpg: normalize(views_uint8(img, cfg, jpeg=jpg), cfg),
+                                    score, progress, tag=f"stride {stride}: ")
+
+
+def file_headers(sets: list) -> dict:
+    """{set name: [(format, smaller side) of each file, from its header]}, in the order ``read_logits`` reads them."""
+    from PIL import Image
+
+    out = {}
     for s in sets:
-        for cond in conditions:
-            rows, batch = [], []
-
-            def flush():
-                logits = forward_logits(net, [t for _, t, _ in batch], prec, jpeg=[j for _, _, j in batch],
-                                        half_margin=cfg.half_margin, half_lossless=cfg.half_lossless,
-                                        half_jpeg_margin=cfg.jpeg_margin)
-                rows.extend([y, v] for (y, _, _), v in zip(batch, logits))
-                batch.clear()
-
-            for path, y in zip(s.paths, s.labels):
-                try:
-                    img, jpg = perturbed(path, cond)
-                    batch.append((int(y), normalize(views_uint8(img, cfg, jpeg=jpg), cfg), jpg))
-                except (DecodeError, OSError):
-                    continue
-                if len(batch) == 32:
-                    flush()
-            if batch:
-                flush()
-            out.setdefault(s.name, {})[cond] = rows
-            progress(f"stride {stride}: {s.name} {cond}: {len(rows)} images")
+        heads = []
+        for p in s.paths:
+            with Image.open(p) as im:
+                heads.append((im.format, min(im.size)))
+        out[s.name] = heads
     return out
 
 
 def jpeg_flags(sets: list) -> dict:
     """{set name: [whether each file is a JPEG]}, in the order ``read_logits`` reads them."""
-    from PIL import Image
-
-    out = {}
-    for s in sets:
-        flags = []
-        for p in s.paths:
-            with Image.open(p) as im:
-                flags.append(im.format == "JPEG")
-        out[s.name] = flags
-    return out
+    return {name: [fmt == "JPEG" for fmt, _ in heads] for name, heads in file_headers(sets).items()}
 
 
 def mixed(plain: dict, over: dict, flags: dict) -> dict:

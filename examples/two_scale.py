@@ -84,12 +84,37 @@ def calib_sets(held: Path) -> list:
     return [s for d in ("calib", "calib-frac") for s in test_sets(str(held / d))]
 
 
+def scored_sets(sets: list, conditions, views, score, progress=print, tag: str = "") -> dict:
+    """{set: {condition: rows}}: every file of ``sets`` under each condition (``perturbed``), its views
+    (``views(img, is_jpeg)``) scored 32 files at a time (``score([(label, views, is_jpeg), ...])`` -> one row each); a
+    file that does not decode is skipped."""
+    from ganscan.data.decode import DecodeError
+
+    out: dict = {}
+    for s in sets:
+        for cond in conditions:
+            rows, batch = [], []
+            for path, y in zip(s.paths, s.labels):
+                try:
+                    img, jpg = perturbed(path, cond)
+                    batch.append((int(y), views(img, jpg), jpg))
+                except (DecodeError, OSError):
+                    continue
+                if len(batch) == 32:
+                    rows.extend(score(batch))
+                    batch.clear()
+            if batch:
+                rows.extend(score(batch))
+            out.setdefault(s.name, {})[cond] = rows
+            progress(f"{tag}{s.name} {cond}: {len(rows)} images")
+    return out
+
+
 def two_reads(model: str, sets: list, half_filter: str = "box", progress=print,
               conditions: tuple[str, ...] = CONDITIONS) -> dict:
     """{set: {condition: [[label, native logit, half-size logit or None, is a JPEG], ...]}} for ``model``'s
     networks, the half-size read made with ``half_filter``."""
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
-    from ganscan.data.decode import DecodeError
     from ganscan.detectors.inference import forward_logits, prepare_model
     from ganscan.detectors.load import load_detector
     from ganscan.detectors.preprocess import normalize, views_uint8
@@ -100,32 +125,13 @@ def two_reads(model: str, sets: list, half_filter: str = "box", progress=print,
                                          "half_filter": half_filter})
     prec = choose_precision(resolve_device("auto"), "auto")
     net = prepare_model(det.model, prec)
-    out: dict = {}
-    for s in sets:
-        for cond in conditions:
-            rows, batch = [], []
+    def score(batch):
+        native = forward_logits(net, [v.native for _, v, _ in batch], prec)
+        halves = [v.half for _, v, _ in batch if v.half.shape[0]]
+        half = iter(forward_logits(net, halves, prec))
+        return [[y, n, next(half) if v.half.shape[0] else None, jpg] for (y, v, jpg), n in zip(batch, native)]
 
-            def flush():
-                native = forward_logits(net, [v.native for _, v, _ in batch], prec)
-                halves = [v.half for _, v, _ in batch if v.half.shape[0]]
-                half = iter(forward_logits(net, halves, prec))
-                rows.extend([y, n, next(half) if v.half.shape[0] else None, jpg]
-                            for (y, v, jpg), n in zip(batch, native))
-                batch.clear()
-
-            for path, y in zip(s.paths, s.labels):
-                try:
-                    img, jpg = perturbed(path, cond)
-                    batch.append((int(y), normalize(views_uint8(img, cfg), cfg), jpg))
-                except (DecodeError, OSError):
-                    continue
-                if len(batch) == 32:
-                    flush()
-            if batch:
-                flush()
-            out.setdefault(s.name, {})[cond] = rows
-            progress(f"{s.name} {cond}: {len(rows)} images")
-    return out
+    return scored_sets(sets, conditions, lambda img, jpg: normalize(views_uint8(img, cfg), cfg), score, progress)
 
 
 def _logits(rows, m, lossless) -> list[float]:
@@ -279,20 +285,6 @@ def small_jpegs_unread(reads: dict, sizes: dict, min_side: int) -> dict:
     return out
 
 
-def smaller_sides(sets: list) -> dict:
-    """{set name: [the smaller side of each file, from its header]}."""
-    from PIL import Image
-
-    out = {}
-    for s in sets:
-        sides = []
-        for p in s.paths:
-            with Image.open(p) as im:
-                sides.append(min(im.size))
-        out[s.name] = sides
-    return out
-
-
 def rule_v44(args, held: Path, min_side: int = 0) -> None:
     """C50: v43's reads, and a half-size read for JPEG files at a margin of their own (C51, ``min_side`` 256: only
     for JPEG files at least that large)."""
@@ -320,7 +312,8 @@ def rule_v44(args, held: Path, min_side: int = 0) -> None:
         fit[name][ENLARGED_JPEG] = enlarged[name][ENLARGED_JPEG]
     calib = v43_rows(half_calib, ot.mixed(plain["calib"], over["calib"], flags))
     if min_side:
-        sizes = {**smaller_sides(fits), **smaller_sides(calibs), **smaller_sides(u2j_sets)}
+        heads = {**ot.file_headers(fits), **ot.file_headers(calibs), **ot.file_headers(u2j_sets)}
+        sizes = {name: [side for _, side in h] for name, h in heads.items()}
         fit, calib = small_jpegs_unread(fit, sizes, min_side), small_jpegs_unread(calib, sizes, min_side)
         u2j = small_jpegs_unread(u2j, sizes, min_side)
     u2j_rows = [r for s in u2j.values() for r in s["none"]]
