@@ -6,6 +6,7 @@
     python examples/two_scale.py --work runs/twins --rule v38       # C44: the margin alone (box filter, all files)
     python examples/two_scale.py --work runs/twins --rule v44       # C50: a margin of their own for JPEG files
     python examples/two_scale.py --work runs/twins --rule v45       # C51: the same from 256 px a side up
+    python examples/two_scale.py --work runs/twins --rule v46       # C52: C51 under a limit on enlarged reals flagged
 
 A tiles detector with a half-size read (``examples/retile.py --half-tiles 4``) scores an image as the larger of its
 native mean logit and its half-size mean logit less a margin m. This script reads every image of the fusion's fit
@@ -24,7 +25,8 @@ a half-size read (Lanczos) at a margin of their own, chosen by the fit sets' AUC
 then saved as JPEG 90 (``bicubic:2+jpeg:90``, made in memory), under limits on the clean and JPEG-90 AUCs, the TPR at
 the threshold and the share of ``heldout/calib-u2j`` (reals enlarged 2x then saved as JPEG 75) flagged. Nothing under
 ``val/`` is read. Rule v45 (C51) is rule v44 with the JPEG files' half-size read only for images of at least 256 px a
-side (4 half-size tiles, not 1).
+side (4 half-size tiles, not 1); rule v46 (C52) also limits the share of the fit sets' enlarged-then-JPEG reals flagged
+at the threshold to v43's + 1 point.
 """
 
 from __future__ import annotations
@@ -249,11 +251,14 @@ def summary_v44(fit: dict, calib: dict, u2j: list, mj) -> dict:
         fakes = [r for r in fit[s]["none"] if r[0] == 1]
         tprs.append(sum(sig(v) >= t for v in jpeg_logits(fakes, mj)) / len(fakes))
     flagged = sum(sig(v) >= t for v in jpeg_logits(u2j, mj)) / len(u2j)
-    return {"auc": auc, "threshold": t, "tpr": sum(tprs) / len(tprs), "u2j": flagged}
+    reals = [r for s in fit for r in fit[s][ENLARGED_JPEG] if r[0] == 0]   # rule v46's (iv), pooled over the sets
+    enlarged_reals = sum(sig(v) >= t for v in jpeg_logits(reals, mj)) / max(len(reals), 1)
+    return {"auc": auc, "threshold": t, "tpr": sum(tprs) / len(tprs), "u2j": flagged, "enlarged_reals": enlarged_reals}
 
 
-def choose_v44(summaries: dict):
-    """Rule v44 on {margin (None: v43): summary_v44}: the chosen margin, or None."""
+def choose_v44(summaries: dict, reals_limit: float | None = None):
+    """Rule v44 on {margin (None: v43): summary_v44}: the chosen margin, or None. ``reals_limit`` (rule v46, 0.01):
+    the share of the fit sets' enlarged-then-JPEG reals flagged may rise by at most that much."""
     base = summaries[None]
     best, best_key = None, None
     for mj, m in summaries.items():
@@ -264,6 +269,8 @@ def choose_v44(summaries: dict):
         if any(a < b - 0.002 for a, b in zip(m["auc"]["jpeg:90"], base["auc"]["jpeg:90"])):
             continue
         if m["tpr"] < base["tpr"] - 0.02 or m["u2j"] > base["u2j"] + 0.02:
+            continue
+        if reals_limit is not None and m["enlarged_reals"] > base["enlarged_reals"] + reals_limit:
             continue
         key = (sum(m["auc"][ENLARGED_JPEG]) / len(m["auc"][ENLARGED_JPEG]), mj)
         if best_key is None or key > best_key:
@@ -285,7 +292,7 @@ def small_jpegs_unread(reads: dict, sizes: dict, min_side: int) -> dict:
     return out
 
 
-def rule_v44(args, held: Path, min_side: int = 0) -> None:
+def rule_v44(args, held: Path, min_side: int = 0, reals_limit: float | None = None) -> None:
     """C50: v43's reads, and a half-size read for JPEG files at a margin of their own (C51, ``min_side`` 256: only
     for JPEG files at least that large)."""
     from ganscan.data.datasets import test_sets
@@ -321,14 +328,14 @@ def rule_v44(args, held: Path, min_side: int = 0) -> None:
     names = list(fit)
     conds = ("none", "jpeg:90", ENLARGED_JPEG)
     print("| JPEG margin | " + " | ".join(f"{n} {c}" for c in conds for n in names)
-          + " | enlarged-JPEG mean | threshold | mean clean fit TPR | calib-u2j flagged |")
-    print("|---|" + "---|" * (3 * len(names) + 4))
+          + " | enlarged-JPEG mean | threshold | mean clean fit TPR | calib-u2j flagged | enlarged-JPEG reals flagged |")
+    print("|---|" + "---|" * (3 * len(names) + 5))
     for mj, m in summaries.items():
         a = m["auc"]
         print(f"| {'none (v43)' if mj is None else f'{mj:g}'} | " + " | ".join(f"{v:.4f}" for c in conds for v in a[c])
               + f" | {sum(a[ENLARGED_JPEG]) / len(names):.4f} | {m['threshold']:.3f} | {100 * m['tpr']:.1f} % | "
-              f"{100 * m['u2j']:.1f} % |")
-    best = choose_v44(summaries)
+              f"{100 * m['u2j']:.1f} % | {100 * m['enlarged_reals']:.1f} % |")
+    best = choose_v44(summaries, reals_limit)
     print("\nchosen: " + ("nothing (no eligible JPEG margin gains 0.05 on the enlarged-then-JPEG fit sets)"
                           if best is None else f"--half-jpeg-margin {best:g}"))
 
@@ -348,7 +355,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v10")
     ap.add_argument("--margins", default="0,0.5,1,1.5,2,3,4,6")
-    ap.add_argument("--rule", choices=["v38", "v39", "v40", "v44", "v45"], default="v40")
+    ap.add_argument("--rule", choices=["v38", "v39", "v40", "v44", "v45", "v46"], default="v40")
     args = ap.parse_args()
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
     if not margins or min(margins) < 0:
@@ -356,8 +363,8 @@ def main() -> None:
     held = args.work / "heldout"
     if not held.is_dir():
         sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
-    if args.rule in ("v44", "v45"):
-        rule_v44(args, held, 256 if args.rule == "v45" else 0)
+    if args.rule in ("v44", "v45", "v46"):
+        rule_v44(args, held, 0 if args.rule == "v44" else 256, 0.01 if args.rule == "v46" else None)
         return
     filters = ("box",) if args.rule == "v38" else ("box", "lanczos")
     reads = {f: cached(args.work / "c45" / f"reads-{f}.json", lambda f=f: two_reads(args.model, fit_sets(held), f))
