@@ -959,12 +959,17 @@ def test_two_scale_rule_v44_gives_jpeg_files_a_half_size_read_at_their_own_margi
     assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.60], u2j=0.43)}) is None   # u2j +3 points
     assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.60], tpr=0.82)}) is None   # TPR -3 points
     assert ts.choose_v44({None: base, 1.0: summ([0.95], [0.90], [0.44])}) is None        # gains under 0.05
+    # rule v46: a margin that flags more than 1 point more of the enlarged-then-JPEG reals is not eligible
+    lim = {None: {**base, "enlarged_reals": 0.30}, 1.0: {**summ([0.95], [0.90], [0.60]), "enlarged_reals": 0.32},
+           3.0: {**summ([0.95], [0.90], [0.50]), "enlarged_reals": 0.305}}
+    assert ts.choose_v44(lim) == 1.0 and ts.choose_v44(lim, reals_limit=0.01) == 3.0
     # the summary: AUC per condition, v10's threshold rule on the calibration reads, TPR and u2j's share there
     fit = {"f": {c: [[0, -2.0, None, False], [1, 2.0, None, False], [1, -3.0, 9.0, True]] for c in
                  ("none", "jpeg:90", E)}}
     calib = {"k": {"none": [[0, v / 10 - 1, None, False] for v in range(20)]}}
     m = ts.summary_v44(fit, calib, [[0, 5.0, None, True], [0, -5.0, None, True]], None)
     assert m["auc"]["none"] == [0.5] and m["tpr"] == 0.5 and m["u2j"] == 0.5
+    assert m["enlarged_reals"] == 0.0      # the one enlarged-then-JPEG real reads -2.0, under the threshold
     assert ts.summary_v44(fit, calib, [[0, -5.0, None, True]], 1.0)["auc"]["none"] == [1.0]
 
 
