@@ -994,3 +994,16 @@ def test_two_scale_chains_perturbations(tmp_path):
     img, jpg = ts.perturbed(str(src), "bicubic:2")
     assert img.size == (60, 80) and not jpg
     assert ts.perturbed(str(src), "none")[1] is False
+
+
+def test_jpeg_gain_ci_resamples_both_models_alike():
+    jc = _load("jpeg_gain_ci")
+    rows = {"none": [[0, 0.1], [0, 0.4], [1, 0.3], [1, 0.9]], "jpeg:90": [[0, 0.5], [0, 0.2], [1, 0.3], [1, 0.1]]}
+    better = {"none": rows["none"], "jpeg:90": [[0, 0.1], [0, 0.2], [1, 0.3], [1, 0.9]]}
+    same = jc.bootstrap({"s": rows}, {"s": rows}, rounds=50)
+    assert same["v43 gain under JPEG 90"] == (0.0, 0.0, 0.0)      # one draw for both models: no gain, no spread
+    got = jc.bootstrap({"s": rows}, {"s": better}, rounds=50)
+    point, low, high = got["v43 gain under JPEG 90"]
+    assert point == pytest.approx(1.0 - 0.25) and low <= point <= high   # AUC 0.25 -> 1.0 under JPEG 90
+    assert got["v43 drop (clean - JPEG 90)"][0] == pytest.approx(0.75 - 1.0)
+    assert got["v40 drop (clean - JPEG 90)"][0] == pytest.approx(0.75 - 0.25)
