@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from two_scale import heldout  # noqa: E402
+
 
 def enlargement_ratio(arr: np.ndarray, crop: int = 256) -> float:
     """e(x) of an (H,W,3) uint8 image (``inf`` for a flat one)."""
@@ -63,9 +66,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--limit", type=int, default=80)
     args = ap.parse_args()
-    held = args.work / "heldout"
-    if not held.is_dir():
-        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
+    held = heldout(args.work)
     print("| kind | as | files | e(x): 5th pct | median | 95th pct |\n|---|---|---|---|---|---|")
     for folder, how in KINDS:
         files = sorted(f for f in (held / folder).rglob("*") if f.is_file() and f.suffix != ".csv")[:args.limit]

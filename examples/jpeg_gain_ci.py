@@ -15,18 +15,14 @@ not how a new family would read. Nothing under ``val/`` is read.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import overlap_tiles as ot  # noqa: E402
+import two_scale as ts  # noqa: E402
+
 SETS = ("twins-shuffle", "twins-seen", "report/autogan1", "report/progan")
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def own_sets(held: Path) -> list:
@@ -64,15 +60,13 @@ def bootstrap(v40: dict, v43: dict, rounds: int = 1000, seed: int = 0) -> dict:
                 "v40 drop (clean - JPEG 90)": out["v40", "none"] - out["v40", "jpeg:90"]}
 
     labels = {s: [r[0] for r in rows["none"]] for s, rows in v40.items()}
-    every = {s: list(range(len(y))) for s, y in labels.items()}
-    point = means(every)
+    classes = {s: ([i for i, v in enumerate(y) if v == 0], [i for i, v in enumerate(y) if v == 1])
+               for s, y in labels.items()}
+    point = means({s: list(range(len(y))) for s, y in labels.items()})
     draws = {k: [] for k in point}
     for _ in range(rounds):
-        pick = {}
-        for s, y in labels.items():
-            real = [i for i, v in enumerate(y) if v == 0]
-            fake = [i for i, v in enumerate(y) if v == 1]
-            pick[s] = list(rng.choice(real, len(real))) + list(rng.choice(fake, len(fake)))
+        pick = {s: list(rng.choice(real, len(real))) + list(rng.choice(fake, len(fake)))
+                for s, (real, fake) in classes.items()}
         for k, v in means(pick).items():
             draws[k].append(v)
     return {k: (point[k], float(np.percentile(draws[k], 2.5)), float(np.percentile(draws[k], 97.5))) for k in point}
@@ -85,10 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 10:
         sys.exit("error: --rounds must be at least 10")
-    held = args.work / "heldout"
-    if not held.is_dir():
-        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
-    ts, ot = _load("two_scale"), _load("overlap_tiles")
+    held = ts.heldout(args.work)
     sets = own_sets(held)
     reads = {s: ts.cached(args.work / "c49" / f"own-{s}.json",
                           lambda s=s: ot.read_logits("ganscan-fusion-v40", s, sets, ("none", "jpeg:90")))

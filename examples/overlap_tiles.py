@@ -21,19 +21,14 @@ no clean or JPEG-90 fit AUC may then fall more than 0.005. Nothing under ``val/`
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import two_scale  # noqa: E402  (the reads, the perturbations and the cache it keeps)
+
 CONDITIONS = ("none", "jpeg:90")
-
-
-def _two_scale():
-    spec = importlib.util.spec_from_file_location("two_scale", Path(__file__).with_name("two_scale.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, progress=print) -> dict:
@@ -55,7 +50,7 @@ def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, prog
                                 half_jpeg_margin=cfg.jpeg_margin)
         return [[y, v] for (y, _, _), v in zip(batch, logits)]
 
-    return _two_scale().scored_sets(sets, conditions, lambda img, jpg: normalize(views_uint8(img, cfg, jpeg=jpg), cfg),
+    return two_scale.scored_sets(sets, conditions, lambda img, jpg: normalize(views_uint8(img, cfg, jpeg=jpg), cfg),
                                     score, progress, tag=f"stride {stride}: ")
 
 
@@ -140,16 +135,13 @@ def main() -> None:
     strides = [int(v) for v in args.strides.split(",") if v.strip()]
     if not strides or min(strides) < 1:
         sys.exit("error: --strides must list strides >= 1")
-    held = args.work / "heldout"
-    if not held.is_dir():
-        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
-    ts = _two_scale()
-    fit_sets, calib_sets = ts.fit_sets(held), ts.calib_sets(held)
+    held = two_scale.heldout(args.work)
+    fit_sets, calib_sets = two_scale.fit_sets(held), two_scale.calib_sets(held)
     summaries, reads = {}, {}
     flags = {**jpeg_flags(fit_sets), **jpeg_flags(calib_sets)} if args.jpeg_only else {}
     for s in [0, *strides]:
-        fit = ts.cached(args.work / "c48" / f"fit-{s}.json", lambda s=s: read_logits(args.model, s, fit_sets))
-        calib = ts.cached(args.work / "c48" / f"calib-{s}.json",
+        fit = two_scale.cached(args.work / "c48" / f"fit-{s}.json", lambda s=s: read_logits(args.model, s, fit_sets))
+        calib = two_scale.cached(args.work / "c48" / f"calib-{s}.json",
                           lambda s=s: read_logits(args.model, s, calib_sets, ("none",)))
         reads[s] = fit, calib
         if args.jpeg_only and s:

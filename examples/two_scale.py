@@ -32,12 +32,13 @@ at the threshold to v43's + 1 point.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import math
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # its sibling scripts import as modules
 
 FIT = (("fit", "autogan1"), ("fit", "progan"), ("fit-translate", "translate-seen"), ("twins-seen", None))
 CONDITIONS = ("none", "jpeg:90", "bicubic:2")
@@ -297,9 +298,8 @@ def rule_v44(args, held: Path, min_side: int = 0, reals_limit: float | None = No
     for JPEG files at least that large)."""
     from ganscan.data.datasets import test_sets
 
-    spec = importlib.util.spec_from_file_location("overlap_tiles", Path(__file__).with_name("overlap_tiles.py"))
-    ot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ot)
+    import overlap_tiles as ot   # it imports this module: imported here, not at the top
+
     fits, calibs = fit_sets(held), calib_sets(held)
     u2j_sets = test_sets(str(held / "calib-u2j"))
     c45, c48 = args.work / "c45", args.work / "c48"
@@ -311,6 +311,9 @@ def rule_v44(args, held: Path, min_side: int = 0, reals_limit: float | None = No
     u2j = cached(c45 / "calib-u2j-lanczos.json",
                  lambda: two_reads(args.model, u2j_sets, "lanczos", conditions=("none",)))
     flags = {**ot.jpeg_flags(fits), **ot.jpeg_flags(calibs)}
+    missing = [f for f in ("fit-0", "calib-0", "fit-16", "calib-16") if not (c48 / f"{f}.json").is_file()]
+    if missing:
+        sys.exit(f"error: {c48} lacks {', '.join(missing)} (python examples/overlap_tiles.py --work {args.work} makes them)")
     plain = {k: json.loads((c48 / f"{k}-0.json").read_text()) for k in ("fit", "calib")}
     over = {k: json.loads((c48 / f"{k}-16.json").read_text()) for k in ("fit", "calib")}
     fit = v43_rows({k: {c: v[c] for c in ("none", "jpeg:90")} for k, v in half.items()},
@@ -340,6 +343,14 @@ def rule_v44(args, held: Path, min_side: int = 0, reals_limit: float | None = No
                           if best is None else f"--half-jpeg-margin {best:g}"))
 
 
+def heldout(work: Path) -> Path:
+    """``WORK/heldout``, or a one-line exit when the held-out sets have not been made."""
+    held = work / "heldout"
+    if not held.is_dir():
+        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
+    return held
+
+
 def cached(path: Path, make) -> dict:
     """The reads kept at ``path`` by an earlier run, or ``make()``'s, kept there."""
     if path.exists():
@@ -360,9 +371,7 @@ def main() -> None:
     margins = [float(m) for m in args.margins.split(",") if m.strip()]
     if not margins or min(margins) < 0:
         sys.exit("error: --margins must list margins >= 0")
-    held = args.work / "heldout"
-    if not held.is_dir():
-        sys.exit(f"error: {held} does not exist (python examples/train_twins.py --stage heldout makes it)")
+    held = heldout(args.work)
     if args.rule in ("v44", "v45", "v46"):
         rule_v44(args, held, 0 if args.rule == "v44" else 256, 0.01 if args.rule == "v46" else None)
         return
