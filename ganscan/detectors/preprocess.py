@@ -2,8 +2,8 @@
 
 Images are never resized for the main read (resampling destroys the traces detectors rely on): a centre crop,
 the full image, or tiles, then normalisation. A tiles detector with ``half_tiles`` also reads the image reduced 2x
-(2x2 box averaging: a generator's trace in an enlarged image comes back to the top octave), and its views are then
-a ``ScaleViews`` pair.
+(``half_filter``, box or Lanczos: a generator's trace in an enlarged image comes back to the top octave), and its
+views are then a ``ScaleViews`` pair.
 """
 
 from __future__ import annotations
