@@ -29,11 +29,11 @@ class DetectorConfig:
     (at most ``max_tiles``, evenly spread), logits averaged. ``half_tiles`` > 0 (tiles only) adds a second read:
     the image reduced 2x (``half_filter``: 2x2 box averaging or Lanczos), up to ``half_tiles`` tiles of it; the
     image's logit is then the larger of the native mean logit and the second read's less ``half_margin`` (an image
-    with a side under twice
-    ``input_size`` has no second read). ``tile_stride`` > 0: a read whose non-overlapping grid holds fewer tiles
-    than its cap takes them from the grid at that stride instead (overlapping; at most the cap, evenly spread);
-    with ``stride_jpeg_only``, for JPEG files only. ``half_jpeg_side`` > 0 (with ``half_lossless``): a JPEG file
-    whose sides are both at least that long gets the half-size read too, at ``half_jpeg_margin``.
+    with a side under twice ``input_size`` has no second read). ``tile_stride`` > 0: a read whose non-overlapping
+    grid holds fewer tiles than its cap takes them from the grid at that stride instead (overlapping; at most the
+    cap, evenly spread); with ``stride_jpeg_only``, for JPEG files only. ``half_jpeg_side`` > 0 (with
+    ``half_lossless``): a JPEG file whose sides are both at least that long gets the half-size read too, at
+    ``half_jpeg_margin``.
     """
 
     name: str
