@@ -530,6 +530,16 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     without = score_files(load_detector(str(lz)), files, prec, settings)
     assert with_read[str(large)][0] == pytest.approx(without[str(large)][0], abs=1e-6)
     assert with_read[str(big_jpeg)][0] >= without[str(big_jpeg)][0] - 1e-6
+    # another tile pooling (C53): the mean of the highest half of each read's tiles is at least their mean; an image
+    # read in one tile scores as before
+    top, meta, pre = retiled("top", tile_pool="top50")
+    assert pre["tile_pool"] == "top50" and meta["retiled_from"]["tile_pool"] == "mean" and "tile_pool" not in read_metadata(src)["preprocessing"]
+    files = [str(tiny), str(large), str(small)]
+    pooled = score_files(load_detector(str(top)), files, prec, EvalSettings(workers=1))
+    mean = score_files(load_detector(str(src)), files, prec, settings)
+    assert pooled[str(tiny)][0] == pytest.approx(mean[str(tiny)][0], abs=1e-6)
+    assert pooled[str(large)][0] > mean[str(large)][0] and pooled[str(small)][0] > mean[str(small)][0]
+    assert load_detector(str(top)).config.describe_preprocessing() == "tiles64x16+pool-top50"
 
 
 def test_overlap_tiles_chooses_the_stride_by_rule_v42():

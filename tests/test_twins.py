@@ -812,3 +812,52 @@ def test_a_half_tiles_detector_also_reads_the_image_reduced_2x_and_keeps_the_lar
                           half_margin=0.5, half_jpeg_margin=0.25) == [0.5, 2.0, -1.0, 3.0]
     # without half_lossless the JPEG margin is not consulted by the config (a read for every file, one margin)
     assert cfg.with_preprocessing({**cfg.preprocessing(), "half_jpeg_side": 256}).jpeg_margin is None
+
+def test_tile_pooling_functions_and_their_setting():
+    import math
+    import statistics
+
+    from ganscan.core.device import Precision
+    from ganscan.detectors.preprocess import ScaleViews
+    from ganscan.detectors.inference import forward_logits
+    from ganscan.detectors.preprocess import aggregate_logits, pool_logits
+    from ganscan.detectors.registry import TILE_POOLS, get_config
+
+    vals = [3.0, -1.0, 0.5, 2.0, -4.0, 1.0, 0.0]
+    x = torch.tensor(vals, dtype=torch.float64)
+    s = sorted(vals)
+    expect = {"mean": sum(vals) / 7, "median": statistics.median(vals), "trim25": sum(s[1:6]) / 5,
+              "top50": sum(s[3:]) / 4, "lme": math.log(sum(math.exp(v) for v in vals) / 7)}
+    p = sum(1 / (1 + math.exp(-v)) for v in vals) / 7
+    expect["prob"] = math.log(p / (1 - p))
+    assert set(expect) == set(TILE_POOLS)
+    for pool, want in expect.items():
+        assert float(pool_logits(x, pool)) == pytest.approx(want, abs=1e-9), pool
+    even = torch.tensor([4.0, 1.0, 2.0, 8.0])
+    assert float(pool_logits(even, "median")) == 3.0 and float(pool_logits(even, "trim25")) == 3.0
+    assert float(pool_logits(even, "top50")) == 6.0
+    assert all(float(pool_logits(torch.tensor([2.5]), p)) == 2.5 for p in TILE_POOLS)   # one tile: itself
+    with pytest.raises(ValueError, match="tile pooling"):
+        pool_logits(x, "max")
+    logits = torch.tensor([1.0, 5.0, 3.0, -2.0, 0.0])
+    assert aggregate_logits(logits, [3, 2], "median").tolist() == [3.0, -1.0]
+    assert aggregate_logits(logits, [3, 2]).tolist() == [3.0, -1.0]
+    assert aggregate_logits(logits, [3, 2], "top50").tolist() == [4.0, 0.0]
+    # the setting: written only when not the mean, named in the preprocessing, checked when read
+    base = get_config("npr32")
+    cfg = base.with_preprocessing({**base.preprocessing(), "tile_pool": "trim25"})
+    assert cfg.tile_pool == "trim25" and cfg.preprocessing()["tile_pool"] == "trim25"
+    assert "tile_pool" not in base.preprocessing() and cfg.describe_preprocessing() == "tiles64x16+pool-trim25"
+    with pytest.raises(ValueError, match="tile pooling"):
+        base.with_preprocessing({**base.preprocessing(), "tile_pool": "max"})
+
+    class Brightness(torch.nn.Module):   # logit = a tile's mean value
+        def forward(self, x):
+            return x.mean(dim=(1, 2, 3)).reshape(-1, 1)
+
+    prec = Precision(device=torch.device("cpu"), autocast_dtype=None, channels_last=False)
+    tiles = torch.stack([torch.full((3, 8, 8), v) for v in (0.0, 1.0, 8.0)])
+    halves = torch.stack([torch.full((3, 8, 8), v) for v in (2.0, 2.0, 9.0, 3.0)])
+    views = [ScaleViews(tiles, halves), tiles]
+    assert forward_logits(Brightness(), views, prec) == [4.0, 3.0]                       # mean: max(3, 4 - 0)
+    assert forward_logits(Brightness(), views, prec, pool="median", half_margin=1.0) == [1.5, 1.0]   # max(1, 2.5 - 1)

@@ -209,12 +209,13 @@ def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Modu
 @torch.inference_mode()
 def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                    max_batch: int = 64, jpeg: list[bool] | None = None, half_margin: float = 0.0,
-                   half_lossless: bool = False, half_jpeg_margin: float | None = None) -> list[float]:
+                   half_lossless: bool = False, half_jpeg_margin: float | None = None, pool: str = "mean") -> list[float]:
     """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together. An image's
     ``ScaleViews`` pair (a ``half_tiles`` detector) scores the larger of its native mean logit and its half-size
     mean logit less ``half_margin`` (the native read alone when the half-size read has no tiles, or with
     ``half_lossless`` when ``jpeg`` says the file is a JPEG, unless ``half_jpeg_margin`` is given: a JPEG's half-size
-    read, when its views have one, then counts at that margin).
+    read, when its views have one, then counts at that margin). Each read's tile logits are pooled by ``pool``
+    (``preprocess.pool_logits``: the mean unless given).
 
     ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
     receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
@@ -250,7 +251,7 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                     logits = model(x, jpeg=flags.to(precision.device, non_blocking=True))
                 else:
                     logits = model(x)
-            agg = aggregate_logits(logits.float().reshape(-1), [counts[j] for j in part])
+            agg = aggregate_logits(logits.float().reshape(-1), [counts[j] for j in part], pool)
             for j, v in zip(part, agg.cpu().tolist()):
                 means[j] = v
     out: list[float | None] = [None] * len(tensors)
@@ -304,7 +305,7 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
             logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1),
                                     jpeg=[row.get("format") == "JPEG" for row, _ in ready],
                                     half_margin=dets[k].config.half_margin, half_lossless=dets[k].config.half_lossless,
-                                    half_jpeg_margin=dets[k].config.jpeg_margin)
+                                    half_jpeg_margin=dets[k].config.jpeg_margin, pool=dets[k].config.tile_pool)
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
                 verdict = "fake" if score >= thresholds[k] else "real"

@@ -8,13 +8,14 @@ views are then a ``ScaleViews`` pair.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ganscan.detectors.registry import DetectorConfig
+from ganscan.detectors.registry import TILE_POOLS, DetectorConfig
 
 
 def center_crop_array(arr: np.ndarray, size: int) -> np.ndarray:
@@ -121,8 +122,33 @@ def preprocess(img: Image.Image | np.ndarray, cfg: DetectorConfig):
     return normalize(views_uint8(img, cfg), cfg)
 
 
-def aggregate_logits(logits: torch.Tensor, counts: list[int]) -> torch.Tensor:
-    """Mean logit per image when images contributed several views."""
+def pool_logits(x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
+    """One logit from a read's tile logits ``x`` (1-D): ``mean``; ``median`` (of an even count, the mean of the two
+    middle values); ``trim25``, the mean without floor(n/4) of the lowest and of the highest; ``top50``, the mean of the highest
+    ceil(n/2); ``lme``, log(mean(exp(x))); ``prob``, the logit of the mean sigmoid."""
+    if pool not in TILE_POOLS:
+        raise ValueError(f"unknown tile pooling {pool!r} (one of {', '.join(TILE_POOLS)})")
+    n = x.numel()
+    if pool == "mean" or n == 1:
+        return x.mean()
+    s = torch.sort(x).values
+    if pool == "median":
+        return (s[(n - 1) // 2] + s[n // 2]) / 2
+    if pool == "trim25":
+        k = n // 4
+        return s[k:n - k].mean()
+    if pool == "top50":
+        return s[n // 2:].mean()
+    if pool == "prob":
+        p = torch.sigmoid(x.double()).mean().clamp(1e-12, 1 - 1e-12)
+        return torch.log(p / (1 - p)).to(x.dtype)
+    return torch.logsumexp(x, 0) - math.log(n)   # lme
+
+
+def aggregate_logits(logits: torch.Tensor, counts: list[int], pool: str = "mean") -> torch.Tensor:
+    """One logit per image when images contributed several views: their mean, or ``pool_logits(..., pool)``."""
     if all(c == 1 for c in counts):
         return logits
-    return torch.stack([part.mean() for part in torch.split(logits, counts)])
+    if pool == "mean":
+        return torch.stack([part.mean() for part in torch.split(logits, counts)])
+    return torch.stack([pool_logits(part, pool) for part in torch.split(logits, counts)])

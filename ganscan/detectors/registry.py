@@ -15,6 +15,7 @@ from torch import nn
 from ganscan.errors import UnknownNameError, suggest
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
+TILE_POOLS = ("mean", "median", "trim25", "top50", "lme", "prob")   # ``preprocess.pool_logits``
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
@@ -33,7 +34,7 @@ class DetectorConfig:
     grid holds fewer tiles than its cap takes them from the grid at that stride instead (overlapping; at most the
     cap, evenly spread); with ``stride_jpeg_only``, for JPEG files only. ``half_jpeg_side`` > 0 (with
     ``half_lossless``): a JPEG file whose sides are both at least that long gets the half-size read too, at
-    ``half_jpeg_margin``.
+    ``half_jpeg_margin``. ``tile_pool``: how a read's tile logits become one (``TILE_POOLS``; the mean unless set).
     """
 
     name: str
@@ -51,6 +52,7 @@ class DetectorConfig:
     half_lossless: bool = False   # the half-size read for lossless files only (a JPEG file keeps its native score)
     half_jpeg_side: int = 0       # ... and for JPEG files with both sides at least this long (0: none)
     half_jpeg_margin: float = 0.0   # the margin of a JPEG file's half-size read
+    tile_pool: str = "mean"   # how a read's tile logits become one (TILE_POOLS)
     family: str = "cnn"
     description: str = ""
     timm_name: str | None = None
@@ -75,6 +77,8 @@ class DetectorConfig:
                 if self.half_jpeg_side:
                     pre["half_jpeg_side"] = self.half_jpeg_side
                     pre["half_jpeg_margin"] = self.half_jpeg_margin
+        if self.tile_pool != "mean":
+            pre["tile_pool"] = self.tile_pool
         return pre
 
     def describe_preprocessing(self) -> str:
@@ -85,13 +89,17 @@ class DetectorConfig:
                  + (f"-{self.half_margin:g}" if self.half_tiles and self.half_margin else "")
                  + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
                  + ("-lossless" if self.half_tiles and self.half_lossless else "")
-                 + (f"+jpeg{self.half_jpeg_side}-{self.half_jpeg_margin:g}" if self.jpeg_half_read else ""))
+                 + (f"+jpeg{self.half_jpeg_side}-{self.half_jpeg_margin:g}" if self.jpeg_half_read else "")
+                 + (f"+pool-{self.tile_pool}" if self.tile_pool != "mean" else ""))
         return f"{self.policy}{self.input_size}" + (tiles if self.policy == "tiles" else "")
 
     def with_preprocessing(self, pre: dict | None) -> "DetectorConfig":
         if not pre:
             return self
-        return replace(self, policy=pre.get("policy", self.policy),
+        pool = str(pre.get("tile_pool", self.tile_pool))
+        if pool not in TILE_POOLS:
+            raise ValueError(f"unknown tile pooling {pool!r} (one of {', '.join(TILE_POOLS)})")
+        return replace(self, tile_pool=pool, policy=pre.get("policy", self.policy),
                        input_size=int(pre.get("input_size", self.input_size)),
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
