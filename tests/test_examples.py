@@ -573,6 +573,29 @@ def test_overlap_tiles_chooses_the_stride_by_rule_v42():
     assert 1 / (1 + np.exp(-0.8)) < m["threshold"] <= 1 / (1 + np.exp(-0.9))
 
 
+def test_tile_pool_chooses_the_pooling_by_rule_v47():
+    tp = _load("tile_pool")
+
+    def summ(clean, jpeg, tpr):
+        return {"auc": {"none": clean, "jpeg:90": jpeg}, "threshold": 0.5, "tpr": tpr}
+
+    base = summ([0.95, 0.97], [0.90, 0.90], 0.85)
+    better = summ([0.95, 0.97], [0.91, 0.92], 0.84)
+    assert tp.choose({"mean": base, "median": better, "top50": summ([0.95, 0.97], [0.91, 0.91], 0.9)}) == "median"
+    # a tie on the mean of the 8: the earlier pooling of TILE_POOLS
+    assert tp.choose({"mean": base, "top50": better, "median": better}) == "top50"
+    # an AUC more than 0.005 lower, or a TPR more than 2 points lower, is not eligible; no gain: nothing
+    assert tp.choose({"mean": base, "lme": summ([0.94, 0.99], [0.95, 0.95], 0.9)}) is None
+    assert tp.choose({"mean": base, "lme": summ([0.95, 0.97], [0.95, 0.95], 0.82)}) is None
+    assert tp.choose({"mean": base, "prob": summ([0.95, 0.97], [0.90, 0.90], 0.9)}) is None
+    # an image's logit: each read pooled, the half-size read less the margin, the larger kept
+    row = [1, [0.0, 1.0, 8.0], [2.0, 2.0, 9.0, 3.0], False]
+    assert tp.pooled(row, "mean", 0.0) == 4.0 and tp.pooled(row, "median", 1.0) == 1.5
+    assert tp.pooled([0, [0.0, 1.0, 8.0], None, True], "top50", 1.0) == 4.5
+    got = tp.as_rows_p({"s": {"none": [row]}}, "median", 1.0)
+    assert got == {"s": {"none": [[1, 1.5]]}}
+
+
 def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
     ts = _load("two_scale")
     # per set and condition: [label, native logit, half-size logit or None, is a JPEG]
