@@ -596,6 +596,32 @@ def test_tile_pool_chooses_the_pooling_by_rule_v47():
     assert got == {"s": {"none": [[1, 1.5]]}}
 
 
+def test_members_table_puts_models_side_by_side(tmp_path, capsys):
+    mt = _load("members_table")
+
+    def fake_set(auc, tpr, jpeg=None):
+        return {"n_real": 10, "n_fake": 10, "auc": auc, "tpr_at_threshold": tpr,
+                **({} if jpeg is None else {"auc_jpeg:90": jpeg})}
+
+    a = {"a": {"threshold": 0.6, "sets": {"own/x": fake_set(0.9, 0.5, 0.8), "own/y": fake_set(0.7, 0.3, 0.6),
+                                          "val/z": fake_set(0.6, 0.1), "cam": {"n_real": 5, "fpr_at_threshold": 0.2}}}}
+    b = {"b": {"threshold": 0.7, "sets": {"own/x": fake_set(1.0, 1.0), "cam": {"n_real": 5, "fpr_at_threshold": 0.0}}}}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    models = mt.load_models([tmp_path / "a.json", tmp_path / "b.json"])
+    got = dict(mt.rows(models))
+    assert got["own/x"] == [(0.9, 0.8, 0.5), (1.0, None, 1.0)] and got["own/y"][1] is None
+    own = got["**mean own**"]
+    assert own[0] == pytest.approx((0.8, 0.7, 0.4)) and own[1] == (1.0, None, 1.0)
+    assert got["**mean val**"] == [(0.6, None, 0.1), None] and got["cam"] == [0.2, 0.0]
+    text = mt.markdown(models, ["A", "B"])
+    assert "| own/x | 0.900 (0.800); 50 % | 1.000; 100 % |" in text and "| cam | FPR 20.0 % | FPR 0.0 % |" in text
+    assert text.endswith("Thresholds: A 0.600; B 0.700.")
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(SystemExit, match="not a table"):
+        mt.load_models([tmp_path / "bad.json"])
+
+
 def test_two_scale_chooses_the_half_size_reads_settings_by_rules_v38_and_v39():
     ts = _load("two_scale")
     # per set and condition: [label, native logit, half-size logit or None, is a JPEG]
