@@ -47,7 +47,8 @@ def read_logits(model: str, stride: int, sets: list, conditions=CONDITIONS, prog
     def score(batch):
         logits = forward_logits(net, [t for _, t, _ in batch], prec, jpeg=[j for _, _, j in batch],
                                 half_margin=cfg.half_margin, half_lossless=cfg.half_lossless,
-                                half_jpeg_margin=cfg.jpeg_margin, pool=cfg.tile_pool)
+                                half_jpeg_margin=cfg.jpeg_margin, pool=cfg.tile_pool,
+                                pool_jpeg_only=cfg.pool_jpeg_only)
         return [[y, v] for (y, _, _), v in zip(batch, logits)]
 
     return two_scale.scored_sets(sets, conditions, lambda img, jpg: normalize(views_uint8(img, cfg, jpeg=jpg), cfg),

@@ -24,7 +24,8 @@ JPEG files only. ``--half-jpeg-side N --half-jpeg-margin M`` (C51, rule ``docs/s
 ``examples/two_scale.py --rule v45`` chooses M) gives a JPEG file with both sides at least N px the half-size read
 too, at margin M, when the read is otherwise for lossless files. ``--tile-pool P`` (C53, rule
 ``docs/selection-rule-v47.txt``; ``examples/tile_pool.py`` chooses it) pools each read's tile logits by P instead of
-their mean (``ganscan.detectors.preprocess.pool_logits``).
+their mean (``ganscan.detectors.preprocess.pool_logits``); ``--pool-jpeg-only`` (C54, rule ``docs/selection-rule-v48.txt``)
+for JPEG files only.
 
     python examples/retile.py ganscan-fusion-v10 --half-tiles 4 --calibrate runs/twins/heldout/calib \
         runs/twins/heldout/calib-frac --fpr 0.05 --name ganscan-fusion-v37 -o runs/twins/c43/fused.safetensors
@@ -41,7 +42,8 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
            align: int | None = None, half_tiles: int | None = None, half_margin: float | None = None,
            half_filter: str | None = None, half_lossless: bool | None = None, tile_stride: int | None = None,
            stride_jpeg_only: bool | None = None, half_jpeg_side: int | None = None,
-           half_jpeg_margin: float | None = None, tile_pool: str | None = None) -> dict:
+           half_jpeg_margin: float | None = None, tile_pool: str | None = None,
+           pool_jpeg_only: bool | None = None) -> dict:
     """Write ``output`` (``model``'s tensors, tile cap ``tiles``, grid alignment ``align`` and half-size read
     ``half_tiles`` with its margin, filter and files, tile pooling ``tile_pool``, each kept when None; recalibrated
     threshold); its metadata."""
@@ -64,7 +66,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     given = {"max_tiles": tiles, "tile_align": align, "half_tiles": half_tiles, "half_margin": half_margin,
              "half_filter": half_filter, "half_lossless": half_lossless, "tile_stride": tile_stride,
              "stride_jpeg_only": stride_jpeg_only, "half_jpeg_side": half_jpeg_side, "half_jpeg_margin": half_jpeg_margin,
-             "tile_pool": tile_pool}
+             "tile_pool": tile_pool, "pool_jpeg_only": pool_jpeg_only}
     cfg = replace(det.config, **{k: v for k, v in given.items() if v is not None})
     pre = cfg.preprocessing()   # settings at their defaults are left out, as every checkpoint writes them
     meta = {**meta, "preprocessing": pre, "name": name,
@@ -82,7 +84,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
           f"half_filter {pre.get('half_filter', 'box')}, half_lossless {bool(pre.get('half_lossless'))}, "
           f"tile_stride {pre.get('tile_stride', 0)}{' (JPEG files)' if pre.get('stride_jpeg_only') else ''}, "
           f"JPEG half-size read from {pre.get('half_jpeg_side', 0)} px at margin {pre.get('half_jpeg_margin', 0):g}, "
-          f"tile pooling {pre.get('tile_pool', 'mean')}, "
+          f"tile pooling {pre.get('tile_pool', 'mean')}{' (JPEG files)' if pre.get('pool_jpeg_only') else ''}, "
           f"threshold {meta['threshold']:.4f}, sha256 {sha})")
     return meta
 
@@ -110,6 +112,8 @@ def main() -> None:
     ap.add_argument("--half-jpeg-margin", type=float, default=None, help="the margin of that JPEG half-size read")
     ap.add_argument("--tile-pool", choices=TILE_POOLS, default=None,
                     help="how a read's tile logits become one (C53, rule v47; default: kept)")
+    ap.add_argument("--pool-jpeg-only", action="store_true", default=None,
+                    help="the --tile-pool pooling for JPEG files only, the mean for the others (C54, rule v48)")
     ap.add_argument("--calibrate", nargs="+", required=True, help="folders of calibration kinds (0_real in each)")
     ap.add_argument("--fpr", type=float, default=0.05)
     ap.add_argument("--name", required=True)
@@ -119,7 +123,7 @@ def main() -> None:
         sys.exit("error: --half-margin must be >= 0")
     if all(v is None for v in (args.tiles, args.align, args.half_tiles, args.half_margin, args.half_filter,
                                args.half_lossless, args.tile_stride, args.stride_jpeg_only, args.half_jpeg_side,
-                               args.half_jpeg_margin, args.tile_pool)):
+                               args.half_jpeg_margin, args.tile_pool, args.pool_jpeg_only)):
         sys.exit("error: give --tiles, --align, --tile-stride, --tile-pool or a --half-* setting (or several)")
     if args.tile_stride is not None and not 0 <= args.tile_stride <= 256:
         sys.exit("error: --tile-stride must be 0-256 (0: no overlapping tiles)")
@@ -138,7 +142,8 @@ def main() -> None:
     try:
         retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align, args.half_tiles,
                args.half_margin, args.half_filter, args.half_lossless, args.tile_stride,
-               args.stride_jpeg_only, args.half_jpeg_side, args.half_jpeg_margin, args.tile_pool)
+               args.stride_jpeg_only, args.half_jpeg_side, args.half_jpeg_margin, args.tile_pool,
+               args.pool_jpeg_only)
     except GanscanError as exc:
         sys.exit(f"error: {exc}")
 

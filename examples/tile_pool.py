@@ -2,6 +2,7 @@
 """The tile pooling of C53 (rule ``docs/selection-rule-v47.txt``), chosen on the fusion's fit sets and calibration reals.
 
     python examples/tile_pool.py --work runs/twins      # about 10 min from nothing (tile logits kept in WORK/c53)
+    python examples/tile_pool.py --work runs/twins --jpeg-only   # C54 (rule v48), from the same tile logits
 
 A tiles detector scores an image by pooling its tiles' logits, read by read (the native read; with ``half_tiles`` the
 half-size read too, the image's logit then the larger of the two less the margin). Every detector so far pooled by the
@@ -13,7 +14,8 @@ the calibration reals (``heldout/calib``, ``heldout/calib-frac``) clean, through
 threshold (the fusion's rule: 5 % FPR on every calibration kind) and the mean clean fit TPR there. Rule v47: eligible
 if none of the 8 clean and JPEG-90 fit AUCs is more than 0.005 below the mean pooling's and the TPR is at least its
 less 2 points; chosen: the highest mean of the 8 AUCs (ties: the order of ``TILE_POOLS``), if above the mean
-pooling's. Nothing under ``val/`` is read.
+pooling's. ``--jpeg-only`` (rule v48, C54): each file is pooled by the pooling if it is a JPEG (every JPEG-90 copy; the
+JPEG files among the clean sets) and by the mean otherwise, under the same rule. Nothing under ``val/`` is read.
 """
 
 from __future__ import annotations
@@ -85,22 +87,25 @@ def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, pro
     return reads, worst[0]
 
 
-def pooled(row, pool: str, margin: float) -> float:
-    """An image's logit from its kept tile logits: ``pool`` over each read, the half-size read less ``margin``."""
+def pooled(row, pool: str, margin: float, jpeg_only: bool = False) -> float:
+    """An image's logit from its kept tile logits: ``pool`` over each read, the half-size read less ``margin``
+    (``jpeg_only``: a file that is not a JPEG pooled by the mean)."""
     import torch
 
     from ganscan.detectors.preprocess import pool_logits
 
-    _, native, half, _ = row
+    _, native, half, is_jpeg = row
+    if jpeg_only and not is_jpeg:
+        pool = "mean"
     v = float(pool_logits(torch.tensor(native, dtype=torch.float64), pool))
     if half:
         v = max(v, float(pool_logits(torch.tensor(half, dtype=torch.float64), pool)) - margin)
     return v
 
 
-def as_rows_p(reads: dict, pool: str, margin: float) -> dict:
+def as_rows_p(reads: dict, pool: str, margin: float, jpeg_only: bool = False) -> dict:
     """{set: {condition: [[label, pooled logit], ...]}}."""
-    return {s: {c: [[r[0], pooled(r, pool, margin)] for r in rows] for c, rows in conds.items()}
+    return {s: {c: [[r[0], pooled(r, pool, margin, jpeg_only)] for r in rows] for c, rows in conds.items()}
             for s, conds in reads.items()}
 
 
@@ -134,6 +139,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v43")
+    ap.add_argument("--jpeg-only", action="store_true",
+                    help="rule v48 (C54): JPEG files pooled by each pooling, the others by the mean")
     args = ap.parse_args()
     held = two_scale.heldout(args.work)
     margin = load_detector(args.model).config.half_margin
@@ -148,7 +155,8 @@ def main() -> None:
     if reads.get("model") != args.model:
         raise SystemExit(f"error: {cache} holds {reads.get('model')}'s tiles, not {args.model}'s (remove it and rerun)")
     print(f"mean pooling against forward_logits: largest difference {reads['check']:.2g} (checked images)")
-    summ = {p: overlap_tiles.summary(as_rows_p(reads["fit"], p, margin), as_rows_p(reads["calib"], p, margin))
+    j = args.jpeg_only
+    summ = {p: overlap_tiles.summary(as_rows_p(reads["fit"], p, margin, j), as_rows_p(reads["calib"], p, margin, j))
             for p in TILE_POOLS}
     names = list(reads["fit"])
     print("pool     clean AUC: " + " ".join(names) + "; JPEG 90 the same; means; threshold; fit TPR")
@@ -158,8 +166,10 @@ def main() -> None:
               + f"; {sum(a) / len(a):.4f}, {sum(j) / len(j):.4f} (all 8: {(sum(a) + sum(j)) / 8:.4f})"
               + f"; {m['threshold']:.3f}; {100 * m['tpr']:.1f} %")
     choice = choose(summ)
-    print(f"rule v47: {'chosen: ' + choice if choice else 'no pooling is eligible and better: C53 fails'}")
-    (args.work / "c53" / "summary.json").write_text(json.dumps({"summaries": summ, "choice": choice}, indent=1))
+    rule, cand = ("v48", "C54") if j else ("v47", "C53")
+    print(f"rule {rule}: {'chosen: ' + choice if choice else f'no pooling is eligible and better: {cand} fails'}")
+    out = args.work / "c53" / ("summary-jpeg-only.json" if j else "summary.json")
+    out.write_text(json.dumps({"summaries": summ, "choice": choice}, indent=1))
 
 
 if __name__ == "__main__":

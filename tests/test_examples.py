@@ -540,6 +540,13 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
     assert pooled[str(tiny)][0] == pytest.approx(mean[str(tiny)][0], abs=1e-6)
     assert pooled[str(large)][0] > mean[str(large)][0] and pooled[str(small)][0] > mean[str(small)][0]
     assert load_detector(str(top)).config.describe_preprocessing() == "tiles64x16+pool-top50"
+    # for JPEG files only (C54): the lossless 128 px image scores by the mean again, its JPEG copy by the pooling
+    topj, meta, pre = retiled("topj", top, pool_jpeg_only=True)
+    assert pre["tile_pool"] == "top50" and pre["pool_jpeg_only"] is True
+    files = [str(small), str(small_jpeg)]
+    got = score_files(load_detector(str(topj)), files, prec, settings)
+    assert got[str(small)][0] == pytest.approx(score_files(load_detector(str(src)), files, prec, settings)[str(small)][0], abs=1e-6)
+    assert got[str(small_jpeg)][0] == pytest.approx(score_files(load_detector(str(top)), files, prec, settings)[str(small_jpeg)][0], abs=1e-6)
 
 
 def test_overlap_tiles_chooses_the_stride_by_rule_v42():
@@ -594,6 +601,9 @@ def test_tile_pool_chooses_the_pooling_by_rule_v47():
     assert tp.pooled([0, [0.0, 1.0, 8.0], None, True], "top50", 1.0) == 4.5
     got = tp.as_rows_p({"s": {"none": [row]}}, "median", 1.0)
     assert got == {"s": {"none": [[1, 1.5]]}}
+    # rule v48: a lossless file keeps the mean, a JPEG file takes the pooling
+    assert tp.pooled(row, "median", 1.0, jpeg_only=True) == 3.0
+    assert tp.pooled([1, [0.0, 1.0, 8.0], None, True], "median", 1.0, jpeg_only=True) == 1.0
 
 
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):

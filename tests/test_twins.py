@@ -861,3 +861,12 @@ def test_tile_pooling_functions_and_their_setting():
     views = [ScaleViews(tiles, halves), tiles]
     assert forward_logits(Brightness(), views, prec) == [4.0, 3.0]                       # mean: max(3, 4 - 0)
     assert forward_logits(Brightness(), views, prec, pool="median", half_margin=1.0) == [1.5, 1.0]   # max(1, 2.5 - 1)
+    # for JPEG files only: a lossless file keeps the mean
+    assert forward_logits(Brightness(), views, prec, jpeg=[False, True], pool="median", half_margin=1.0,
+                          pool_jpeg_only=True) == [3.0, 1.0]
+    assert forward_logits(Brightness(), views, prec, jpeg=[True, False], pool="median", half_margin=1.0,
+                          pool_jpeg_only=True) == [1.5, 3.0]
+    only = cfg.with_preprocessing({**cfg.preprocessing(), "pool_jpeg_only": True})
+    assert only.preprocessing()["pool_jpeg_only"] is True and only.describe_preprocessing() == "tiles64x16+pool-trim25j"
+    assert only.pool_for(True) == "trim25" and only.pool_for(False) == "mean" and cfg.pool_for(False) == "trim25"
+    assert "pool_jpeg_only" not in base.with_preprocessing({"pool_jpeg_only": True}).preprocessing()   # the mean: no flag

@@ -19,7 +19,7 @@ from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
 from ganscan.data.provenance import assess, dhash, phash, provenance, repeated_lines
-from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, views_uint8
+from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, pool_logits, views_uint8
 from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
 from ganscan.core.device import Precision, worker_init
@@ -209,13 +209,14 @@ def prepare_model(model: torch.nn.Module, precision: Precision) -> torch.nn.Modu
 @torch.inference_mode()
 def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                    max_batch: int = 64, jpeg: list[bool] | None = None, half_margin: float = 0.0,
-                   half_lossless: bool = False, half_jpeg_margin: float | None = None, pool: str = "mean") -> list[float]:
+                   half_lossless: bool = False, half_jpeg_margin: float | None = None, pool: str = "mean",
+                   pool_jpeg_only: bool = False) -> list[float]:
     """Mean logit per image for a list of (T,3,H,W) tensors; same-shape views are batched together. An image's
     ``ScaleViews`` pair (a ``half_tiles`` detector) scores the larger of its native mean logit and its half-size
     mean logit less ``half_margin`` (the native read alone when the half-size read has no tiles, or with
     ``half_lossless`` when ``jpeg`` says the file is a JPEG, unless ``half_jpeg_margin`` is given: a JPEG's half-size
     read, when its views have one, then counts at that margin). Each read's tile logits are pooled by ``pool``
-    (``preprocess.pool_logits``: the mean unless given).
+    (``preprocess.pool_logits``: the mean unless given); with ``pool_jpeg_only`` a file that is not a JPEG keeps the mean.
 
     ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
     receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
@@ -225,8 +226,10 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
     reads: list[torch.Tensor] = []   # every read of every image, and the image it belongs to
     owner: list[int] = []
     less: list[float] = []           # subtracted from the read's mean logit: the margin, for a half-size read
+    pools: list[str] = []            # how each read's tiles are pooled
     for i, t in enumerate(tensors):
         is_jpeg = jpeg is not None and jpeg[i]
+        image_pool = "mean" if pool_jpeg_only and not is_jpeg else pool
         two = isinstance(t, ScaleViews) and not (half_lossless and is_jpeg and half_jpeg_margin is None)
         margin = half_jpeg_margin if is_jpeg and half_jpeg_margin is not None else half_margin
         for r, m in zip(t, (0.0, margin)) if two else ((t.native if isinstance(t, ScaleViews) else t, 0.0),):
@@ -234,6 +237,7 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                 reads.append(r)
                 owner.append(i)
                 less.append(m)
+                pools.append(image_pool)
     counts = [t.shape[0] for t in reads]
     means: list[float | None] = [None] * len(reads)
     groups: dict[tuple, list[int]] = {}
@@ -251,8 +255,12 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                     logits = model(x, jpeg=flags.to(precision.device, non_blocking=True))
                 else:
                     logits = model(x)
-            agg = aggregate_logits(logits.float().reshape(-1), [counts[j] for j in part], pool)
-            for j, v in zip(part, agg.cpu().tolist()):
+            flat = logits.float().reshape(-1)
+            if all(pools[j] == "mean" for j in part):
+                agg = aggregate_logits(flat, [counts[j] for j in part]).cpu().tolist()
+            else:
+                agg = [float(pool_logits(x, pools[j])) for j, x in zip(part, torch.split(flat, [counts[j] for j in part]))]
+            for j, v in zip(part, agg):
                 means[j] = v
     out: list[float | None] = [None] * len(tensors)
     for j, v, m in zip(owner, means, less):
@@ -305,7 +313,8 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
             logits = forward_logits(model, [t[k] for _, t in ready], precision, max_batch=max(settings.batch_size, 1),
                                     jpeg=[row.get("format") == "JPEG" for row, _ in ready],
                                     half_margin=dets[k].config.half_margin, half_lossless=dets[k].config.half_lossless,
-                                    half_jpeg_margin=dets[k].config.jpeg_margin, pool=dets[k].config.tile_pool)
+                                    half_jpeg_margin=dets[k].config.jpeg_margin, pool=dets[k].config.tile_pool,
+                                    pool_jpeg_only=dets[k].config.pool_jpeg_only)
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
                 verdict = "fake" if score >= thresholds[k] else "real"

@@ -34,7 +34,8 @@ class DetectorConfig:
     grid holds fewer tiles than its cap takes them from the grid at that stride instead (overlapping; at most the
     cap, evenly spread); with ``stride_jpeg_only``, for JPEG files only. ``half_jpeg_side`` > 0 (with
     ``half_lossless``): a JPEG file whose sides are both at least that long gets the half-size read too, at
-    ``half_jpeg_margin``. ``tile_pool``: how a read's tile logits become one (``TILE_POOLS``; the mean unless set).
+    ``half_jpeg_margin``. ``tile_pool``: how a read's tile logits become one (``TILE_POOLS``; the mean unless set); with
+    ``pool_jpeg_only``, for JPEG files only.
     """
 
     name: str
@@ -53,6 +54,7 @@ class DetectorConfig:
     half_jpeg_side: int = 0       # ... and for JPEG files with both sides at least this long (0: none)
     half_jpeg_margin: float = 0.0   # the margin of a JPEG file's half-size read
     tile_pool: str = "mean"   # how a read's tile logits become one (TILE_POOLS)
+    pool_jpeg_only: bool = False   # tile_pool for JPEG files only (any other file: the mean)
     family: str = "cnn"
     description: str = ""
     timm_name: str | None = None
@@ -79,6 +81,8 @@ class DetectorConfig:
                     pre["half_jpeg_margin"] = self.half_jpeg_margin
         if self.tile_pool != "mean":
             pre["tile_pool"] = self.tile_pool
+            if self.pool_jpeg_only:
+                pre["pool_jpeg_only"] = True
         return pre
 
     def describe_preprocessing(self) -> str:
@@ -90,7 +94,8 @@ class DetectorConfig:
                  + (f"-{self.half_filter}" if self.half_tiles and self.half_filter != "box" else "")
                  + ("-lossless" if self.half_tiles and self.half_lossless else "")
                  + (f"+jpeg{self.half_jpeg_side}-{self.half_jpeg_margin:g}" if self.jpeg_half_read else "")
-                 + (f"+pool-{self.tile_pool}" if self.tile_pool != "mean" else ""))
+                 + (f"+pool-{self.tile_pool}" if self.tile_pool != "mean" else "")
+                 + ("j" if self.tile_pool != "mean" and self.pool_jpeg_only else ""))
         return f"{self.policy}{self.input_size}" + (tiles if self.policy == "tiles" else "")
 
     def with_preprocessing(self, pre: dict | None) -> "DetectorConfig":
@@ -99,7 +104,7 @@ class DetectorConfig:
         pool = str(pre.get("tile_pool", self.tile_pool))
         if pool not in TILE_POOLS:
             raise ValueError(f"unknown tile pooling {pool!r} (one of {', '.join(TILE_POOLS)})")
-        return replace(self, tile_pool=pool, policy=pre.get("policy", self.policy),
+        return replace(self, tile_pool=pool, pool_jpeg_only=bool(pre.get("pool_jpeg_only", self.pool_jpeg_only)), policy=pre.get("policy", self.policy),
                        input_size=int(pre.get("input_size", self.input_size)),
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
@@ -117,6 +122,10 @@ class DetectorConfig:
     def jpeg_half_read(self) -> bool:
         """Whether JPEG files large enough get a half-size read of their own (``half_jpeg_side``)."""
         return bool(self.half_tiles and self.half_lossless and self.half_jpeg_side)
+
+    def pool_for(self, jpeg: bool) -> str:
+        """The tile pooling of a file: ``tile_pool``, or the mean for a lossless file under ``pool_jpeg_only``."""
+        return "mean" if self.pool_jpeg_only and not jpeg else self.tile_pool
 
     @property
     def jpeg_margin(self) -> float | None:
