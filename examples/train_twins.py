@@ -41,9 +41,10 @@ Stages (each skips what already exists, so a stopped run continues):
    its threshold at 5 % FPR on every ``heldout/calib`` kind.
 5. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network
    (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3). A recipe
-   with ``half_read`` (``v40``; ``v43``, the default) then reads the fusion at two scales (``examples/retile.py
-   --half-*``; v43 also reads small JPEG files in overlapping tiles, ``--tile-stride 16 --stride-jpeg-only``):
-   ``RUN/fused-v40.safetensors``, ``RUN/fused-v43.safetensors``.
+   with ``half_read`` (``v40``; ``v43``; ``v48``, the default) then reads the fusion at two scales (``examples/retile.py
+   --half-*``; v43 also reads small JPEG files in overlapping tiles, ``--tile-stride 16 --stride-jpeg-only``; v48 also
+   pools a JPEG file's tiles by their probabilities, ``--tile-pool prob --pool-jpeg-only``):
+   ``RUN/fused-v40.safetensors``, ``RUN/fused-v43.safetensors``, ``RUN/fused-v48.safetensors``.
 6. ``table``: ``examples/twins_table.py`` for every member and the fusion on the held-out sets and, as
    the final check only, on ``val/``.
 
@@ -181,6 +182,10 @@ RECIPES["v40"] = {**RECIPES["v10"], "half_read": {"tiles": 4, "margin": 1.0, "fi
 # overlapping tiles at stride 16
 RECIPES["v43"] = {**RECIPES["v40"], "half_read": {**RECIPES["v40"]["half_read"], "stride": 16, "stride_jpeg_only": True,
                                                   "name": "ganscan-fusion-v43"}}
+# v48 (C54, docs/selection-rule-v48.txt): v43, and a JPEG file's reads pool their tiles' probabilities (the logit of
+# the mean sigmoid) instead of averaging their logits; every other file as v43
+RECIPES["v48"] = {**RECIPES["v43"], "half_read": {**RECIPES["v43"]["half_read"], "pool": "prob", "pool_jpeg_only": True,
+                                                  "name": "ganscan-fusion-v48"}}
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
 # a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
@@ -514,7 +519,9 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
                         str(half["tiles"]), "--half-margin", str(half["margin"]), "--half-filter", half["filter"],
                         *(["--half-lossless"] if half["lossless"] else []),
                         *(["--tile-stride", str(half["stride"])] if half.get("stride") else []),
-                        *(["--stride-jpeg-only"] if half.get("stride_jpeg_only") else []), "--calibrate", str(held / "calib"),
+                        *(["--stride-jpeg-only"] if half.get("stride_jpeg_only") else []),
+                        *(["--tile-pool", half["pool"]] if half.get("pool") else []),
+                        *(["--pool-jpeg-only"] if half.get("pool_jpeg_only") else []), "--calibrate", str(held / "calib"),
                         *([str(held / "calib-frac")] if args.calib_frac else []), "--fpr", "0.05",
                         "--name", half["name"], "-o", str(two)], check=True)
         return two

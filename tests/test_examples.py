@@ -342,7 +342,7 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         assert (str(tmp_path / "heldout" / "calib-u2j") in calib) == bool(r.get("calib_u2j")), name
 
 
-@pytest.mark.parametrize("recipe", ["v40", "v43"])
+@pytest.mark.parametrize("recipe", ["v40", "v43", "v48"])
 def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatch, recipe):
     tt = _load("train_twins")
     calls, runs = [], []
@@ -362,8 +362,11 @@ def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatc
     assert opts == {"--half-tiles": "4", "--half-margin": "1.0", "--half-filter": "lanczos",
                     "--name": f"ganscan-fusion-{recipe}", "--fpr": "0.05"} and "--half-lossless" in cmd
     # v43 (C49): JPEG files under the tile cap read in overlapping tiles at stride 16; v40 has no such read
-    assert ("--tile-stride" in cmd and cmd[cmd.index("--tile-stride") + 1] == "16") == (recipe == "v43")
-    assert ("--stride-jpeg-only" in cmd) == (recipe == "v43")
+    assert ("--tile-stride" in cmd and cmd[cmd.index("--tile-stride") + 1] == "16") == (recipe != "v40")
+    assert ("--stride-jpeg-only" in cmd) == (recipe != "v40")
+    # v48 (C54): a JPEG file's tiles pooled by their probabilities; v40 and v43 average the logits
+    assert ("--tile-pool" in cmd and cmd[cmd.index("--tile-pool") + 1] == "prob") == (recipe == "v48")
+    assert ("--pool-jpeg-only" in cmd) == (recipe == "v48")
     i = cmd.index("--calibrate")
     assert cmd[i + 1:i + 3] == [str(tmp_path / "heldout" / "calib"), str(tmp_path / "heldout" / "calib-frac")]
     runs.clear()
