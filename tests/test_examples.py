@@ -609,6 +609,43 @@ def test_tile_pool_chooses_the_pooling_by_rule_v47():
     assert tp.pooled([1, [0.0, 1.0, 8.0], None, True], "median", 1.0, jpeg_only=True) == 1.0
 
 
+def test_tile_pool_keeps_every_tile_and_their_mean_is_the_scans_score(tmp_path, monkeypatch):
+    import torch
+
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.registry import build_detector, get_config
+
+    tp = _load("tile_pool")
+    monkeypatch.setattr(tp, "CHECK_EVERY", 1)   # every batch also scored by forward_logits
+    torch.manual_seed(0)
+    arch = "fusion-spectrum-npr32"
+    state = {**build_detector(arch).state_dict(), "weight": torch.tensor([1.0, 1.0]), "bias": torch.tensor([0.0])}
+    pre = {**get_config(arch).preprocessing(), "half_tiles": 4, "half_margin": 1.0, "half_filter": "lanczos",
+           "half_lossless": True, "tile_stride": 16, "stride_jpeg_only": True}
+    ckpt = tmp_path / "v43like.safetensors"
+    save_checkpoint(ckpt, state, {"kind": "detector", "arch": arch, "name": "v43like", "threshold": 0.5,
+                                  "preprocessing": pre})
+    rng = np.random.default_rng(1)
+    for label in ("0_real", "1_fake"):
+        d = tmp_path / "set" / label
+        d.mkdir(parents=True)
+        for i in range(3):
+            px = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+            px.save(d / f"{i}.png")
+            px.save(d / f"{i}.jpg", quality=90)
+    reads, worst = tp.tile_logits(str(ckpt), test_sets(str(tmp_path / "set")), progress=lambda *_: None)
+    assert worst < 1e-4                                   # the kept tiles' mean is forward_logits' score
+    (rows_clean, rows_jpeg), = [(c["none"], c["jpeg:90"]) for c in reads.values()]
+    assert len(rows_clean) == len(rows_jpeg) == 12
+    for label, native, half, is_jpeg in rows_clean:
+        # a 128 px JPEG: 16 overlapping tiles, no half-size read; a PNG: 4 tiles and one half-size tile
+        assert (len(native), half is None) == ((16, True) if is_jpeg else (4, False))
+    assert all(r[3] and len(r[1]) == 16 and r[2] is None for r in rows_jpeg)   # every JPEG-90 copy is a JPEG
+    # the poolings read the same kept tiles, and the mean probability differs from the mean logit where tiles disagree
+    assert any(abs(tp.pooled(r, "prob", 1.0) - tp.pooled(r, "mean", 1.0)) > 1e-9 for r in rows_jpeg)
+
+
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):
     mt = _load("members_table")
 
