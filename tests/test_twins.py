@@ -868,5 +868,5 @@ def test_tile_pooling_functions_and_their_setting():
                           pool_jpeg_only=True) == [1.5, 3.0]
     only = cfg.with_preprocessing({**cfg.preprocessing(), "pool_jpeg_only": True})
     assert only.preprocessing()["pool_jpeg_only"] is True and only.describe_preprocessing() == "tiles64x16+pool-trim25j"
-    assert only.pool_for(True) == "trim25" and only.pool_for(False) == "mean" and cfg.pool_for(False) == "trim25"
+    assert only.pool_jpeg_only and not cfg.pool_jpeg_only and only.tile_pool == "trim25"
     assert "pool_jpeg_only" not in base.with_preprocessing({"pool_jpeg_only": True}).preprocessing()   # the mean: no flag

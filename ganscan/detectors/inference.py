@@ -216,7 +216,8 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
     mean logit less ``half_margin`` (the native read alone when the half-size read has no tiles, or with
     ``half_lossless`` when ``jpeg`` says the file is a JPEG, unless ``half_jpeg_margin`` is given: a JPEG's half-size
     read, when its views have one, then counts at that margin). Each read's tile logits are pooled by ``pool``
-    (``preprocess.pool_logits``: the mean unless given); with ``pool_jpeg_only`` a file that is not a JPEG keeps the mean.
+    (``preprocess.pool_logits``: the mean unless given); with ``pool_jpeg_only`` a file that is not a JPEG keeps the
+    mean.
 
     ``jpeg``: whether each image's file is a JPEG. A model with ``format_aware`` set (a fusion with a JPEG branch)
     receives it as one flag per tile; other models ignore it, and without it every image is read as lossless."""
@@ -259,7 +260,8 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
             if all(pools[j] == "mean" for j in part):
                 agg = aggregate_logits(flat, [counts[j] for j in part]).cpu().tolist()
             else:
-                agg = [float(pool_logits(x, pools[j])) for j, x in zip(part, torch.split(flat, [counts[j] for j in part]))]
+                split = torch.split(flat, [counts[j] for j in part])
+                agg = [float(pool_logits(x, pools[j])) for j, x in zip(part, split)]
             for j, v in zip(part, agg):
                 means[j] = v
     out: list[float | None] = [None] * len(tensors)

@@ -124,8 +124,8 @@ def preprocess(img: Image.Image | np.ndarray, cfg: DetectorConfig):
 
 def pool_logits(x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
     """One logit from a read's tile logits ``x`` (1-D): ``mean``; ``median`` (of an even count, the mean of the two
-    middle values); ``trim25``, the mean without floor(n/4) of the lowest and of the highest; ``top50``, the mean of the highest
-    ceil(n/2); ``lme``, log(mean(exp(x))); ``prob``, the logit of the mean sigmoid."""
+    middle values); ``trim25``, the mean without floor(n/4) of the lowest and of the highest; ``top50``, the mean of
+    the highest ceil(n/2); ``lme``, log(mean(exp(x))); ``prob``, the logit of the mean sigmoid."""
     if pool not in TILE_POOLS:
         raise ValueError(f"unknown tile pooling {pool!r} (one of {', '.join(TILE_POOLS)})")
     n = x.numel()

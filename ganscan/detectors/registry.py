@@ -15,10 +15,10 @@ from torch import nn
 from ganscan.errors import UnknownNameError, suggest
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
-TILE_POOLS = ("mean", "median", "trim25", "top50", "lme", "prob")   # ``preprocess.pool_logits``
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = (0.5, 0.5, 0.5)
 INCEPTION_STD = (0.5, 0.5, 0.5)
+TILE_POOLS = ("mean", "median", "trim25", "top50", "lme", "prob")   # ``preprocess.pool_logits``
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class DetectorConfig:
         pool = str(pre.get("tile_pool", self.tile_pool))
         if pool not in TILE_POOLS:
             raise ValueError(f"unknown tile pooling {pool!r} (one of {', '.join(TILE_POOLS)})")
-        return replace(self, tile_pool=pool, pool_jpeg_only=bool(pre.get("pool_jpeg_only", self.pool_jpeg_only)), policy=pre.get("policy", self.policy),
+        return replace(self, policy=pre.get("policy", self.policy),
                        input_size=int(pre.get("input_size", self.input_size)),
                        mean=tuple(pre.get("mean", self.mean)), std=tuple(pre.get("std", self.std)),
                        max_tiles=int(pre.get("max_tiles", self.max_tiles)),
@@ -116,16 +116,13 @@ class DetectorConfig:
                        half_filter=str(pre.get("half_filter", self.half_filter)),
                        half_lossless=bool(pre.get("half_lossless", self.half_lossless)),
                        half_jpeg_side=int(pre.get("half_jpeg_side", self.half_jpeg_side)),
-                       half_jpeg_margin=float(pre.get("half_jpeg_margin", self.half_jpeg_margin)))
+                       half_jpeg_margin=float(pre.get("half_jpeg_margin", self.half_jpeg_margin)),
+                       tile_pool=pool, pool_jpeg_only=bool(pre.get("pool_jpeg_only", self.pool_jpeg_only)))
 
     @property
     def jpeg_half_read(self) -> bool:
         """Whether JPEG files large enough get a half-size read of their own (``half_jpeg_side``)."""
         return bool(self.half_tiles and self.half_lossless and self.half_jpeg_side)
-
-    def pool_for(self, jpeg: bool) -> str:
-        """The tile pooling of a file: ``tile_pool``, or the mean for a lossless file under ``pool_jpeg_only``."""
-        return "mean" if self.pool_jpeg_only and not jpeg else self.tile_pool
 
     @property
     def jpeg_margin(self) -> float | None:
