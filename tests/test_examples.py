@@ -1116,3 +1116,6 @@ def test_jpeg_gain_ci_resamples_both_models_alike():
     assert point == pytest.approx(1.0 - 0.25) and low <= point <= high   # AUC 0.25 -> 1.0 under JPEG 90
     assert got["v43 drop (clean - JPEG 90)"][0] == pytest.approx(0.75 - 1.0)
     assert got["v40 drop (clean - JPEG 90)"][0] == pytest.approx(0.75 - 0.25)
+    assert got["v43 gain, clean"] == (0.0, 0.0, 0.0)                  # the clean reads are the same
+    named = jc.bootstrap({"s": rows}, {"s": better}, rounds=50, names=("v43", "v48"))
+    assert named["v48 gain under JPEG 90"][0] == pytest.approx(0.75) and "v43 drop (clean - JPEG 90)" in named
