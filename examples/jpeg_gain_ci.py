@@ -27,20 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import overlap_tiles as ot  # noqa: E402
 import two_scale as ts  # noqa: E402
-
-SETS = ("twins-shuffle", "twins-seen", "report/autogan1", "report/progan")
-
-
-def own_sets(held: Path) -> list:
-    from ganscan.data.datasets import test_sets
-
-    out = []
-    for n in SETS:
-        for s in test_sets(str(held / n)):
-            s.name = f"own/{n}"
-            out.append(s)
-    return out
-
+from twins_table import held_sets  # noqa: E402
 
 def bootstrap(v40: dict, v43: dict, rounds: int = 1000, seed: int = 0, names: tuple[str, str] = ("v40", "v43")) -> dict:
     """{quantity: (point, low, high)} from {set: {condition: [[label, logit], ...]}} of each model (``names``: the
@@ -92,45 +79,29 @@ def main() -> None:
     held = ts.heldout(args.work)
     if args.pair == "v43-v48":
         return pair_v48(args, held)
-    sets = own_sets(held)
+    sets = held_sets(held, ("own",))
     reads = {s: ts.cached(args.work / "c49" / f"own-{s}.json",
                           lambda s=s: ot.read_logits("ganscan-fusion-v40", s, sets, ("none", "jpeg:90")))
              for s in (0, 16)}
     v43 = ot.mixed(reads[0], reads[16], ot.jpeg_flags(sets))   # JPEG files take the overlapping read
-    print(f"| quantity | point | 95 % interval ({args.rounds} paired resamples of each set's reals and fakes) |")
+    print_intervals(bootstrap(reads[0], v43, args.rounds), args.rounds)
+
+
+def print_intervals(result: dict, rounds: int) -> None:
+    print(f"| quantity | point | 95 % interval ({rounds} paired resamples of each set's reals and fakes) |")
     print("|---|---|---|")
-    for k, (p, lo, hi) in bootstrap(reads[0], v43, args.rounds).items():
+    for k, (p, lo, hi) in result.items():
         print(f"| {k} | {p:.4f} | {lo:.4f} - {hi:.4f} |")
-
-
-def family_sets(held: Path, family: str) -> list:
-    """The report sets of one family of the default's table: own, translate or large."""
-    from ganscan.data.datasets import test_sets
-
-    if family == "own":
-        return own_sets(held)
-    from twins_table import HELD_GROUPS
-
-    out = []
-    for n in HELD_GROUPS[family]:
-        if (held / n).is_dir():
-            for s in test_sets(str(held / n)):
-                s.name = f"{family}/{n.split('/')[-1]}"
-                out.append(s)
-    return out
 
 
 def pair_v48(args, held: Path) -> None:
     for family in ("own", "translate", "large"):
-        sets = family_sets(held, family)
+        sets = held_sets(held, (family,))
         reads = {m: ts.cached(args.work / "c54" / f"ci-{family}-{m}.json",
                               lambda m=m: ot.read_logits(f"ganscan-fusion-{m}", 16, sets, ("none", "jpeg:90")))
                  for m in ("v43", "v48")}
         print(f"\n{family} ({len(sets)} sets)\n")
-        print(f"| quantity | point | 95 % interval ({args.rounds} paired resamples of each set's reals and fakes) |")
-        print("|---|---|---|")
-        for k, (p, lo, hi) in bootstrap(reads["v43"], reads["v48"], args.rounds, names=("v43", "v48")).items():
-            print(f"| {k} | {p:.4f} | {lo:.4f} - {hi:.4f} |")
+        print_intervals(bootstrap(reads["v43"], reads["v48"], args.rounds, names=("v43", "v48")), args.rounds)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,22 @@ def tpr_at_fpr(y, s, fpr=0.05):
     return float((s[y == 1] >= t).mean())
 
 
+def held_sets(held: Path, groups: tuple[str, ...] = ("own", *HELD_GROUPS)) -> list:
+    """The table's fake sets under ``held`` (WORK/heldout), each named GROUP/SET: our own sets (which must exist), then
+    those of each other group whose folders exist."""
+    from ganscan.data.datasets import test_sets
+
+    out = []
+    for group in groups:
+        own = group == "own"
+        for n in FAKE_SETS["own"] if own else HELD_GROUPS[group]:
+            if own or (held / n).is_dir():
+                for s in test_sets(str(held / n)):
+                    s.name = f"own/{n}" if own else f"{group}/{n.split('/')[-1]}"
+                    out.append(s)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", required=True)
@@ -59,15 +75,7 @@ def main() -> None:
     from ganscan.detectors.evaluate import EvalSettings, evaluate
 
     held, data = Path(args.work) / "heldout", Path(args.data)
-    fake_sets = [s for n in FAKE_SETS["own"] for s in test_sets(str(held / n))]
-    for s, n in zip(fake_sets, FAKE_SETS["own"]):
-        s.name = f"own/{n}"
-    for group, names in HELD_GROUPS.items():
-        for n in names:
-            if (held / n).is_dir():
-                for s in test_sets(str(held / n)):
-                    s.name = f"{group}/{n.split('/')[-1]}"
-                    fake_sets.append(s)
+    fake_sets = held_sets(held)
     if not args.no_val:
         for s in test_sets(str(data / "val")):
             s.name = f"val/{s.name}"

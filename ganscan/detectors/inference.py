@@ -19,7 +19,7 @@ from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
 from ganscan.data.provenance import assess, dhash, phash, provenance, repeated_lines
-from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, pool_logits, views_uint8
+from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, views_uint8
 from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
 from ganscan.core.device import Precision, worker_init
@@ -256,13 +256,8 @@ def forward_logits(model: torch.nn.Module, tensors: list, precision: Precision,
                     logits = model(x, jpeg=flags.to(precision.device, non_blocking=True))
                 else:
                     logits = model(x)
-            flat = logits.float().reshape(-1)
-            if all(pools[j] == "mean" for j in part):
-                agg = aggregate_logits(flat, [counts[j] for j in part]).cpu().tolist()
-            else:
-                split = torch.split(flat, [counts[j] for j in part])
-                agg = [float(pool_logits(x, pools[j])) for j, x in zip(part, split)]
-            for j, v in zip(part, agg):
+            agg = aggregate_logits(logits.float().reshape(-1), [counts[j] for j in part], [pools[j] for j in part])
+            for j, v in zip(part, agg.cpu().tolist()):
                 means[j] = v
     out: list[float | None] = [None] * len(tensors)
     for j, v, m in zip(owner, means, less):

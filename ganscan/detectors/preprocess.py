@@ -145,10 +145,12 @@ def pool_logits(x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
     return torch.logsumexp(x, 0) - math.log(n)   # lme
 
 
-def aggregate_logits(logits: torch.Tensor, counts: list[int], pool: str = "mean") -> torch.Tensor:
-    """One logit per image when images contributed several views: their mean, or ``pool_logits(..., pool)``."""
+def aggregate_logits(logits: torch.Tensor, counts: list[int], pool: str | list[str] = "mean") -> torch.Tensor:
+    """One logit per image when images contributed several views: their mean, or ``pool_logits(..., pool)`` (one
+    pooling for all, or one per image)."""
     if all(c == 1 for c in counts):
         return logits
-    if pool == "mean":
+    pools = [pool] * len(counts) if isinstance(pool, str) else pool
+    if all(p == "mean" for p in pools):
         return torch.stack([part.mean() for part in torch.split(logits, counts)])
-    return torch.stack([pool_logits(part, pool) for part in torch.split(logits, counts)])
+    return torch.stack([pool_logits(part, p) for part, p in zip(torch.split(logits, counts), pools)])
