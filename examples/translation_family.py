@@ -194,11 +194,12 @@ def patch_discriminator(seed: int) -> nn.Module:
 
 
 def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, adv: float = 0.0,
-              decay: float = 0.0) -> nn.Module:
+              decay: float = 0.0, bf16: bool = True) -> nn.Module:
     """L1 on pixels and gradients; with ``adv`` > 0 also a least-squares GAN loss against a PatchGAN critic
     (weight ``adv``), as translation GANs are trained, which pushes outputs toward the reals' statistics.
     With ``decay`` > 0 the learning rates fall linearly to zero over that last share of the steps (CycleGAN's
-    schedule), so a long run ends converged."""
+    schedule), so a long run ends converged. ``bf16``: the forward pass under bf16 autocast (the shipped banks were
+    trained so, on a CPU with AMX); False: fp32."""
     from ganscan.detectors.train.twins import random_crops, to_tensor
 
     g = build(spec)
@@ -220,7 +221,7 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
                 o.param_groups[0]["lr"] = lr * (steps - step) / (steps - start + 1)
         x = torch.cat([to_tensor(random_crops(pool[int(rng.integers(len(pool)))], crop, 1, rng)[0])
                        for _ in range(8)])
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             y = g(degrade(x, spec["task"], gen)).float()
         loss = (y - x).abs().mean() + sum((a - b).abs().mean() for a, b in zip(dy(y), dy(x)))
         if d is not None:
@@ -236,6 +237,15 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
         if step % 50 == 0 or step == steps - 1:
             log(f"{spec_name(spec)}: step {step + 1}/{steps} loss {float(loss.detach()):.3f} {time.time() - t0:.0f} s")
     return g.eval()
+
+
+def bank_bf16(precision: str) -> bool:
+    """Whether a bank trains under bf16 autocast: ``auto`` where the CPU computes bf16 natively (AVX-512 BF16 or AMX,
+    as on the machine that trained the shipped banks), fp32 elsewhere, where emulated bf16 is about 10x slower than
+    fp32; ``bf16`` or ``fp32`` forces it. The nets, and so the pairs, differ between the two."""
+    from ganscan.core.device import cpu_has_fast_bf16
+
+    return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 
 
 def cmd_bank(args) -> None:
@@ -262,9 +272,11 @@ def cmd_bank(args) -> None:
         return
     pool = fit_crop_pool(sources(Path(args.data), held=args.side == "held"), lambda p: load_image(p)[0],
                          n=args.pool, size=96, seed=args.seed, per_path=2)
-    print(f"{len(pool)} crops to train on", flush=True)
+    bf16 = bank_bf16(args.precision)
+    print(f"{len(pool)} crops to train on, {'bf16' if bf16 else 'fp32'}", flush=True)
     for spec, f in todo:
-        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv, decay=args.decay)
+        g = train_one(spec, pool, args.steps, 96, lambda m: print(m, flush=True), adv=args.adv, decay=args.decay,
+                      bf16=bf16)
         save_file({k: v.contiguous() for k, v in g.state_dict().items()}, str(f), metadata={"spec": json.dumps(spec)})
 
 
@@ -380,6 +392,8 @@ def main() -> None:
     b.add_argument("--decay", type=float, default=0.0, help="share of the steps over which the LR falls to 0")
     b.add_argument("--width", type=int, default=0, help="base channels of every net (0: drawn from 16 and 32)")
     b.add_argument("--blocks", type=int, default=0, help="residual blocks of every ResNet (0: drawn from 2-4)")
+    b.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 autocast where the CPU has native bf16 (as the shipped build), else fp32")
     p = sub.choices["pairs"]
     p.add_argument("--bank", required=True, help="a folder under WORK/translate-banks")
     p.add_argument("--out", required=True, help="the pair folder, under WORK")

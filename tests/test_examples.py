@@ -1119,3 +1119,30 @@ def test_jpeg_gain_ci_resamples_both_models_alike():
     assert got["v43 gain, clean"] == (0.0, 0.0, 0.0)                  # the clean reads are the same
     named = jc.bootstrap({"s": rows}, {"s": better}, rounds=50, names=("v43", "v48"))
     assert named["v48 gain under JPEG 90"][0] == pytest.approx(0.75) and "v43 drop (clean - JPEG 90)" in named
+
+
+def test_translation_banks_train_in_bf16_only_where_the_cpu_has_it(monkeypatch):
+    import torch
+
+    import ganscan.core.device as D
+
+    tf = _load("translation_family")
+    for native in (True, False):
+        monkeypatch.setattr(D, "cpu_has_fast_bf16", lambda native=native: native)
+        assert tf.bank_bf16("auto") is native      # auto follows the CPU
+        assert tf.bank_bf16("bf16") and not tf.bank_bf16("fp32")
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(*a, **k):
+        seen.append(k.get("enabled", True))
+        return real_autocast(*a, **k)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    from PIL import Image
+    pool = [Image.new("RGB", (40, 40), (i * 40, 80, 120)) for i in range(3)]
+    spec = {"arch": "unet", "task": "identity", "ngf": 8, "blocks": 1, "depth": 5, "norm": "instance", "seed": 1}
+    for bf16 in (False, True):
+        seen.clear()
+        tf.train_one(spec, pool, 2, 32, lambda m: None, bf16=bf16)
+        assert seen == [bf16, bf16]                # every training step's forward pass, as asked
