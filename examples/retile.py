@@ -43,10 +43,11 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
            half_filter: str | None = None, half_lossless: bool | None = None, tile_stride: int | None = None,
            stride_jpeg_only: bool | None = None, half_jpeg_side: int | None = None,
            half_jpeg_margin: float | None = None, tile_pool: str | None = None,
-           pool_jpeg_only: bool | None = None) -> dict:
+           pool_jpeg_only: bool | None = None, precision: str = "auto") -> dict:
     """Write ``output`` (``model``'s tensors, tile cap ``tiles``, grid alignment ``align`` and half-size read
     ``half_tiles`` with its margin, filter and files, tile pooling ``tile_pool``, each kept when None; recalibrated
-    threshold); its metadata."""
+    threshold, scored in ``precision``: ``auto`` is bf16 where the CPU has it natively, else fp32, and the two can set
+    different thresholds; the one used is recorded as ``threshold_precision``); its metadata."""
     from dataclasses import replace
 
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
@@ -72,11 +73,12 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     meta = {**meta, "preprocessing": pre, "name": name,
             "retiled_from": {"name": meta.get("name") or src.stem, **{k: getattr(det.config, k) for k in given}}}
     configure_threads()
-    prec = choose_precision(resolve_device("auto"), "auto")
+    prec = choose_precision(resolve_device("auto"), precision)
     settings = EvalSettings(workers=default_workers())
     sets = [s for d in calibrate for s in test_sets(d)]
     det = replace(det, config=cfg)
     meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
+    meta["threshold_precision"] = prec.name
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)
     print(f"wrote {output} (max_tiles {pre['max_tiles']}, tile_align {pre.get('tile_align', 1)}, "
@@ -85,7 +87,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
           f"tile_stride {pre.get('tile_stride', 0)}{' (JPEG files)' if pre.get('stride_jpeg_only') else ''}, "
           f"JPEG half-size read from {pre.get('half_jpeg_side', 0)} px at margin {pre.get('half_jpeg_margin', 0):g}, "
           f"tile pooling {pre.get('tile_pool', 'mean')}{' (JPEG files)' if pre.get('pool_jpeg_only') else ''}, "
-          f"threshold {meta['threshold']:.4f}, sha256 {sha})")
+          f"threshold {meta['threshold']:.4f} ({prec.name}), sha256 {sha})")
     return meta
 
 
@@ -116,6 +118,9 @@ def main() -> None:
                     help="the --tile-pool pooling for JPEG files only, the mean for the others (C54, rule v48)")
     ap.add_argument("--calibrate", nargs="+", required=True, help="folders of calibration kinds (0_real in each)")
     ap.add_argument("--fpr", type=float, default=0.05)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="the calibration scores' precision (auto: bf16 where the CPU has it natively, else fp32; the "
+                         "shipped thresholds were set in bf16)")
     ap.add_argument("--name", required=True)
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
@@ -143,7 +148,7 @@ def main() -> None:
         retile(args.model, args.tiles, args.calibrate, args.fpr, args.name, args.output, args.align, args.half_tiles,
                args.half_margin, args.half_filter, args.half_lossless, args.tile_stride,
                args.stride_jpeg_only, args.half_jpeg_side, args.half_jpeg_margin, args.tile_pool,
-               args.pool_jpeg_only)
+               args.pool_jpeg_only, args.precision)
     except GanscanError as exc:
         sys.exit(f"error: {exc}")
 

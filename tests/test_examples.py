@@ -453,8 +453,9 @@ def test_retile_changes_only_what_large_images_read_and_recalibrates_the_thresho
             p.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(px).save(p)
     out = tmp_path / "tiles64.safetensors"
-    meta = retile.retile(str(src), 64, [str(tmp_path / "calib")], 0.1, "t64", out)
+    meta = retile.retile(str(src), 64, [str(tmp_path / "calib")], 0.1, "t64", out, precision="fp32")
     assert read_metadata(out)["preprocessing"]["max_tiles"] == 64 and meta["retiled_from"]["max_tiles"] == 16
+    assert read_metadata(out)["threshold_precision"] == "fp32"   # the calibration's precision is recorded
     rates = meta["threshold_calibration"]["fpr_by_kind"]
     assert set(rates) == {"crops", "photos"} and max(rates.values()) <= 0.1
     prec, settings = choose_precision(resolve_device("cpu"), "fp32"), EvalSettings(workers=0)
