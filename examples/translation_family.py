@@ -242,10 +242,11 @@ def train_one(spec: dict, pool: list[Image.Image], steps: int, crop: int, log, a
 def bank_bf16(precision: str) -> bool:
     """Whether a bank trains under bf16 autocast: ``auto`` where the CPU computes bf16 natively (AVX-512 BF16 or AMX,
     as on the machine that trained the shipped banks), fp32 elsewhere, where emulated bf16 is about 10x slower than
-    fp32; ``bf16`` or ``fp32`` forces it. The nets, and so the pairs, differ between the two."""
-    from ganscan.core.device import cpu_has_fast_bf16
+    fp32; ``bf16`` or ``fp32`` forces it (``ganscan.core.device.choose_precision``'s rule on the CPU). The nets, and
+    so the pairs, differ between the two."""
+    from ganscan.core.device import choose_precision
 
-    return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
+    return choose_precision(torch.device("cpu"), precision).autocast_dtype is torch.bfloat16
 
 
 def cmd_bank(args) -> None:
