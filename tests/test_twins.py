@@ -870,3 +870,30 @@ def test_tile_pooling_functions_and_their_setting():
     assert only.preprocessing()["pool_jpeg_only"] is True and only.describe_preprocessing() == "tiles64x16+pool-trim25j"
     assert only.pool_jpeg_only and not cfg.pool_jpeg_only and only.tile_pool == "trim25"
     assert "pool_jpeg_only" not in base.with_preprocessing({"pool_jpeg_only": True}).preprocessing()   # the mean: no flag
+
+
+def test_the_half_size_read_reduces_only_the_tiles_regions_and_gives_the_whole_image_reductions_tiles(monkeypatch):
+    from ganscan.detectors import preprocess as pre
+
+    rng = np.random.default_rng(3)
+    shapes = [(300, 520), (520, 300), (301, 520), (300, 521), (258, 128), (256, 128), (384, 256), (130, 700),
+              (3000 // 8 * 2, 4000 // 8 * 2)] + [tuple(int(v) for v in rng.integers(128, 700, 2)) for _ in range(12)]
+    for i, (h, w) in enumerate(shapes):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if i % 2:   # a smooth image as well as noise: rounding in the passes shows on both
+            arr = np.clip(arr // 8 + np.linspace(0, 220, w)[None, :, None], 0, 255).astype(np.uint8)
+        for how in ("box", "lanczos"):
+            for tiles, align, stride in ((4, 1, 16), (4, 8, 0), (16, 1, 16), (1, 1, 0)):
+                want = pre.tile_array(pre.reduce_half(arr, how), 64, tiles, align, stride)
+                got = pre.half_tile_array(arr, how, 64, tiles, align, stride)
+                assert got.dtype == np.uint8 and np.array_equal(got, want), (h, w, how, tiles, align, stride)
+    # the fast path is the one taken here (this PIL runs a whole-image reduction rows first): no whole image is
+    # reduced for an even-sided image, an odd-sided one still is
+    assert pre._whole_resize_goes_rows_first()
+    arr = rng.integers(0, 256, (1000, 1200, 3), dtype=np.uint8)
+    want = pre.tile_array(pre.reduce_half(arr, "lanczos"), 64, 4)
+    calls = []
+    monkeypatch.setattr(pre, "reduce_half", lambda a, how: calls.append(a.shape) or np.zeros((500, 600, 3), np.uint8))
+    assert np.array_equal(pre.half_tile_array(arr, "lanczos", 64, 4), want) and calls == []
+    pre.half_tile_array(arr[:999], "lanczos", 64, 4)
+    assert calls == [(999, 1200, 3)]
