@@ -115,6 +115,7 @@ def test_fit_fsd_command_and_three_member_fusion(runner, cli, tmp_path):
     assert meta["arch"] == "fsd64" and meta["training"]["real_images"] == 100
     assert meta["training"]["unreadable"] == 1
     assert set(meta["threshold_calibration"]["fpr_by_kind"]) == {"lossless", "web"}
+    assert meta["threshold_precision"] == "fp32"
     assert all(r <= 0.25 for r in meta["threshold_calibration"]["fpr_by_kind"].values())
     fsd = load_detector(str(out))
     assert fsd.threshold == pytest.approx(meta["threshold"])

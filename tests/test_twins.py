@@ -453,9 +453,11 @@ def test_models_fuse_command(runner, cli, tmp_path):
     write_images(calib / "jpeg" / "0_real", 5, size=(70, 70), fmt="JPEG", seed=4)
     out = tmp_path / "fused.safetensors"
     run_ok(runner, cli, ["models", "fuse", "--npr", str(npr_path), "--fit", str(fit), "--calibrate", str(calib),
-                         "--fpr", "0.2", "-o", str(out), "--workers", "0"])
+                         "--fpr", "0.2", "-o", str(out), "--workers", "0", "--precision", "fp32"])
     meta = read_metadata(out)
     assert meta["arch"] == "fusion-spectrum-npr"
+    assert meta["threshold_precision"] == "fp32"   # the calibration scores' precision is recorded, and shown
+    assert f"{meta['threshold']:.4g} (fp32)" in run_ok(runner, cli, ["models", "show", str(out)]).stdout
     assert meta["fusion"]["n_fit"] == 12 and meta["fusion"]["unreadable"] == 1
     assert set(meta["threshold_calibration"]["fpr_by_kind"]) == {"lossless", "jpeg"}
     assert all(r <= 0.2 for r in meta["threshold_calibration"]["fpr_by_kind"].values())
@@ -656,6 +658,7 @@ def test_scan_evaluate_and_explain_read_a_jpeg_with_the_jpeg_branch(runner, cli,
 
 def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
     from ganscan.core.checkpoint import read_metadata, save_checkpoint
+    from ganscan.core.device import choose_precision
     from ganscan.detectors.load import load_detector
     from ganscan.detectors.registry import get_config
     from ganscan.detectors.zoo.families import NPRNet32
@@ -687,6 +690,7 @@ def test_models_fuse_with_a_jpeg_branch(runner, cli, tmp_path):
                          "--fpr", "0.2", "-o", str(out), "--workers", "0"])
     meta = read_metadata(out)
     assert meta["arch"] == "fusion-spectrum-npr32-jpeg"
+    assert meta["threshold_precision"] == choose_precision(torch.device("cpu"), "auto").name
     assert [meta["members"][k]["name"] for k in ("npr", "npr_jpeg")] == ["m0", "m1"]
     assert meta["fusion"]["n_fit"] == 10 and meta["fusion"]["jpeg"]["n_fit"] == 18
     cal = meta["threshold_calibration"]

@@ -79,7 +79,8 @@ def print_table(title: str, columns, rows, **column) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def show(checkpoints, as_json):
     """What detector checkpoints are (e.g. the ones `ganscan models import` wrote): name, architecture,
-    threshold, preprocessing, origin (source files and their sha256), and the file's sha256."""
+    threshold (with the precision of the scores that set it, e.g. `0.6346 (bf16)`, where the checkpoint records it),
+    preprocessing, origin (source files and their sha256), and the file's sha256."""
     from ganscan.detectors.load import describe_checkpoint
 
     rows = [describe_checkpoint(c) for c in checkpoints]
@@ -87,7 +88,8 @@ def show(checkpoints, as_json):
         click.echo(json.dumps(rows, indent=2))
         return
     print_table("Detector checkpoints", ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"),
-                [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}", r["preprocessing"], r["origin"],
+                [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}"
+                  + (f" ({r['threshold_precision']})" if r["threshold_precision"] else ""), r["preprocessing"], r["origin"],
                   r["sha256"][:16] + "...") for r in rows], overflow="fold")
 
 

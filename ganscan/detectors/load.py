@@ -116,7 +116,7 @@ def column_names(detectors: list[LoadedDetector]) -> list[str]:
 
 def describe_checkpoint(path) -> dict:
     """What a detector checkpoint (a file or a shipped name) is, from its metadata alone (no tensors read): name,
-    architecture, threshold, preprocessing, where its weights came from (an import's source files and their sha256,
+    architecture, threshold (and the precision of the scores that set it, where recorded), preprocessing, where its weights came from (an import's source files and their sha256,
     the inputs of an average, or the detector a retiled one reads otherwise)."""
     from ganscan.core.checkpoint import read_metadata
 
@@ -135,6 +135,6 @@ def describe_checkpoint(path) -> dict:
               if averaged else f"{meta['retiled_from'].get('name')}'s tensors, read otherwise (examples/retile.py)"
               if meta.get("retiled_from") else "trained with ganscan" if meta.get("training") else "")
     return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
-            "threshold": meta.get("threshold", 0.5),
+            "threshold": meta.get("threshold", 0.5), "threshold_precision": meta.get("threshold_precision"),
             "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
             .describe_preprocessing(), "origin": origin, "sha256": sha256_file(path), "source": src or None}

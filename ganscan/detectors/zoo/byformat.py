@@ -150,5 +150,6 @@ def fit_jpeg_fusion(spectrum, npr, npr_jpeg, fit_sets: list, fit_jpeg_sets: list
                             "shared": shared}},
         "threshold_calibration": {**calibration_record(fpr, rates, tagged), "threshold_lossless": t_l,
                                   "threshold_jpeg": t_j, "jpeg_only_kinds": sorted(jpeg_only)},
+        "threshold_precision": precision.name,
     }
     return state, meta

@@ -317,7 +317,8 @@ def calibration_record(fpr: float, rates: dict, scores: dict[str, list[float]]) 
 
 def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     """The threshold of one loaded detector at ``fpr`` on every calibration kind (all kinds scored in one
-    pass): the checkpoint metadata keys ``threshold``, ``threshold_rule`` and ``threshold_calibration``."""
+    pass): the checkpoint metadata keys ``threshold``, ``threshold_rule``, ``threshold_calibration`` and
+    ``threshold_precision`` (the scores' precision: bf16 and fp32 scores can set different thresholds)."""
     from ganscan.detectors.evaluate import score_files
 
     reals = reals_by_kind(calib_sets)
@@ -326,7 +327,7 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
     threshold, rates = threshold_at_fpr(scores, fpr)
     return {"threshold": threshold, "threshold_rule": threshold_rule(fpr),
-            "threshold_calibration": calibration_record(fpr, rates, scores)}
+            "threshold_calibration": calibration_record(fpr, rates, scores), "threshold_precision": precision.name}
 
 
 def fusion_arch(npr_arch: str, three: bool, label: str | None = None, ensemble: bool = False) -> str:
@@ -461,6 +462,7 @@ def fit_fusion(spectrum, npr, fit_sets: list, calib_sets: list, fpr: float, prec
                    "unreadable": int((~ok).sum()), "fit_sets": [s.name for s in fit_sets],
                    "fit_auc": M.roc_auc(y[ok], fused), "member_fit_auc": member_auc},
         "threshold_calibration": calibration_record(fpr, rates, calib_scores),
+        "threshold_precision": precision.name,
     }
     return state, meta
 
