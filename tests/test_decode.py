@@ -24,6 +24,25 @@ def test_exif_orientation_is_applied():
     assert np.abs(raw - b).mean() > 20  # without the transpose they would differ
 
 
+def test_an_upright_image_is_not_copied_to_be_oriented(monkeypatch, tmp_path):
+    # PIL's exif_transpose copies an upright image; the decoder hands it on as it is, a turned one still turns
+    from PIL import ImageOps
+
+    calls = []
+    real = ImageOps.exif_transpose
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda im, **kw: calls.append(im.size) or real(im, **kw))
+    pic = Image.open(EDGE / "hopper_orientation_3.jpg").convert("RGB")
+    for orientation in (None, 1, 9):   # no tag, upright, invalid: no transpose
+        exif = Image.Exif()
+        if orientation is not None:
+            exif[0x0112] = orientation
+        pic.save(tmp_path / f"o{orientation}.jpg", exif=exif.tobytes(), quality=95)
+        got, _ = load_image(str(tmp_path / f"o{orientation}.jpg"))
+        assert got.size == pic.size and calls == []
+    _load("hopper_orientation_6.jpg")
+    assert len(calls) == 1
+
+
 def test_sixteen_bit_is_scaled_not_clipped():
     arr, info = _load("basn0g16.png")  # 16-bit grey gradient
     assert info.format == "PNG"
