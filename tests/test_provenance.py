@@ -83,6 +83,7 @@ def test_perceptual_hashes_survive_recompression_and_tell_images_apart():
         assert len(h(a)) == 16
         assert pv.hamming(h(a), h(a2)) <= 8
         assert pv.hamming(h(a), h(b)) > 12
+        assert h(a.convert("L")) == h(a)   # the scan hands both hashes one greyscale copy: the same hash
 
 
 def test_camera_evidence_and_reliability_flags(runner, cli):

@@ -32,9 +32,14 @@ def _bits_hex(bits: np.ndarray) -> str:
     return f"{value:0{len(bits.reshape(-1)) // 4}x}"
 
 
+def _grey(img: Image.Image) -> Image.Image:
+    return img if img.mode == "L" else img.convert("L")
+
+
 def phash(img: Image.Image) -> str:
-    """64-bit DCT perceptual hash (hex): low 8x8 DCT frequencies of a 32x32 greyscale copy vs their median."""
-    g = np.asarray(img.convert("L").resize((32, 32), Image.BILINEAR), dtype=np.float64)
+    """64-bit DCT perceptual hash (hex): low 8x8 DCT frequencies of a 32x32 greyscale copy vs their median. A
+    greyscale (L) image is read as it is: convert once for both hashes."""
+    g = np.asarray(_grey(img).resize((32, 32), Image.BILINEAR), dtype=np.float64)
     d = _dct_matrix(32)
     low = (d @ g @ d.T)[:8, :8].reshape(-1)
     return _bits_hex(low > np.median(low[1:]))
@@ -42,7 +47,7 @@ def phash(img: Image.Image) -> str:
 
 def dhash(img: Image.Image) -> str:
     """64-bit difference hash (hex): is each pixel brighter than its right neighbour, on a 9x8 greyscale."""
-    g = np.asarray(img.convert("L").resize((9, 8), Image.BILINEAR), dtype=np.int16)
+    g = np.asarray(_grey(img).resize((9, 8), Image.BILINEAR), dtype=np.int16)
     return _bits_hex(g[:, 1:] > g[:, :-1])
 
 

@@ -117,7 +117,8 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
     if not settings.evidence:
         return row, tensors
     try:
-        row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(img), dhash=dhash(img),
+        grey = img.convert("L")   # once for both hashes
+        row.update(provenance(data, info.format, info.text, info.quantization), phash=phash(grey), dhash=dhash(grey),
                    repeated_lines=repeated_lines(img))
     except Exception as exc:  # evidence is extra: never lose the row over it
         row["note"] = "; ".join(x for x in (row["note"], f"provenance failed: {type(exc).__name__}") if x)
