@@ -3,6 +3,8 @@
 
     python examples/ship_fusion.py runs/twins/fused.safetensors --name ganscan-fusion-v1 \\
         --table runs/twins/table.json --npr-run runs/twins/run --command-file runs/twins/commands.txt [--default]
+    python examples/ship_fusion.py runs/twins/c56/fused.safetensors --name ganscan-fusion-v49 \\
+        --table runs/twins/c56/table.json --member-card weights/ganscan-fusion-v48.json --command-file ... --default
 
 The card holds the members (with their sha256 and the NPR member's training data, recipe and format
 check; ``--npr-run`` given once per seed when the member is an average of several runs), the fusion
@@ -56,16 +58,23 @@ def main() -> None:
     ap.add_argument("fused", help="the fused checkpoint, or RUN/best.safetensors of the NPR member to ship alone")
     ap.add_argument("--name", required=True)
     ap.add_argument("--table", required=True)
-    ap.add_argument("--npr-run", required=True, action="append",
+    ap.add_argument("--npr-run", action="append",
                     help="the NPR member's training run; once per seed for a member averaged over runs")
+    ap.add_argument("--member-card", default=None,
+                    help="instead of --npr-run: the card of a shipped fusion whose NPR member has the same sha256 "
+                         "(a retiled detector: its training data, recipe, format check and time are that card's)")
     ap.add_argument("--command-file", required=True)
     ap.add_argument("--seconds", type=float, default=None, help="wall time of the whole build")
     ap.add_argument("--default", action="store_true", help="make it the default detector")
     ap.add_argument("--description", default="")
     args = ap.parse_args()
+    if bool(args.npr_run) == bool(args.member_card):
+        ap.error("give the NPR member's training run (--npr-run) or a card that has it (--member-card), not both")
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
     state, meta = load_checkpoint(args.fused, verify=False)
+    if args.member_card:
+        return ship_with_member_card(args, state, meta)
     dst = ROOT / "weights" / f"{args.name}.safetensors"
     meta = {**meta, "name": args.name}
     save_checkpoint(dst, state, meta)
@@ -106,6 +115,40 @@ def main() -> None:
                           "format_check": json.loads((r / "format-check.json").read_text())["balanced_accuracy"]})
         card["recipe"]["npr_member_averaged_runs"] = seeds
         card["time"]["npr_member_training_seconds"] = sum(x["training_seconds"] or 0 for x in seeds)
+    finish(args, dst, card)
+
+
+def ship_with_member_card(args, state, meta) -> None:
+    """Ship a detector whose NPR member was shipped before: the member's record comes from that card."""
+    from ganscan.core.checkpoint import save_checkpoint, sha256_file
+
+    earlier = json.loads(Path(args.member_card).read_text())
+    mine, theirs = (meta.get("members") or {}).get("npr") or {}, (earlier.get("members") or {}).get("npr") or {}
+    if not mine.get("weights_sha256") or mine.get("weights_sha256") != theirs.get("weights_sha256"):
+        raise SystemExit(f"{args.member_card}: its NPR member (sha256 {theirs.get('weights_sha256')}) is not this "
+                         f"detector's ({mine.get('weights_sha256')})")
+    dst = ROOT / "weights" / f"{args.name}.safetensors"
+    meta = {**meta, "name": args.name}
+    save_checkpoint(dst, state, meta)
+    table = json.loads(Path(args.table).read_text())
+    card = {
+        "name": args.name, "kind": "detector", "arch": meta["arch"], "default": bool(args.default),
+        "description": args.description, "members": meta.get("members"), "fusion": meta.get("fusion"),
+        "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
+        "threshold_precision": meta.get("threshold_precision"),
+        "threshold_calibration": meta.get("threshold_calibration"), "preprocessing": meta["preprocessing"],
+        "data": earlier.get("data"), "recipe": earlier.get("recipe"), "format_check": earlier.get("format_check"),
+        "member_card": {"name": earlier.get("name"), "sha256": earlier.get("sha256")},
+        "command": Path(args.command_file).read_text().strip(),
+        "time": {"npr_member_training_seconds": (earlier.get("time") or {}).get("npr_member_training_seconds"),
+                 "build_seconds": args.seconds, "machine": machine()},
+        "metrics": {**headline(table, meta.get("name") or args.name), "table": table},
+        "sha256": sha256_file(dst), "file_bytes": dst.stat().st_size,
+    }
+    finish(args, dst, card)
+
+
+def finish(args, dst: Path, card: dict) -> None:
     dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     if args.default:
         for other in (ROOT / "weights").glob("*.json"):

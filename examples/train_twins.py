@@ -41,10 +41,12 @@ Stages (each skips what already exists, so a stopped run continues):
    its threshold at 5 % FPR on every ``heldout/calib`` kind.
 5. ``fuse``: ``ganscan models fuse`` of ``ganscan-spectrum-v1`` and the trained NPR network
    (ganscan-fusion-v1); with ``--fsd``, of the fsd64 member too (``fusion-spectrum-npr-fsd``, RUN/fused3). A recipe
-   with ``half_read`` (``v40``; ``v43``; ``v48``, the default) then reads the fusion at two scales (``examples/retile.py
-   --half-*``; v43 also reads small JPEG files in overlapping tiles, ``--tile-stride 16 --stride-jpeg-only``; v48 also
-   pools a JPEG file's tiles by their probabilities, ``--tile-pool prob --pool-jpeg-only``):
-   ``RUN/fused-v40.safetensors``, ``RUN/fused-v43.safetensors``, ``RUN/fused-v48.safetensors``.
+   with ``half_read`` (``v40``; ``v43``; ``v48``; ``v49``, the default) then reads the fusion at two scales
+   (``examples/retile.py --half-*``; v43 also reads small JPEG files in overlapping tiles, ``--tile-stride 16
+   --stride-jpeg-only``; v48 also pools a JPEG file's tiles by their probabilities, ``--tile-pool prob
+   --pool-jpeg-only``; v49 also reads JPEG files of 256 px and more at half size, ``--half-jpeg-side 256
+   --half-jpeg-margin 3``, its threshold set from bf16 scores, ``--precision bf16``): ``RUN/fused-v40.safetensors``
+   ... ``RUN/fused-v49.safetensors``.
 6. ``table``: ``examples/twins_table.py`` for every member and the fusion on the held-out sets and, as
    the final check only, on ``val/``.
 
@@ -186,6 +188,11 @@ RECIPES["v43"] = {**RECIPES["v40"], "half_read": {**RECIPES["v40"]["half_read"],
 # the mean sigmoid) instead of averaging their logits; every other file as v43
 RECIPES["v48"] = {**RECIPES["v43"], "half_read": {**RECIPES["v43"]["half_read"], "pool": "prob", "pool_jpeg_only": True,
                                                   "name": "ganscan-fusion-v48"}}
+# v49 (C56, docs/selection-rule-v50.txt): v48, and a JPEG file of at least 256 px a side also read at half size, its
+# logit max(native, half - 3) (C55's read, rule v49); its threshold set from bf16 scores as v48's was (emulated, and
+# slower, on a CPU without native bf16), so that a rebuild anywhere sets the shipped one
+RECIPES["v49"] = {**RECIPES["v48"], "half_read": {**RECIPES["v48"]["half_read"], "jpeg_side": 256, "jpeg_margin": 3.0,
+                                                  "precision": "bf16", "name": "ganscan-fusion-v49"}}
 # the translate stage (examples/translation_family.py): banks (seed, reals' side, architectures, nets per
 # architecture, steps, adversarial weight, photos the crops come from, and an architecture whose nets move to
 # a bank of their own) and the pair folders made with them (bank, folder, side, seed, most crops per photo).
@@ -521,7 +528,10 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
                         *(["--tile-stride", str(half["stride"])] if half.get("stride") else []),
                         *(["--stride-jpeg-only"] if half.get("stride_jpeg_only") else []),
                         *(["--tile-pool", half["pool"]] if half.get("pool") else []),
-                        *(["--pool-jpeg-only"] if half.get("pool_jpeg_only") else []), "--calibrate", str(held / "calib"),
+                        *(["--pool-jpeg-only"] if half.get("pool_jpeg_only") else []),
+                        *(["--half-jpeg-side", str(half["jpeg_side"]), "--half-jpeg-margin", str(half["jpeg_margin"])]
+                          if half.get("jpeg_side") else []),
+                        *(["--precision", half["precision"]] if half.get("precision") else []), "--calibrate", str(held / "calib"),
                         *([str(held / "calib-frac")] if args.calib_frac else []), "--fpr", "0.05",
                         "--name", half["name"], "-o", str(two)], check=True)
         return two

@@ -342,7 +342,7 @@ def test_a_spectrum_member_recipe_fuses_its_run_as_the_spectrum_member_beside_it
         assert (str(tmp_path / "heldout" / "calib-u2j") in calib) == bool(r.get("calib_u2j")), name
 
 
-@pytest.mark.parametrize("recipe", ["v40", "v43", "v48"])
+@pytest.mark.parametrize("recipe", ["v40", "v43", "v48", "v49"])
 def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatch, recipe):
     tt = _load("train_twins")
     calls, runs = [], []
@@ -365,8 +365,12 @@ def test_the_default_recipe_reads_v10s_fusion_at_two_scales(tmp_path, monkeypatc
     assert ("--tile-stride" in cmd and cmd[cmd.index("--tile-stride") + 1] == "16") == (recipe != "v40")
     assert ("--stride-jpeg-only" in cmd) == (recipe != "v40")
     # v48 (C54): a JPEG file's tiles pooled by their probabilities; v40 and v43 average the logits
-    assert ("--tile-pool" in cmd and cmd[cmd.index("--tile-pool") + 1] == "prob") == (recipe == "v48")
-    assert ("--pool-jpeg-only" in cmd) == (recipe == "v48")
+    assert ("--tile-pool" in cmd and cmd[cmd.index("--tile-pool") + 1] == "prob") == (recipe in ("v48", "v49"))
+    assert ("--pool-jpeg-only" in cmd) == (recipe in ("v48", "v49"))
+    # v49 (C56): JPEG files of 256 px and more read at half size too, at margin 3; its threshold from bf16 scores
+    jpeg_read = {k: cmd[cmd.index(k) + 1] for k in ("--half-jpeg-side", "--half-jpeg-margin", "--precision") if k in cmd}
+    assert jpeg_read == ({"--half-jpeg-side": "256", "--half-jpeg-margin": "3.0", "--precision": "bf16"}
+                         if recipe == "v49" else {})
     i = cmd.index("--calibrate")
     assert cmd[i + 1:i + 3] == [str(tmp_path / "heldout" / "calib"), str(tmp_path / "heldout" / "calib-frac")]
     runs.clear()
@@ -1030,6 +1034,27 @@ def test_ship_fusion_card_records_every_run_of_an_averaged_member(tmp_path, monk
     sf.main()
     card = json.loads((tmp_path / "weights" / "soup-fusion.json").read_text())
     assert "npr_member_averaged_runs" not in card["recipe"] and card["time"]["npr_member_training_seconds"] == 210.5
+    # a retiled detector whose NPR member was shipped before: the member's record comes from that card
+    fused_meta = {"kind": "detector", "arch": "fusion-spectrum-npr32", "threshold": 0.63, "threshold_precision": "bf16",
+                  "preprocessing": {"policy": "tiles"}, "members": {"npr": {"weights_sha256": "abc"}}}
+    save_checkpoint(fused, {"w": torch.ones(1)}, fused_meta)
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"name": "old", "sha256": "f00", "members": {"npr": {"weights_sha256": "abc"}},
+                                   "data": {"n_train": {"real": 7}}, "recipe": {"npr_member": {"epochs": 3}},
+                                   "format_check": {"balanced_accuracy": 0.51},
+                                   "time": {"npr_member_training_seconds": 99.0}}))
+    monkeypatch.setattr(sys, "argv", argv + ["--member-card", str(earlier)])
+    sf.main()
+    card = json.loads((tmp_path / "weights" / "soup-fusion.json").read_text())
+    assert card["data"] == {"n_train": {"real": 7}} and card["format_check"]["balanced_accuracy"] == 0.51
+    assert card["member_card"] == {"name": "old", "sha256": "f00"} and card["threshold_precision"] == "bf16"
+    assert card["time"]["npr_member_training_seconds"] == 99.0 and card["metrics"]["own_mean_auc"] == 0.9
+    earlier.write_text(json.dumps({"members": {"npr": {"weights_sha256": "other"}}}))
+    with pytest.raises(SystemExit, match="is not this detector's"):
+        sf.main()
+    monkeypatch.setattr(sys, "argv", argv)   # neither a run nor a card
+    with pytest.raises(SystemExit):
+        sf.main()
 
 
 def test_enlarge_ratio_reads_a_lossless_enlargement_low_and_a_jpeg_pass_raises_it():
