@@ -89,8 +89,8 @@ def show(checkpoints, as_json):
         return
     print_table("Detector checkpoints", ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"),
                 [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}"
-                  + (f" ({r['threshold_precision']})" if r["threshold_precision"] else ""), r["preprocessing"], r["origin"],
-                  r["sha256"][:16] + "...") for r in rows], overflow="fold")
+                  + (f" ({r['threshold_precision']})" if r["threshold_precision"] else ""), r["preprocessing"],
+                  r["origin"], r["sha256"][:16] + "...") for r in rows], overflow="fold")
 
 
 @command.command("import", epilog=EXAMPLES)

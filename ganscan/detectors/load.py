@@ -116,8 +116,9 @@ def column_names(detectors: list[LoadedDetector]) -> list[str]:
 
 def describe_checkpoint(path) -> dict:
     """What a detector checkpoint (a file or a shipped name) is, from its metadata alone (no tensors read): name,
-    architecture, threshold (and the precision of the scores that set it, where recorded), preprocessing, where its weights came from (an import's source files and their sha256,
-    the inputs of an average, or the detector a retiled one reads otherwise)."""
+    architecture, threshold (and the precision of the scores that set it, where recorded), preprocessing, where its
+    weights came from (an import's source files and their sha256, the inputs of an average, or the detector a retiled
+    one reads otherwise)."""
     from ganscan.core.checkpoint import read_metadata
 
     path = Path(path)
