@@ -77,8 +77,7 @@ def retile(model: str, tiles: int | None, calibrate: list[str], fpr: float, name
     settings = EvalSettings(workers=default_workers())
     sets = [s for d in calibrate for s in test_sets(d)]
     det = replace(det, config=cfg)
-    meta.update(calibrate_threshold(det, sets, fpr, prec, settings))
-    meta["threshold_precision"] = prec.name
+    meta.update(calibrate_threshold(det, sets, fpr, prec, settings))   # with threshold_precision
     output.parent.mkdir(parents=True, exist_ok=True)
     sha = save_checkpoint(output, state, meta)
     print(f"wrote {output} (max_tiles {pre['max_tiles']}, tile_align {pre.get('tile_align', 1)}, "

@@ -73,36 +73,45 @@ def main() -> None:
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint, sha256_file
 
     state, meta = load_checkpoint(args.fused, verify=False)
-    if args.member_card:
-        return ship_with_member_card(args, state, meta)
+    member, member_seconds = (member_from_card(args.member_card, meta) if args.member_card
+                              else member_from_runs([Path(r) for r in args.npr_run]))
     dst = ROOT / "weights" / f"{args.name}.safetensors"
     meta = {**meta, "name": args.name}
     save_checkpoint(dst, state, meta)
-    runs = [Path(r) for r in args.npr_run]
-    run = runs[0]
-    _, npr_meta = load_checkpoint(run / "best.safetensors", verify=False)
-    rows = list(csv.DictReader(open(run / "log.csv")))
     table = json.loads(Path(args.table).read_text())
     card = {
         "name": args.name, "kind": "detector", "arch": meta["arch"], "default": bool(args.default),
         "description": args.description,
         "members": meta.get("members"), "fusion": meta.get("fusion"),
         "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
+        **({"threshold_precision": meta["threshold_precision"]} if meta.get("threshold_precision") else {}),
         "threshold_calibration": meta.get("threshold_calibration"),
         "preprocessing": meta["preprocessing"],
-        "data": {"npr_member": (npr_meta.get("training") or {}).get("data"),
-                 "n_train": (npr_meta.get("training") or {}).get("n_train"),
-                 "n_val": (npr_meta.get("training") or {}).get("n_val")},
-        "recipe": {"npr_member": (npr_meta.get("training") or {}).get("options"),
-                   "npr_member_epochs_run": len(rows), "npr_member_best_epoch": (npr_meta.get("training") or {}).get("epochs")},
-        "format_check": json.loads((run / "format-check.json").read_text()),
+        **member,
         "command": Path(args.command_file).read_text().strip(),
-        "time": {"npr_member_training_seconds": float(rows[-1]["seconds"]) if rows else None,
-                 "build_seconds": args.seconds, "machine": machine()},
+        "time": {"npr_member_training_seconds": member_seconds, "build_seconds": args.seconds, "machine": machine()},
         "metrics": {**headline(table, meta.get("name") or args.name), "table": table},
         "sha256": sha256_file(dst),
         "file_bytes": dst.stat().st_size,
     }
+    finish(args, dst, card)
+
+
+def member_from_runs(runs: list[Path]) -> tuple[dict, float | None]:
+    """The NPR member's card record (data, recipe, format check) from its training run(s), and its training time."""
+    from ganscan.core.checkpoint import load_checkpoint, sha256_file
+
+    run = runs[0]
+    _, npr_meta = load_checkpoint(run / "best.safetensors", verify=False)
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    training = npr_meta.get("training") or {}
+    record = {
+        "data": {"npr_member": training.get("data"), "n_train": training.get("n_train"), "n_val": training.get("n_val")},
+        "recipe": {"npr_member": training.get("options"), "npr_member_epochs_run": len(rows),
+                   "npr_member_best_epoch": training.get("epochs")},
+        "format_check": json.loads((run / "format-check.json").read_text()),
+    }
+    seconds = float(rows[-1]["seconds"]) if rows else None
     if len(runs) > 1:   # the member is the average of these runs (ganscan models average): one record per run
         seeds = []
         for r in runs:
@@ -113,39 +122,21 @@ def main() -> None:
                           "seed": (t.get("options") or {}).get("seed"), "best_epoch": t.get("epochs"),
                           "epochs_run": len(log), "training_seconds": float(log[-1]["seconds"]) if log else None,
                           "format_check": json.loads((r / "format-check.json").read_text())["balanced_accuracy"]})
-        card["recipe"]["npr_member_averaged_runs"] = seeds
-        card["time"]["npr_member_training_seconds"] = sum(x["training_seconds"] or 0 for x in seeds)
-    finish(args, dst, card)
+        record["recipe"]["npr_member_averaged_runs"] = seeds
+        seconds = sum(x["training_seconds"] or 0 for x in seeds)
+    return record, seconds
 
 
-def ship_with_member_card(args, state, meta) -> None:
-    """Ship a detector whose NPR member was shipped before: the member's record comes from that card."""
-    from ganscan.core.checkpoint import save_checkpoint, sha256_file
-
-    earlier = json.loads(Path(args.member_card).read_text())
+def member_from_card(path: str, meta: dict) -> tuple[dict, float | None]:
+    """The same record from the card of a shipped detector whose NPR member is this one's (a retiled detector)."""
+    earlier = json.loads(Path(path).read_text())
     mine, theirs = (meta.get("members") or {}).get("npr") or {}, (earlier.get("members") or {}).get("npr") or {}
     if not mine.get("weights_sha256") or mine.get("weights_sha256") != theirs.get("weights_sha256"):
-        raise SystemExit(f"{args.member_card}: its NPR member (sha256 {theirs.get('weights_sha256')}) is not this "
+        raise SystemExit(f"{path}: its NPR member (sha256 {theirs.get('weights_sha256')}) is not this "
                          f"detector's ({mine.get('weights_sha256')})")
-    dst = ROOT / "weights" / f"{args.name}.safetensors"
-    meta = {**meta, "name": args.name}
-    save_checkpoint(dst, state, meta)
-    table = json.loads(Path(args.table).read_text())
-    card = {
-        "name": args.name, "kind": "detector", "arch": meta["arch"], "default": bool(args.default),
-        "description": args.description, "members": meta.get("members"), "fusion": meta.get("fusion"),
-        "threshold": meta["threshold"], "threshold_rule": meta.get("threshold_rule"),
-        "threshold_precision": meta.get("threshold_precision"),
-        "threshold_calibration": meta.get("threshold_calibration"), "preprocessing": meta["preprocessing"],
-        "data": earlier.get("data"), "recipe": earlier.get("recipe"), "format_check": earlier.get("format_check"),
-        "member_card": {"name": earlier.get("name"), "sha256": earlier.get("sha256")},
-        "command": Path(args.command_file).read_text().strip(),
-        "time": {"npr_member_training_seconds": (earlier.get("time") or {}).get("npr_member_training_seconds"),
-                 "build_seconds": args.seconds, "machine": machine()},
-        "metrics": {**headline(table, meta.get("name") or args.name), "table": table},
-        "sha256": sha256_file(dst), "file_bytes": dst.stat().st_size,
-    }
-    finish(args, dst, card)
+    record = {"data": earlier.get("data"), "recipe": earlier.get("recipe"), "format_check": earlier.get("format_check"),
+              "member_card": {"name": earlier.get("name"), "sha256": earlier.get("sha256")}}
+    return record, (earlier.get("time") or {}).get("npr_member_training_seconds")
 
 
 def finish(args, dst: Path, card: dict) -> None:

@@ -531,7 +531,8 @@ def stage_fuse(work: Path, run: Path, args) -> Path:
                         *(["--pool-jpeg-only"] if half.get("pool_jpeg_only") else []),
                         *(["--half-jpeg-side", str(half["jpeg_side"]), "--half-jpeg-margin", str(half["jpeg_margin"])]
                           if half.get("jpeg_side") else []),
-                        *(["--precision", half["precision"]] if half.get("precision") else []), "--calibrate", str(held / "calib"),
+                        *(["--precision", half["precision"]] if half.get("precision") else []),
+                        "--calibrate", str(held / "calib"),
                         *([str(held / "calib-frac")] if args.calib_frac else []), "--fpr", "0.05",
                         "--name", half["name"], "-o", str(two)], check=True)
         return two

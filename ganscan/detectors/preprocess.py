@@ -8,6 +8,7 @@ views are then a ``ScaleViews`` pair.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -61,7 +62,6 @@ def tile_array(arr: np.ndarray, size: int, max_tiles: int, align: int = 1, strid
 
 # pixels a 2x Lanczos resize reads beyond an output box's edge (support 3 x scale 2 = 6, and one for rounding)
 _LANCZOS2_REACH = 8
-_lanczos_rows_first: bool | None = None
 
 
 def _lanczos_region(arr: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
@@ -75,21 +75,19 @@ def _lanczos_region(arr: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
     return np.asarray(rows.resize((size, size), Image.LANCZOS, box=(0, 2 * y - y0, size, 2 * (y + size) - y0)))
 
 
+@functools.cache
 def _whole_resize_goes_rows_first() -> bool:
     """Whether this PIL's Lanczos 2x reduction of a whole image (no taller than twice its width) runs its horizontal
     pass first, as ``_lanczos_region`` does: checked once per process on a few noise images, so a PIL that orders
     its passes otherwise only loses the fast path, never exactness."""
-    global _lanczos_rows_first
-    if _lanczos_rows_first is None:
-        rng = np.random.default_rng(0)
-        ok = True
-        for h, w in ((160, 160), (200, 132), (132, 264), (264, 132)):
-            arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            whole = np.asarray(Image.fromarray(arr).resize((w // 2, h // 2), Image.LANCZOS))
-            for y, x in tile_origins(h // 2, w // 2, 64, 4):
-                ok &= bool(np.array_equal(_lanczos_region(arr, y, x, 64), whole[y:y + 64, x:x + 64]))
-        _lanczos_rows_first = ok
-    return _lanczos_rows_first
+    rng = np.random.default_rng(0)
+    ok = True
+    for h, w in ((160, 160), (200, 132), (132, 264), (264, 132)):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        whole = np.asarray(Image.fromarray(arr).resize((w // 2, h // 2), Image.LANCZOS))
+        for y, x in tile_origins(h // 2, w // 2, 64, 4):
+            ok &= bool(np.array_equal(_lanczos_region(arr, y, x, 64), whole[y:y + 64, x:x + 64]))
+    return ok
 
 
 def half_tile_array(arr: np.ndarray, how: str, size: int, max_tiles: int, align: int = 1,
