@@ -32,9 +32,11 @@ import two_scale  # noqa: E402  (the sets, the perturbations, the read loop)
 CHECK_EVERY = 4   # every 4th batch is also scored by forward_logits, which the pooled mean must reproduce
 
 
-def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, progress=print) -> tuple[dict, float]:
+def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, progress=print,
+                members: bool = False) -> tuple[dict, float]:
     """({set: {condition: [[label, native tile logits, half-size tile logits or None, is a JPEG], ...]}}, the largest
-    difference between a checked image's mean-pooled logit and ``forward_logits``'s)."""
+    difference between a checked image's mean-pooled logit and ``forward_logits``'s). ``members`` (a fusion): each
+    tile's logit is the list of its members' logits (``member_logits``), and nothing is checked (0.0)."""
     import torch
 
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
@@ -47,6 +49,7 @@ def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, pro
     cfg = det.config
     prec = choose_precision(resolve_device("auto"), "auto")
     net = prepare_model(det.model, prec)
+    head = net.member_logits if members else net
     worst = [0.0]
     seen = [0]
 
@@ -66,7 +69,8 @@ def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, pro
         out = []
         for start in range(0, x.shape[0], 256):
             with prec.autocast():
-                out.append(net(x[start:start + 256]).float().reshape(-1).cpu())
+                y = head(x[start:start + 256]).float().cpu()
+                out.append(y if members else y.reshape(-1))
         flat = iter(torch.split(torch.cat(out), [t.shape[0] for t in tiles]))
         rows = []
         for (y, _, jpg), (n, h) in zip(batch, parts):
@@ -74,7 +78,7 @@ def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, pro
             half = None if h is None else next(flat).tolist()
             rows.append([y, native, half, jpg])
         seen[0] += 1
-        if seen[0] % CHECK_EVERY == 1:
+        if not members and seen[0] % CHECK_EVERY == 1:
             ref = forward_logits(net, [v for _, v, _ in batch], prec, jpeg=[j for _, _, j in batch],
                                  half_margin=cfg.half_margin, half_lossless=cfg.half_lossless,
                                  half_jpeg_margin=cfg.jpeg_margin)
