@@ -2,6 +2,7 @@
 """C57's first stage (rule ``docs/selection-rule-v51.txt``): each tile read by the larger of the two members' logits.
 
     python examples/max_fusion.py --work runs/twins     # about 8 min from nothing on the 2-core AMD EPYC (tile logits kept in WORK/c57)
+    python examples/max_fusion.py --work runs/twins --rule v52    # C58, from the same tile logits (seconds)
 
 ``ganscan-fusion-v49`` fuses its members' tile logits linearly (``0.949 t + 0.783 s + 0.114``: ``t`` the twin member's,
 ``s`` the spectrum member's). C57 reads each tile as ``max(t, s + d)`` instead, with v49's reads and pooling
@@ -10,7 +11,10 @@ progan; ``fit-translate``; ``twins-seen``), clean and as JPEG 90 copies made in 
 (``heldout/calib``, ``calib-frac``; ``calib-u2j``, the calibration half of the reals enlarged 2x and then saved as JPEG
 75, as a check only), then prints for v49 (from the same tile logits) and for every ``d`` of the rule: the 8 fit AUCs,
 the threshold by v49's rule (5 % FPR on every kind of calib and calib-frac), the mean clean fit TPR there and the share
-of calib-u2j flagged, and the rule's choice. Nothing under ``val/`` is read.
+of calib-u2j flagged, and the rule's choice. ``--rule v52`` (C58, ``docs/selection-rule-v52.txt``) does the same for
+two other tile-level fusions: ``0.949 t + 0.783 max(s, a) + 0.114`` (the spectrum member counted only above ``a``,
+``H``) and ``min(L, max(t, s + d) + c)`` (v49's linear logit ``L`` capped at ``c`` above the stronger member's, ``C``).
+Nothing under ``val/`` is read.
 """
 
 from __future__ import annotations
@@ -27,18 +31,25 @@ import tile_pool  # noqa: E402  (tile logits of every read)
 import two_scale  # noqa: E402  (the sets)
 
 OFFSETS = (-3.0, -2.0, -1.0, 0.0, 1.0)   # rule v51's choices of d
+HINGES = (-0.5, 0.0, 0.5, 1.0, 1.5, 2.0)   # rule v52's a
+CAPS = tuple((d, c) for d in (-2.0, -1.0, 0.0) for c in (0.5, 1.0, 2.0))   # rule v52's (d, c)
 U2J_LIMIT = 0.10
 
 
-def fused(tiles, how):
-    """The fused logits of a read's tiles (each [spectrum, twin]); ``how``: ("linear", (w_s, w_t), b) or ("max", d)."""
+def fused(tiles, how, linear):
+    """The fused logits of a read's tiles (each [spectrum, twin]); ``how``: ("linear",), ("max", d), ("hinge", a) or
+    ("cap", d, c); ``linear``: v49's ((w_s, w_t), b)."""
+    (ws, wt), b = linear
     if how[0] == "linear":
-        (ws, wt), b = how[1], how[2]
         return [ws * s + wt * t + b for s, t in tiles]
-    return [max(t, s + how[1]) for s, t in tiles]
+    if how[0] == "max":
+        return [max(t, s + how[1]) for s, t in tiles]
+    if how[0] == "hinge":
+        return [ws * max(s, how[1]) + wt * t + b for s, t in tiles]
+    return [min(ws * s + wt * t + b, max(t, s + how[1]) + how[2]) for s, t in tiles]
 
 
-def file_logit(row, how, cfg) -> float:
+def file_logit(row, how, cfg, linear) -> float:
     """A file's logit from its kept member tile logits, read and pooled as ``cfg`` (v49's reads) says."""
     import torch
 
@@ -46,37 +57,42 @@ def file_logit(row, how, cfg) -> float:
 
     _, native, half, is_jpeg = row
     pool = cfg.tile_pool if (is_jpeg or not cfg.pool_jpeg_only) else "mean"
-    v = float(pool_logits(torch.tensor(fused(native, how), dtype=torch.float64), pool))
+    v = float(pool_logits(torch.tensor(fused(native, how, linear), dtype=torch.float64), pool))
     if half:
         margin = cfg.half_jpeg_margin if is_jpeg else cfg.half_margin
-        v = max(v, float(pool_logits(torch.tensor(fused(half, how), dtype=torch.float64), pool)) - margin)
+        v = max(v, float(pool_logits(torch.tensor(fused(half, how, linear), dtype=torch.float64), pool)) - margin)
     return v
 
 
-def rows(reads: dict, how, cfg) -> dict:
+def rows(reads: dict, how, cfg, linear) -> dict:
     """{set: {condition: [[label, file logit], ...]}}."""
-    return {s: {c: [[r[0], file_logit(r, how, cfg)] for r in rs] for c, rs in conds.items()}
+    return {s: {c: [[r[0], file_logit(r, how, cfg, linear)] for r in rs] for c, rs in conds.items()}
             for s, conds in reads.items()}
 
 
-def summary(reads: dict, how, cfg) -> dict:
+def summary(reads: dict, how, cfg, linear) -> dict:
     """Rule v51's numbers for one fusion: overlap_tiles.summary's plus the share of calib-u2j flagged."""
-    out = overlap_tiles.summary(rows(reads["fit"], how, cfg), rows(reads["calib"], how, cfg))
-    u2j = [v for conds in rows(reads["u2j"], how, cfg).values() for _, v in conds["none"]]
+    out = overlap_tiles.summary(rows(reads["fit"], how, cfg, linear), rows(reads["calib"], how, cfg, linear))
+    u2j = [v for conds in rows(reads["u2j"], how, cfg, linear).values() for _, v in conds["none"]]
     out["u2j"] = sum(1.0 / (1.0 + math.exp(-v)) >= out["threshold"] for v in u2j) / len(u2j)
     return out
 
 
-def choose(ref: dict, summ: dict) -> float | None:
-    """Rule v51's d: eligible if no fit AUC is 0.005 below v49's, the TPR at most 2 points below and calib-u2j at most
-    10 % flagged; the highest mean of the 8 AUCs (ties: the lower calib-u2j share). None: none eligible."""
+def choose(ref: dict, summ: dict):
+    """Rule v51's (and v52's) setting: eligible if no fit AUC is 0.005 below v49's, the TPR at most 2 points below and
+    calib-u2j at most 10 % flagged; the highest mean of the 8 AUCs (ties: the lower calib-u2j share, then the earlier
+    setting). None: none eligible."""
     def all8(m):
         return m["auc"]["none"] + m["auc"]["jpeg:90"]
 
-    ok = [(sum(all8(m)) / 8, -m["u2j"], d) for d, m in summ.items()
+    ok = [(sum(all8(m)) / 8, -m["u2j"], -i, key) for i, (key, m) in enumerate(summ.items())
           if all(a >= b - 0.005 for a, b in zip(all8(m), all8(ref)))
           and m["tpr"] >= ref["tpr"] - 0.02 and m["u2j"] <= U2J_LIMIT]
-    return max(ok)[2] if ok else None
+    return max(ok)[3] if ok else None
+
+
+def label(how) -> str:
+    return {"max": "max d={:+g}", "hinge": "H a={:+g}", "cap": "C d={:+g} c={:g}"}[how[0]].format(*how[1:])
 
 
 def main() -> None:
@@ -87,13 +103,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--model", default="ganscan-fusion-v49", help="the linear fusion whose members and reads are used")
+    ap.add_argument("--rule", choices=["v51", "v52"], default="v51", help="v51: C57's settings; v52: C58's")
     args = ap.parse_args()
     held = two_scale.heldout(args.work)
     if not (held / "calib-u2j").is_dir():
         sys.exit(f"error: {held / 'calib-u2j'} does not exist (python examples/train_twins.py --stage heldout makes it)")
     cfg = load_detector(args.model).config
     state, _ = load_checkpoint(resolve_detector(args.model))
-    linear = ("linear", tuple(float(v) for v in state["weight"]), float(state["bias"]))
+    linear = (tuple(float(v) for v in state["weight"]), float(state["bias"]))
 
     def make():
         def read(sets, conds):
@@ -105,18 +122,23 @@ def main() -> None:
     reads = two_scale.cached(args.work / "c57" / "tiles.json", make)
     if reads.get("model") != args.model:
         sys.exit(f"error: the cached tiles are {reads.get('model')}'s, not {args.model}'s (remove WORK/c57/tiles.json)")
-    ref = summary(reads, linear, cfg)
-    summ = {d: summary(reads, ("max", d), cfg) for d in OFFSETS}
+    ref = summary(reads, ("linear",), cfg, linear)
+    if args.rule == "v51":
+        settings, cand = [("max", d) for d in OFFSETS], "C57"
+    else:
+        settings, cand = [("hinge", a) for a in HINGES] + [("cap", d, c) for d, c in CAPS], "C58"
+    summ = {how: summary(reads, how, cfg, linear) for how in settings}
     names = list(reads["fit"])
-    print("fusion     clean AUC: " + " ".join(names) + "; JPEG 90 the same; mean of 8; threshold; fit TPR; calib-u2j")
-    for label, m in [("v49", ref)] + [(f"max d={d:+g}", m) for d, m in summ.items()]:
+    print("fusion      clean AUC: " + " ".join(names) + "; JPEG 90 the same; mean of 8; threshold; fit TPR; calib-u2j")
+    for name, m in [("v49", ref)] + [(label(h), m) for h, m in summ.items()]:
         a, j = m["auc"]["none"], m["auc"]["jpeg:90"]
-        print(f"{label:10s} " + " ".join(f"{v:.4f}" for v in a) + "; " + " ".join(f"{v:.4f}" for v in j)
+        print(f"{name:11s} " + " ".join(f"{v:.4f}" for v in a) + "; " + " ".join(f"{v:.4f}" for v in j)
               + f"; {(sum(a) + sum(j)) / 8:.4f}; {m['threshold']:.3f}; {100 * m['tpr']:.1f} %; {100 * m['u2j']:.1f} %")
-    d = choose(ref, summ)
-    print(f"rule v51: {'chosen: d = %+g' % d if d is not None else 'no d is eligible: C57 fails at stage 1'}")
-    out = args.work / "c57" / "summary.json"
-    out.write_text(json.dumps({"v49": ref, "max": {str(k): v for k, v in summ.items()}, "choice": d}, indent=1))
+    how = choose(ref, summ)
+    print(f"rule {args.rule}: " + (f"chosen: {label(how)}" if how else f"no setting is eligible: {cand} fails at stage 1"))
+    out = args.work / "c57" / ("summary.json" if args.rule == "v51" else "summary-v52.json")
+    out.write_text(json.dumps({"v49": ref, "settings": {label(h): v for h, v in summ.items()},
+                               "choice": label(how) if how else None}, indent=1))
 
 
 if __name__ == "__main__":
