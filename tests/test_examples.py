@@ -651,6 +651,74 @@ def test_tile_pool_keeps_every_tile_and_their_mean_is_the_scans_score(tmp_path, 
     assert any(abs(tp.pooled(r, "prob", 1.0) - tp.pooled(r, "mean", 1.0)) > 1e-9 for r in rows_jpeg)
 
 
+def test_tile_pool_keeps_each_members_tile_logits_of_a_fusion(tmp_path):
+    import torch
+
+    from ganscan.core.checkpoint import save_checkpoint
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.registry import build_detector, get_config
+
+    tp = _load("tile_pool")
+    torch.manual_seed(0)
+    arch = "fusion-spectrum-npr32"
+    state = {**build_detector(arch).state_dict(), "weight": torch.tensor([0.5, 2.0]), "bias": torch.tensor([0.25])}
+    pre = {**get_config(arch).preprocessing(), "half_tiles": 4, "half_margin": 1.0, "half_filter": "lanczos",
+           "half_lossless": True}
+    ckpt = tmp_path / "fused.safetensors"
+    save_checkpoint(ckpt, state, {"kind": "detector", "arch": arch, "name": "f", "threshold": 0.5, "preprocessing": pre})
+    rng = np.random.default_rng(2)
+    for label in ("0_real", "1_fake"):
+        d = tmp_path / "set" / label
+        d.mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    sets = test_sets(str(tmp_path / "set"))
+    fused, _ = tp.tile_logits(str(ckpt), sets, conditions=("none",), progress=lambda *_: None)
+    members, worst = tp.tile_logits(str(ckpt), sets, conditions=("none",), progress=lambda *_: None, members=True)
+    assert worst == 0.0                                   # nothing to check against a single score
+    (a,), (b,) = [c["none"] for c in fused.values()], [c["none"] for c in members.values()]
+    for (y, native, half, jpg), (y2, native2, half2, jpg2) in zip(a, b):
+        assert (y, jpg, len(native), half is None) == (y2, jpg2, len(native2), half2 is None)
+        assert all(len(t) == 2 for t in native2 + (half2 or []))   # [spectrum, twin] per tile
+        # the fusion's tile logit is its weights applied to the members' (bf16 where the CPU has it: loose)
+        for f, (s, t) in zip(native + (half or []), native2 + (half2 or [])):
+            assert f == pytest.approx(0.5 * s + 2.0 * t + 0.25, abs=0.05 * (1 + abs(f)))
+
+
+def test_max_fusion_reads_tiles_by_rules_v51_and_v52():
+    from types import SimpleNamespace
+
+    mf = _load("max_fusion")
+    lin = ((0.5, 2.0), 0.25)
+    tiles = [[1.0, -1.0], [-2.0, 0.5]]                   # [s, t] per tile
+    assert mf.fused(tiles, ("linear",), lin) == [-1.25, 0.25]
+    assert mf.fused(tiles, ("max", -1.0), lin) == [0.0, 0.5]
+    assert mf.fused(tiles, ("hinge", 0.0), lin) == [-1.25, 1.25]     # s counted only above 0
+    assert mf.fused(tiles, ("cap", -1.0, 0.5), lin) == [-1.25, 0.25]  # min(L, max(t, s - 1) + 0.5): L
+    assert mf.fused([[0.0, 2.0]], ("cap", 0.0, 0.5), lin) == [2.5]    # L = 4.25 capped at max(2, 0) + 0.5
+    cfg = SimpleNamespace(tile_pool="prob", pool_jpeg_only=True, half_margin=1.0, half_jpeg_margin=3.0)
+    # a lossless file: mean logits, half-size read at margin 1; a JPEG file: mean probability, margin 3
+    row = [1, [[0.0, 0.0], [0.0, 4.0]], [[0.0, 8.0]], False]
+    assert mf.file_logit(row, ("max", -5.0), cfg, lin) == pytest.approx(7.0)
+    jrow = [1, [[0.0, 0.0], [0.0, 4.0]], [[0.0, 8.0]], True]
+    p = (0.5 + 1 / (1 + np.exp(-4.0))) / 2
+    assert mf.file_logit(jrow, ("max", -5.0), cfg, lin) == pytest.approx(max(np.log(p / (1 - p)), 5.0))
+
+    def summ(clean, jpeg, tpr, u2j):
+        return {"auc": {"none": clean, "jpeg:90": jpeg}, "threshold": 0.5, "tpr": tpr, "u2j": u2j}
+
+    ref = summ([0.95, 0.97], [0.90, 0.90], 0.85, 0.36)
+    good = summ([0.95, 0.97], [0.90, 0.91], 0.84, 0.08)
+    assert mf.choose(ref, {("max", 0.0): good, ("max", 1.0): summ([0.95, 0.97], [0.90, 0.90], 0.9, 0.05)}) \
+        == ("max", 0.0)                                    # the higher mean of the 8 AUCs
+    assert mf.choose(ref, {("max", 0.0): summ([0.95, 0.966], [0.90, 0.90], 0.9, 0.05)}) == ("max", 0.0)   # 0.004 lower
+    assert mf.choose(ref, {("max", 0.0): summ([0.94, 0.97], [0.90, 0.90], 0.9, 0.05)}) is None   # AUC 0.01 lower
+    assert mf.choose(ref, {("max", 0.0): summ([0.95, 0.97], [0.90, 0.90], 0.82, 0.05)}) is None  # TPR 3 points lower
+    assert mf.choose(ref, {("hinge", 0.5): summ([0.95, 0.97], [0.90, 0.90], 0.9, 0.11)}) is None  # u2j over 10 %
+    assert [mf.label(h) for h in (("max", -1.0), ("hinge", 0.5), ("cap", -2.0, 0.5))] == \
+        ["max d=-1", "H a=+0.5", "C d=-2 c=0.5"]
+
+
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):
     mt = _load("members_table")
 
@@ -1069,6 +1137,27 @@ def test_enlarge_ratio_reads_a_lossless_enlargement_low_and_a_jpeg_pass_raises_i
     again = er.enlargement_ratio(np.asarray(er.transformed(noise, "enlarged-jpeg90")))
     assert again > enlarged                        # the JPEG pass puts power back into the top octave
     assert er.enlargement_ratio(np.full((64, 64, 3), 7, np.uint8)) == float("inf")
+
+
+def test_enlarge_ratio_in_the_jpeg_blocks_reads_an_enlarged_then_compressed_image_low():
+    import io
+
+    from PIL import Image
+
+    er = _load("enlarge_ratio")
+    rng = np.random.default_rng(0)
+    noise = Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+
+    def jpeg(img, q):
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=q)
+        return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+    big = noise.resize((256, 256), Image.BICUBIC)
+    native, enlarged = er.block_ratio(jpeg(noise, 75)), er.block_ratio(jpeg(big, 75))
+    assert native > 1.0 and enlarged < 0.2         # white noise against its bicubic enlargement
+    assert abs(enlarged - er.block_ratio(np.asarray(big))) < 0.05   # the JPEG pass adds no top-octave power there
+    assert er.block_ratio(np.full((64, 64, 3), 7, np.uint8)) == float("inf")
 
 
 def test_two_scale_rule_v44_gives_jpeg_files_a_half_size_read_at_their_own_margin():
