@@ -10,8 +10,9 @@ unchanged. This keeps both members' logits for every tile of the fusion's fit se
 progan; ``fit-translate``; ``twins-seen``), clean and as JPEG 90 copies made in memory, and of the calibration reals
 (``heldout/calib``, ``calib-frac``; ``calib-u2j``, the calibration half of the reals enlarged 2x and then saved as JPEG
 75, as a check only), then prints for v49 (from the same tile logits) and for every ``d`` of the rule: the 8 fit AUCs,
-the threshold by v49's rule (5 % FPR on every kind of calib and calib-frac), the mean clean fit TPR there and the share
-of calib-u2j flagged, and the rule's choice. ``--rule v52`` (C58, ``docs/selection-rule-v52.txt``) does the same for
+the threshold by v49's rule (5 % FPR on every kind of calib and calib-frac), the mean clean fit TPR there, the share
+of calib-u2j flagged, and the rule's choice; then, for the same settings at their thresholds, the share of each fit
+set's reals flagged as JPEG 90 copies and the mean share of their fakes caught (not criteria of the rules). ``--rule v52`` (C58, ``docs/selection-rule-v52.txt``) does the same for
 two other tile-level fusions: ``0.949 t + 0.783 max(s, a) + 0.114`` (the spectrum member counted only above ``a``,
 ``H``) and ``min(L, max(t, s + d) + c)`` (v49's linear logit ``L`` capped at ``c`` above the stronger member's, ``C``).
 Nothing under ``val/`` is read.
@@ -72,9 +73,17 @@ def rows(reads: dict, how, cfg, linear) -> dict:
 
 def summary(reads: dict, how, cfg, linear) -> dict:
     """Rule v51's numbers for one fusion: overlap_tiles.summary's plus the share of calib-u2j flagged."""
-    out = overlap_tiles.summary(rows(reads["fit"], how, cfg, linear), rows(reads["calib"], how, cfg, linear))
-    u2j = [v for conds in rows(reads["u2j"], how, cfg, linear).values() for _, v in conds["none"]]
-    out["u2j"] = sum(1.0 / (1.0 + math.exp(-v)) >= out["threshold"] for v in u2j) / len(u2j)
+    fit = rows(reads["fit"], how, cfg, linear)
+    out = overlap_tiles.summary(fit, rows(reads["calib"], how, cfg, linear))
+    t = out["threshold"]
+
+    def flagged(values):
+        return sum(1.0 / (1.0 + math.exp(-v)) >= t for v in values) / len(values)
+
+    out["u2j"] = flagged([v for conds in rows(reads["u2j"], how, cfg, linear).values() for _, v in conds["none"]])
+    # the fit sets' reals as JPEG 90 copies (half of the twin sets' reals enlarged by a standard filter): flagged
+    out["fpr_jpeg90"] = {s: flagged([v for y, v in conds["jpeg:90"] if y == 0]) for s, conds in fit.items()}
+    out["tpr_jpeg90"] = sum(flagged([v for y, v in c["jpeg:90"] if y == 1]) for c in fit.values()) / len(fit)
     return out
 
 
@@ -134,6 +143,10 @@ def main() -> None:
         a, j = m["auc"]["none"], m["auc"]["jpeg:90"]
         print(f"{name:11s} " + " ".join(f"{v:.4f}" for v in a) + "; " + " ".join(f"{v:.4f}" for v in j)
               + f"; {(sum(a) + sum(j)) / 8:.4f}; {m['threshold']:.3f}; {100 * m['tpr']:.1f} %; {100 * m['u2j']:.1f} %")
+    print("as JPEG 90 copies, at the threshold: fit reals flagged, " + " ".join(names) + "; mean fit TPR")
+    for name, m in [("v49", ref)] + [(label(h), m) for h, m in summ.items()]:
+        print(f"{name:11s} " + " ".join(f"{100 * v:.1f} %" for v in m["fpr_jpeg90"].values())
+              + f"; {100 * m['tpr_jpeg90']:.1f} %")
     how = choose(ref, summ)
     print(f"rule {args.rule}: " + (f"chosen: {label(how)}" if how else f"no setting is eligible: {cand} fails at stage 1"))
     out = args.work / "c57" / ("summary.json" if args.rule == "v51" else "summary-v52.json")
