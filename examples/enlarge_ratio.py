@@ -42,21 +42,15 @@ def enlargement_ratio(arr: np.ndarray, crop: int = 256) -> float:
     return float(power[band > 0.25].sum()) / mid if mid > 0 else math.inf
 
 
-def _dct8() -> np.ndarray:
-    """The orthonormal 8-point DCT-II matrix."""
-    k = np.arange(8)
-    m = np.cos(np.pi * (2 * k[None, :] + 1) * k[:, None] / 16) * np.sqrt(2 / 8)
-    m[0] /= np.sqrt(2)
-    return m
-
-
 def block_ratio(arr: np.ndarray) -> float:
     """The ``--dct`` test of an (H,W,3) uint8 image decoded from a JPEG: the mean power of its luminance's 8x8 DCT
     coefficients (blocks on the file's grid) with max(u, v) >= 4 over that of those with max(u, v) in 2-3."""
+    from ganscan.data.provenance import _dct_matrix   # the orthonormal DCT-II the perceptual hash uses
+
     h, w = arr.shape[0] // 8 * 8, arr.shape[1] // 8 * 8
     a = arr[:h, :w].astype(np.float64)
     y = a[..., 0] * 0.299 + a[..., 1] * 0.587 + a[..., 2] * 0.114 - 128.0
-    d = _dct8()
+    d = _dct_matrix(8)
     power = ((d @ y.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3) @ d.T) ** 2).mean(axis=(0, 1))
     band = np.maximum(np.arange(8)[:, None], np.arange(8)[None, :])
     mid = float(power[(band >= 2) & (band < 4)].sum())

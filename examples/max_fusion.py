@@ -52,17 +52,10 @@ def fused(tiles, how, linear):
 
 def file_logit(row, how, cfg, linear) -> float:
     """A file's logit from its kept member tile logits, read and pooled as ``cfg`` (v49's reads) says."""
-    import torch
-
-    from ganscan.detectors.preprocess import pool_logits
-
-    _, native, half, is_jpeg = row
-    pool = cfg.tile_pool if (is_jpeg or not cfg.pool_jpeg_only) else "mean"
-    v = float(pool_logits(torch.tensor(fused(native, how, linear), dtype=torch.float64), pool))
-    if half:
-        margin = cfg.half_jpeg_margin if is_jpeg else cfg.half_margin
-        v = max(v, float(pool_logits(torch.tensor(fused(half, how, linear), dtype=torch.float64), pool)) - margin)
-    return v
+    y, native, half, is_jpeg = row
+    margin = cfg.half_jpeg_margin if is_jpeg else cfg.half_margin
+    return tile_pool.pooled([y, fused(native, how, linear), fused(half, how, linear) if half else None, is_jpeg],
+                            cfg.tile_pool, margin, cfg.pool_jpeg_only)
 
 
 def rows(reads: dict, how, cfg, linear) -> dict:
@@ -105,9 +98,8 @@ def label(how) -> str:
 
 
 def main() -> None:
-    from ganscan.core.checkpoint import load_checkpoint
     from ganscan.data.datasets import test_sets
-    from ganscan.detectors.load import load_detector, resolve_detector
+    from ganscan.detectors.load import load_detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
@@ -117,9 +109,9 @@ def main() -> None:
     held = two_scale.heldout(args.work)
     if not (held / "calib-u2j").is_dir():
         sys.exit(f"error: {held / 'calib-u2j'} does not exist (python examples/train_twins.py --stage heldout makes it)")
-    cfg = load_detector(args.model).config
-    state, _ = load_checkpoint(resolve_detector(args.model))
-    linear = (tuple(float(v) for v in state["weight"]), float(state["bias"]))
+    det = load_detector(args.model)
+    cfg = det.config
+    linear = (tuple(float(v) for v in det.model.weight), float(det.model.bias))
 
     def make():
         def read(sets, conds):
