@@ -38,16 +38,20 @@ U2J_LIMIT = 0.10
 
 
 def fused(tiles, how, linear):
-    """The fused logits of a read's tiles (each [spectrum, twin]); ``how``: ("linear",), ("max", d), ("hinge", a) or
-    ("cap", d, c); ``linear``: v49's ((w_s, w_t), b)."""
+    """The fused logits of a read's tiles (each [spectrum, twin, further members...]); ``how``: ("linear",),
+    ("max", d), ("hinge", a), ("cap", d, c), or ("weights", (w...), b, clip) (every member, each clipped to +-clip:
+    rule v53); ``linear``: v49's ((w_s, w_t), b)."""
     (ws, wt), b = linear
     if how[0] == "linear":
-        return [ws * s + wt * t + b for s, t in tiles]
+        return [ws * s + wt * t + b for s, t, *_ in tiles]
     if how[0] == "max":
-        return [max(t, s + how[1]) for s, t in tiles]
+        return [max(t, s + how[1]) for s, t, *_ in tiles]
     if how[0] == "hinge":
-        return [ws * max(s, how[1]) + wt * t + b for s, t in tiles]
-    return [min(ws * s + wt * t + b, max(t, s + how[1]) + how[2]) for s, t in tiles]
+        return [ws * max(s, how[1]) + wt * t + b for s, t, *_ in tiles]
+    if how[0] == "weights":
+        _, w, b2, clip = how
+        return [sum(wk * min(max(v, -clip), clip) for wk, v in zip(w, tile)) + b2 for tile in tiles]
+    return [min(ws * s + wt * t + b, max(t, s + how[1]) + how[2]) for s, t, *_ in tiles]
 
 
 def file_logit(row, how, cfg, linear) -> float:

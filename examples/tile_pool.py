@@ -33,10 +33,11 @@ CHECK_EVERY = 4   # every 4th batch is also scored by forward_logits, which the 
 
 
 def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, progress=print,
-                members: bool = False) -> tuple[dict, float]:
+                members: bool = False, extra=None) -> tuple[dict, float]:
     """({set: {condition: [[label, native tile logits, half-size tile logits or None, is a JPEG], ...]}}, the largest
     difference between a checked image's mean-pooled logit and ``forward_logits``'s). ``members`` (a fusion): each
-    tile's logit is the list of its members' logits (``member_logits``), and nothing is checked (0.0)."""
+    tile's logit is the list of its members' logits (``member_logits``), and nothing is checked (0.0). ``extra`` (with
+    ``members``): a function of the same normalised tiles, (N,...) -> (N,) logits, appended to each tile's list."""
     import torch
 
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
@@ -70,7 +71,9 @@ def tile_logits(model: str, sets: list, conditions=overlap_tiles.CONDITIONS, pro
         for start in range(0, x.shape[0], 256):
             with prec.autocast():
                 y = head(x[start:start + 256]).float().cpu()
-                out.append(y if members else y.reshape(-1))
+            if extra is not None:
+                y = torch.cat([y, extra(x[start:start + 256]).float().cpu().reshape(-1, 1)], 1)
+            out.append(y if members else y.reshape(-1))
         flat = iter(torch.split(torch.cat(out), [t.shape[0] for t in tiles]))
         rows = []
         for (y, _, jpg), (n, h) in zip(batch, parts):

@@ -470,19 +470,35 @@ def stage_train(work: Path, args) -> Path:
     return run
 
 
-def stage_fsd(data: Path, work: Path) -> Path:
-    out = work / "fsd.safetensors"
-    if out.exists():
-        print(f"{out}: fitted")
-        return out
+def real_only_folder(data: Path, work: Path) -> Path:
+    """WORK/fsd-real: links to the training-side reals, the real-only members' fitting photos."""
     real = work / "fsd-real"
     for p in sources(data, held=False):
         dst = real / Path(p).parent.name / Path(p).name
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists():
             dst.symlink_to(Path(p).resolve())
-    ganscan("models", "fit-fsd", str(real), "--calibrate", str(work / "heldout" / "calib"), "--fpr", "0.05",
-            "--name", "ganscan-fsd-v1", "-o", str(out))
+    return real
+
+
+def stage_fsd(data: Path, work: Path) -> Path:
+    out = work / "fsd.safetensors"
+    if out.exists():
+        print(f"{out}: fitted")
+        return out
+    ganscan("models", "fit-fsd", str(real_only_folder(data, work)), "--calibrate", str(work / "heldout" / "calib"),
+            "--fpr", "0.05", "--name", "ganscan-fsd-v1", "-o", str(out))
+    return out
+
+
+def stage_zed(data: Path, work: Path) -> Path:
+    """The real-only coding-surprisal member (rule docs/selection-rule-v53.txt): WORK/zed.safetensors."""
+    out = work / "zed.safetensors"
+    if out.exists():
+        print(f"{out}: fitted")
+        return out
+    ganscan("models", "fit-zed", str(real_only_folder(data, work)), "--calibrate", str(work / "heldout" / "calib"),
+            "--fpr", "0.05", "--steps", "4000", "--name", "ganscan-zed-v1", "-o", str(out))
     return out
 
 
@@ -579,8 +595,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--work", default="runs/twins")
     ap.add_argument("--run", default=None, help="training run folder (default WORK/run)")
-    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "long", "translate2", "train", "fsd", "fuse",
-                                        "table"],
+    ap.add_argument("--stage", choices=["pairs", "heldout", "translate", "long", "translate2", "train", "fsd", "zed",
+                                        "fuse", "table"],
                     default=None)
     ap.add_argument("--fsd", action="store_true", help="fit the real-only fsd64 member and fuse three members")
     ap.add_argument("--recipe", choices=sorted(RECIPES), default=None,
@@ -649,6 +665,8 @@ def main() -> None:
             run = stage_train(work, args)
         elif s == "fsd":
             stage_fsd(data, work)
+        elif s == "zed":
+            stage_zed(data, work)
         elif s == "fuse":
             stage_fuse(work, run, args)
         else:

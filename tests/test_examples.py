@@ -719,6 +719,41 @@ def test_max_fusion_reads_tiles_by_rules_v51_and_v52():
         ["max d=-1", "H a=+0.5", "C d=-2 c=0.5"]
 
 
+def test_zed_fusion_fits_a_third_member_and_applies_rule_v53():
+    mf = _load("max_fusion")
+    zf = _load("zed_fusion")
+    lin = ((0.5, 2.0), 0.25)
+    # every member weighted, the third clipped to +-clip
+    assert mf.fused([[1.0, -1.0, 20.0]], ("weights", (1.0, 1.0, 0.5), 0.5, 8.0), lin) == [4.5]
+    assert mf.fused([[1.0, -1.0, 3.0]], ("linear",), lin) == [-1.25]   # v49's fusion ignores a third logit
+    # fitted on the clean files' mean native tile logits: a third member that alone separates the classes
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        y = i % 2
+        z = (2.0 if y else -2.0) + rng.normal()
+        rows.append([y, [[rng.normal(), rng.normal(), z], [rng.normal(), rng.normal(), z]], None, False])
+    w, b = zf.fit_weights({"a": {"none": rows, "jpeg:90": []}}, 3)
+    assert w[2] > 1.0 and abs(w[0]) < 0.5 and abs(w[1]) < 0.5
+    w2, _ = zf.fit_weights({"a": {"none": rows, "jpeg:90": []}}, 2)
+    assert len(w2) == 2
+    reads = {"fit": {"a": {"none": [[0, [[0, 0, 1.0], [0, 0, 3.0]], None, False], [1, [[0, 0, -4.0]], None, True]]}},
+             "calib": {"cam": {"none": [[0, [[0, 0, -1.0]], None, True], [0, [[0, 0, 0.5]], None, True],
+                                        [0, [[0, 0, 2.0]], None, True]]}}, "u2j": {}}
+    assert zf.medians(reads) == ["a none: +2.00 / -4.00", "cam: +0.50"]
+
+    def summ(clean, jpeg, tpr, u2j):
+        return {"auc": {"none": clean, "jpeg:90": jpeg}, "tpr": tpr, "u2j": u2j}
+
+    ref = summ([1.0, 0.95], [0.90, 0.90], 0.85, 0.36)
+    assert zf.eligible(ref, summ([1.0, 0.95], [0.90, 0.90], 0.84, 0.10))          # u2j at the limit
+    assert not zf.eligible(ref, summ([1.0, 0.95], [0.90, 0.90], 0.84, 0.11))      # over it, no JPEG gain
+    assert zf.eligible(ref, summ([1.0, 0.95], [0.92, 0.92], 0.85, 0.36))          # no more u2j, JPEG +0.02
+    assert not zf.eligible(ref, summ([1.0, 0.95], [0.92, 0.92], 0.85, 0.37))      # ... but more u2j
+    assert not zf.eligible(ref, summ([0.99, 0.95], [0.90, 0.90], 0.85, 0.05))     # an AUC 0.01 lower
+    assert not zf.eligible(ref, summ([1.0, 0.95], [0.90, 0.90], 0.82, 0.05))      # TPR 3 points lower
+
+
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):
     mt = _load("members_table")
 

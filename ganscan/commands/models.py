@@ -230,33 +230,47 @@ Examples:
   ganscan models fit-fsd photos/ --calibrate heldout/camera --calibrate heldout/web -o fsd.safetensors
 """
 
+FIT_ZED_EXAMPLES = """
+\b
+Examples:
+  ganscan models fit-zed ../shared/data/train/real -o zed.safetensors
+  ganscan models fit-zed photos/ --calibrate heldout/camera --calibrate heldout/web --steps 2000 -o zed.safetensors
+"""
 
-@command.command("fit-fsd", epilog=FIT_FSD_EXAMPLES)
-@click.argument("real_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--calibrate", "calib_dirs", multiple=True, metavar="DIR",
-              help="Sets (0_real/, or a folder of them) of held-out real photos, one per processing kind: the "
-                   "threshold keeps each at or under --fpr (repeatable; without it the threshold is 0.5).")
-@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="Processed variants drawn per real image (JPEG, down- and up-scaling, unchanged).")
-@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
-@click.option("--force", is_flag=True, help="Overwrite the output.")
-@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (calibration).")
-def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers):
-    """Fit fsd64, the real-only detector (forensic self-descriptions), on folders of real photos: no fake
-    image is needed. Every image is also seen JPEG-compressed, down-scaled and up-scaled."""
+
+def real_only_options(fn):
+    """The options fit-fsd and fit-zed share."""
+    for opt in reversed([
+        click.argument("real_dirs", nargs=-1, required=True, type=click.Path(exists=True, path_type=str)),
+        click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str)),
+        click.option("--calibrate", "calib_dirs", multiple=True, metavar="DIR",
+                     help="Sets (0_real/, or a folder of them) of held-out real photos, one per processing kind: the "
+                          "threshold keeps each at or under --fpr (repeatable; without it the threshold is 0.5)."),
+        click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+                     show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--variants", type=click.IntRange(1, 16), default=2, show_default=True,
+                     help="Processed variants drawn per real image (JPEG, down- and up-scaling, unchanged)."),
+        click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem)."),
+        click.option("--force", is_flag=True, help="Overwrite the output."),
+        click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes (calibration)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def fit_real_only(arch: str, fit, real_dirs, output, calib_dirs, fpr, workers, force, train_steps: int = 0) -> None:
+    """Fit a real-only detector: ``fit(paths, name, progress=..., train_progress=...)`` -> (state, meta); then the
+    threshold from the --calibrate kinds, scored through scan's pipeline (fp32)."""
     import torch
 
-    from ganscan.console import Progress
+    from ganscan.console import Progress, info
     from ganscan.core.checkpoint import save_checkpoint
     from ganscan.core.device import choose_precision, configure_threads
     from ganscan.data.datasets import list_images, test_sets
     from ganscan.detectors.importers import check_output
     from ganscan.detectors.load import load_detector
     from ganscan.detectors.zoo.fusion import calibrate
-    from ganscan.detectors.zoo.selfdesc import fit_fsd
 
     configure_threads()
     out = check_output(output, force)
@@ -264,9 +278,13 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
     if not paths:
         raise GanscanError(f"no images found in {', '.join(real_dirs)}")
     try:
-        with Progress("fitting fsd64", total=len(paths)) as bar:
-            state, meta = fit_fsd(paths, name or out.stem, seed=seed, variants=variants,
-                                  progress=lambda i, n: bar.update(advance=1))
+        with Progress(f"fitting {arch}", total=len(paths) + train_steps, fields=("bits",)) as bar:
+            def trained(step, steps, bits):   # every 100 steps; a line every 500 for logs (stderr not a terminal)
+                bar.update(advance=100, bits=bits)
+                if step % 500 == 0:
+                    info(f"{arch}: step {step}/{steps}, {bits:.3f} bits per pixel")
+            state, meta = fit(paths, out.stem, progress=lambda i, n: bar.update(advance=1),
+                              train_progress=trained)
     except ValueError as exc:
         raise GanscanError(str(exc), hint="give more (or larger) real images, or raise --variants") from None
     sha = save_checkpoint(out, state, meta)
@@ -274,8 +292,38 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
         meta.update(calibrate(load_detector(str(out)), [st for d in calib_dirs for st in test_sets(d)], fpr,
                               choose_precision(torch.device("cpu"), "fp32"), eval_settings(workers)))
         sha = save_checkpoint(out, state, meta)
-    click.echo(f"wrote {out} (fsd64, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
+    click.echo(f"wrote {out} ({arch}, {meta['training']['tiles']} tiles of {meta['training']['real_images']} "
                f"real images, threshold {meta['threshold']:.4f}, sha256 {sha})")
+
+
+@command.command("fit-fsd", epilog=FIT_FSD_EXAMPLES)
+@real_only_options
+def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers):
+    """Fit fsd64, the real-only detector (forensic self-descriptions), on folders of real photos: no fake
+    image is needed. Every image is also seen JPEG-compressed, down-scaled and up-scaled."""
+    from ganscan.detectors.zoo.selfdesc import fit_fsd
+
+    def fit(paths, stem, progress, train_progress):
+        return fit_fsd(paths, name or stem, seed=seed, variants=variants, progress=progress)
+
+    fit_real_only("fsd64", fit, real_dirs, output, calib_dirs, fpr, workers, force)
+
+
+@command.command("fit-zed", epilog=FIT_ZED_EXAMPLES)
+@real_only_options
+@click.option("--steps", type=click.IntRange(100, 10 ** 7), default=4000, show_default=True,
+              help="Training steps of the coder (batch 64).")
+def fit_zed_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers, steps):
+    """Fit zed64, the real-only coding-surprisal detector (after ZED), on folders of real photos: a small lossless
+    coder learns to code real photos (every image also seen JPEG-compressed, down-scaled and up-scaled); a tile coded
+    better than the coder expects reads as generated. No fake image is needed."""
+    from ganscan.detectors.zoo.surprisal import fit_zed
+
+    def fit(paths, stem, progress, train_progress):
+        return fit_zed(paths, name or stem, seed=seed, variants=variants, steps=steps, progress=progress,
+                       train_progress=train_progress)
+
+    fit_real_only("zed64", fit, real_dirs, output, calib_dirs, fpr, workers, force, train_steps=steps)
 
 
 AVERAGE_EXAMPLES = """
