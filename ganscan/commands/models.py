@@ -316,7 +316,8 @@ def fit_fsd_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, fo
 def fit_zed_command(real_dirs, output, calib_dirs, fpr, seed, variants, name, force, workers, steps):
     """Fit zed64, the real-only coding-surprisal detector (after ZED), on folders of real photos: a small lossless
     coder learns to code real photos (every image also seen JPEG-compressed, down-scaled and up-scaled); a tile coded
-    better than the coder expects reads as generated. No fake image is needed."""
+    better than the coder expects reads as generated. No fake image is needed. Measured, it reads up-sampled content
+    that way whether generated or not, and GAN artifacts the other way (the README's zed64 section)."""
     from ganscan.detectors.zoo.surprisal import fit_zed
 
     def fit(paths, stem, progress, train_progress):
