@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -41,6 +42,19 @@ def tpr_at_fpr(y, s, fpr=0.05):
     return float((s[y == 1] >= t).mean())
 
 
+def file_thresholds(paths: list[str], threshold: float, low_jpeg: float | None = None, max_quality: int = 80):
+    """Each file's threshold: ``low_jpeg`` for a JPEG whose estimated quality is at most ``max_quality`` (when given),
+    ``threshold`` otherwise."""
+    import numpy as np
+
+    if low_jpeg is None:
+        return np.full(len(paths), threshold)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality_threshold import file_quality, low
+
+    return np.array([low_jpeg if low(file_quality(p), max_quality) else threshold for p in paths])
+
+
 def held_sets(held: Path, groups: tuple[str, ...] = ("own", *HELD_GROUPS)) -> list:
     """The table's fake sets under ``held`` (WORK/heldout), each named GROUP/SET: our own sets (which must exist), then
     those of each other group whose folders exist."""
@@ -65,6 +79,10 @@ def main() -> None:
     ap.add_argument("--perturb", default="jpeg:90,resize:0.5")
     ap.add_argument("--no-val", action="store_true", help="leave val/ out (own sets only)")
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--low-jpeg-threshold", type=float, default=None, metavar="T",
+                    help="call a JPEG file of estimated quality at most --max-quality fake at T instead of the model's "
+                         "threshold (rule docs/selection-rule-v54.txt; the clean columns only: a JPEG 90 copy keeps it)")
+    ap.add_argument("--max-quality", type=int, default=80)
     args = ap.parse_args()
     from ganscan.core.device import default_workers
     from ganscan.data.augment import parse_perturbations
@@ -98,25 +116,29 @@ def main() -> None:
         res = evaluate(det, fake_sets, prec, settings, perturbations)
         rows = {}
         for r in res.sets:
-            y, s, _ = r.scored()
+            y, s, paths = r.scored()
+            t = file_thresholds(paths, res.threshold, args.low_jpeg_threshold, args.max_quality)
             rows[r.name] = {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), "auc": M.roc_auc(y, s),
-                            "ap": M.average_precision(y, s), "tpr_at_threshold": float((s[y == 1] >= res.threshold).mean()),
-                            "tpr_at_5fpr": tpr_at_fpr(y, s), "fpr_at_threshold": float((s[y == 0] >= res.threshold).mean())}
+                            "ap": M.average_precision(y, s), "tpr_at_threshold": float((s >= t)[y == 1].mean()),
+                            "tpr_at_5fpr": tpr_at_fpr(y, s), "fpr_at_threshold": float((s >= t)[y == 0].mean())}
         for p in res.perturbations:
             for prow, r in zip(p["rows"], res.sets):
                 rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
                 rows[r.name][f"tpr_{p['perturbation']}"] = prow.get("fake_acc")   # TPR at the threshold
         rr = evaluate(det, real_sets, prec, settings, perturbations)
         for r in rr.sets:
-            y, s, _ = r.scored()
-            rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= res.threshold).mean())}
+            y, s, paths = r.scored()
+            t = file_thresholds(paths, res.threshold, args.low_jpeg_threshold, args.max_quality)
+            rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= t).mean())}
         for p in rr.perturbations:   # the real photos perturbed alike: their FPR at the threshold
             for prow, r in zip(p["rows"], rr.sets):
                 ok = prow.get("real_acc")
                 rows[r.name][f"fpr_{p['perturbation']}"] = None if ok is None else 1.0 - ok
         key = det.label if det.label not in out else f"{det.label} ({model})"   # two files of one name
         out[key] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
-                          "seconds": round(time.time() - t0, 1)}
+                    "seconds": round(time.time() - t0, 1),
+                    **({"low_jpeg_threshold": args.low_jpeg_threshold, "max_quality": args.max_quality}
+                       if args.low_jpeg_threshold is not None else {})}
         print(f"{key}: {time.time() - t0:.0f} s", flush=True)
     Path(args.output).write_text(json.dumps(out, indent=1))
     print(markdown(out, [p for p in args.perturb.split(",") if p]))

@@ -754,6 +754,33 @@ def test_zed_fusion_fits_a_third_member_and_applies_rule_v53():
     assert not zf.eligible(ref, summ([1.0, 0.95], [0.90, 0.90], 0.82, 0.05))      # TPR 3 points lower
 
 
+def test_quality_threshold_calls_low_quality_jpegs_at_their_own_threshold(tmp_path):
+    from PIL import Image
+
+    qt = _load("quality_threshold")
+    tt = _load("twins_table")
+    img = Image.new("RGB", (32, 32), (120, 60, 200))
+    img.save(tmp_path / "q70.jpg", quality=70)
+    img.save(tmp_path / "q95.jpg", quality=95)
+    img.save(tmp_path / "a.png")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    qs = [qt.file_quality(str(tmp_path / n)) for n in ("q70.jpg", "q95.jpg", "a.png", "bad.jpg")]
+    assert abs(qs[0] - 70) <= 2 and abs(qs[1] - 95) <= 2 and qs[2] is None and qs[3] is None
+    assert [qt.low(q) for q in qs] == [True, False, False, False]
+    t = tt.file_thresholds([str(tmp_path / n) for n in ("q70.jpg", "q95.jpg", "a.png")], 0.6, 0.8)
+    assert t.tolist() == [0.8, 0.6, 0.6]
+    assert tt.file_thresholds(["x", "y"], 0.6).tolist() == [0.6, 0.6]   # no low-quality threshold: the model's
+    # T_low: the lowest threshold (never below T) keeping every kind's low-quality part at 5 %; other files ignored
+    kinds = {"u2j": [(p / 100, 75) for p in range(100)], "png": [(0.99, None)] * 10, "hi": [(0.95, 95)] * 10}
+    t_low, rates = qt.thresholds(kinds, 0.5)
+    assert 0.94 < t_low <= 0.95 and rates == {"u2j": 0.05}
+    assert qt.thresholds({"u2j": [(0.1, 75)] * 40}, 0.5)[0] == 0.5   # never below v49's
+    rows = [(1, 0.7, 75), (1, 0.7, 95), (1, 0.9, 75), (0, 0.7, None)]
+    assert qt.flagged(rows, 1, 0.6, 0.8) == pytest.approx(2 / 3) and qt.flagged(rows, 0, 0.6, 0.8) == 1.0
+    assert qt.eligible(0.857, 0.841, 0.049) and not qt.eligible(0.857, 0.83, 0.049)
+    assert not qt.eligible(0.857, 0.85, 0.11)
+
+
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):
     mt = _load("members_table")
 
