@@ -25,37 +25,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import max_fusion  # noqa: E402  (a file's v49 logit from its kept tile logits)
 import two_scale  # noqa: E402  (the sets)
+from ganscan.detectors.lowjpeg import file_quality, low_quality as low  # noqa: E402
 
 MAX_QUALITY = 80
 FPR = 0.05
 
 
-def file_quality(path: str) -> int | None:
-    """The JPEG quality estimated from a file's own quantization tables; None for any other file."""
-    from PIL import Image
-
-    from ganscan.data.provenance import jpeg_quality
-
-    try:
-        with Image.open(path) as im:
-            return jpeg_quality(im.quantization) if im.format == "JPEG" else None
-    except OSError:   # unreadable: not a JPEG this rule can call at its own threshold
-        return None
-
-
-def low(q, max_quality: int = MAX_QUALITY) -> bool:
-    return q is not None and q <= max_quality
-
-
 def thresholds(calib: dict, t: float, max_quality: int = MAX_QUALITY) -> tuple[float, dict]:
     """(T_low, {kind: share of its low-quality part flagged at T_low}) from {kind: [(probability, quality), ...]}."""
-    from ganscan.detectors.zoo.fusion import threshold_at_fpr
+    from ganscan.detectors.lowjpeg import low_jpeg_threshold
 
-    parts = {k: [p for p, q in rows if low(q, max_quality)] for k, rows in calib.items()}
-    parts = {k: v for k, v in parts.items() if v}
-    t_low, _ = threshold_at_fpr(parts, FPR)
-    t_low = max(t_low, t)
-    return t_low, {k: sum(p >= t_low for p in v) / len(v) for k, v in parts.items()}
+    return low_jpeg_threshold(calib, t, FPR, max_quality)
 
 
 def flagged(rows, label: int, t: float, t_low: float, max_quality: int = MAX_QUALITY) -> float:

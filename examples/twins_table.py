@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -49,10 +48,9 @@ def file_thresholds(paths: list[str], threshold: float, low_jpeg: float | None =
 
     if low_jpeg is None:
         return np.full(len(paths), threshold)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from quality_threshold import file_quality, low
+    from ganscan.detectors.lowjpeg import file_quality, low_quality
 
-    return np.array([low_jpeg if low(file_quality(p), max_quality) else threshold for p in paths])
+    return np.array([low_jpeg if low_quality(file_quality(p), max_quality) else threshold for p in paths])
 
 
 def held_sets(held: Path, groups: tuple[str, ...] = ("own", *HELD_GROUPS)) -> list:

@@ -89,7 +89,9 @@ def show(checkpoints, as_json):
         return
     print_table("Detector checkpoints", ("file", "name", "arch", "threshold", "preprocessing", "origin", "sha256"),
                 [(r["file"], r["name"], r["arch"], f"{r['threshold']:.4g}"
-                  + (f" ({r['threshold_precision']})" if r["threshold_precision"] else ""), r["preprocessing"],
+                  + (f" ({r['threshold_precision']})" if r["threshold_precision"] else "")
+                  + (f"; JPEG quality <= {r['threshold_low_jpeg']['max_quality']}: "
+                     f"{r['threshold_low_jpeg']['threshold']:.4g}" if r["threshold_low_jpeg"] else ""), r["preprocessing"],
                   r["origin"], r["sha256"][:16] + "...") for r in rows], overflow="fold")
 
 
@@ -355,3 +357,73 @@ def average_command(checkpoints, output, name, force):
     state, meta = average_checkpoints(list(checkpoints), name or out.stem)
     sha = save_checkpoint(out, state, meta)
     click.echo(f"wrote {out} ({meta['arch']}, the average of {len(checkpoints)} checkpoints; sha256 {sha})")
+
+
+CALIBRATE_EXAMPLES = """
+\b
+Examples:
+  ganscan models calibrate ganscan-fusion-v49 --calibrate my-photos/ -o mine.safetensors   # my-photos/0_real/...
+  ganscan models calibrate ganscan-fusion-v49 --calibrate heldout/camera --calibrate heldout/web \\
+      --keep-threshold --low-jpeg-quality 80 -o v49-lowjpeg.safetensors
+"""
+
+
+@command.command("calibrate", epilog=CALIBRATE_EXAMPLES)
+@click.argument("model")
+@click.option("--calibrate", "calib_dirs", multiple=True, required=True, metavar="DIR",
+              help="Real photos, one set per processing kind (a folder with 0_real/, or a folder of such sets): the "
+                   "threshold keeps each kind at or under --fpr (repeatable).")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--keep-threshold", is_flag=True, help="Keep the model's threshold (with --low-jpeg-quality: add only "
+                                                      "the low-quality JPEG threshold).")
+@click.option("--low-jpeg-quality", type=click.IntRange(1, 100), default=None, metavar="Q",
+              help="Also a threshold of their own for JPEG files of estimated quality Q or less, set on those files "
+                   "of every kind, never below the main threshold (the scores do not change).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str))
+@click.option("--name", default=None, help="Name stored in the checkpoint (default: the output's stem).")
+@click.option("--force", is_flag=True, help="Overwrite the output.")
+@click.option("--workers", type=click.IntRange(0, 64), default=None, help="Decoding processes.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="The calibration scores' precision (auto: bf16 where the CPU has it natively; recorded).")
+def calibrate_command(model, calib_dirs, fpr, keep_threshold, low_jpeg_quality, output, name, force, workers,
+                      precision):
+    """Set a detector's threshold again on your own real photos: the same tensors, a new checkpoint whose threshold
+    flags at most --fpr of each calibration kind. With --low-jpeg-quality, low-quality JPEG files get a threshold of
+    their own (scan, evaluate and report call each file at its own)."""
+    from dataclasses import replace
+
+    import torch
+
+    from ganscan.console import status
+    from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
+    from ganscan.core.device import choose_precision, configure_threads
+    from ganscan.data.datasets import test_sets
+    from ganscan.detectors.importers import check_output
+    from ganscan.detectors.load import load_detector, resolve_detector
+    from ganscan.detectors.lowjpeg import calibrate_low_jpeg
+    from ganscan.detectors.zoo.fusion import calibrate
+
+    if keep_threshold and low_jpeg_quality is None:
+        raise click.UsageError("--keep-threshold with nothing else to set: give --low-jpeg-quality")
+    configure_threads()
+    out = check_output(output, force)
+    src = resolve_detector(model)
+    state, meta = load_checkpoint(src)
+    det = load_detector(str(src))
+    prec = choose_precision(torch.device("cpu"), precision)
+    sets = [s for d in calib_dirs for s in test_sets(d)]
+    settings = eval_settings(workers)
+    meta = {k: v for k, v in meta.items() if k != "threshold_low_jpeg"}
+    meta.update(name=name or out.stem, calibrated_from={"name": det.label, "sha256": det.sha256,
+                                                        "threshold": det.threshold})
+    with status(f"scoring {sum(len(s.paths) for s in sets)} calibration files ({prec.name})"):
+        if not keep_threshold:
+            meta.update(calibrate(det, sets, fpr, prec, settings))
+            det = replace(det, threshold=float(meta["threshold"]))
+        if low_jpeg_quality is not None:
+            meta.update(calibrate_low_jpeg(det, sets, fpr, prec, settings, low_jpeg_quality))
+    sha = save_checkpoint(out, state, meta)
+    low = meta.get("threshold_low_jpeg")
+    click.echo(f"wrote {out} (threshold {meta['threshold']:.4f}"
+               + (f", JPEG quality <= {low['max_quality']}: {low['threshold']:.4f}" if low else "")
+               + f", {prec.name} scores, sha256 {sha})")

@@ -36,6 +36,11 @@ class SetResult:
     scores: list[float | None]          # None: unreadable
     errors: dict[str, str] = field(default_factory=dict)
     row: dict = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)   # a file's own threshold, where it has one
+
+    def file_thresholds(self, threshold: float, paths: list[str]) -> np.ndarray:
+        """Each of ``paths``' threshold: its own (a low-quality JPEG's, ``threshold_low_jpeg``) or ``threshold``."""
+        return np.array([self.thresholds.get(p, threshold) for p in paths], dtype=np.float64)
 
     def scored(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         keep = [i for i, s in enumerate(self.scores) if s is not None]
@@ -45,8 +50,9 @@ class SetResult:
     def misclassified(self, threshold: float, k: int) -> list[tuple[str, int, float]]:
         """The ``k`` most confident mistakes: (path, label, score), largest distance from the threshold first."""
         y, s, paths = self.scored()
-        wrong = np.nonzero((s >= threshold) != (y == 1))[0]
-        order = sorted(wrong, key=lambda i: (-abs(s[i] - threshold), paths[i]))
+        t = self.file_thresholds(threshold, paths)
+        wrong = np.nonzero((s >= t) != (y == 1))[0]
+        order = sorted(wrong, key=lambda i: (-abs(s[i] - t[i]), paths[i]))
         return [(paths[i], int(y[i]), float(s[i])) for i in order[:k]]
 
 
@@ -59,9 +65,12 @@ class EvalSettings:
 
 
 def score_models(detectors: list[LoadedDetector], paths: list[str], precision: Precision, settings: EvalSettings,
-                 progress: Callable[[int], None] | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
+                 progress: Callable[[int], None] | None = None,
+                 thresholds: list[dict] | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
     """For each detector, path -> (score, error) for every path, scored by scan's pipeline (no EXIF); each
-    file is decoded once for all of them."""
+    file is decoded once for all of them. ``thresholds`` (one dict per detector): filled with path -> the file's own
+    threshold where it differs from the detector's (a low-quality JPEG, ``threshold_low_jpeg``; never with
+    --threshold)."""
     scan = ScanSettings(paths=tuple(paths), recursive=False, batch_size=settings.batch_size,
                         workers=settings.workers, max_pixels=settings.max_pixels, threshold=settings.threshold,
                         read_exif=False, evidence=False)
@@ -71,6 +80,11 @@ def score_models(detectors: list[LoadedDetector], paths: list[str], precision: P
         for r in rows:
             for scores, key in zip(out, keys):
                 scores[r["path"]] = (r[key], (r.get("error") or r.get("note")) if r[key] is None else None)
+            if thresholds is not None and settings.threshold is None:
+                for own, det in zip(thresholds, detectors):
+                    t = det.threshold_for(r.get("format"), r.get("jpeg_quality"))
+                    if t != det.threshold:
+                        own[r["path"]] = t
         if progress:
             progress(len(rows))
     return out
@@ -82,12 +96,15 @@ def score_files(detector: LoadedDetector, paths: list[str], precision: Precision
     return score_models([detector], paths, precision, settings, progress)[0]
 
 
-def evaluate_set(s: LabelledSet, scores: dict, threshold: float) -> SetResult:
+def evaluate_set(s: LabelledSet, scores: dict, threshold: float, own: dict | None = None) -> SetResult:
+    """One set's row at ``threshold``, or at a file's own threshold where ``own`` (path -> threshold) has one."""
     got = [scores.get(p, (None, "not scored")) for p in s.paths]
     res = SetResult(s.name, list(s.paths), list(s.labels), [g[0] for g in got])
     res.errors = {p: (g[1] or "unreadable") for p, g in zip(s.paths, got) if g[0] is None}
-    y, sc, _ = res.scored()
-    res.row = {"set": s.name, **M.summarize(y, sc, threshold), "unreadable": len(res.errors)}
+    res.thresholds = {p: own[p] for p in s.paths if own and p in own}
+    y, sc, paths = res.scored()
+    res.row = {"set": s.name, **M.summarize(y, sc, res.file_thresholds(threshold, paths) if res.thresholds
+                                            else threshold), "unreadable": len(res.errors)}
     return res
 
 
@@ -167,15 +184,18 @@ def evaluate_models(detectors: list[LoadedDetector], sets: list[LabelledSet], pr
     """``evaluate`` for several detectors, one result each; every file (and perturbed copy) is decoded once."""
     thresholds = [d.threshold if settings.threshold is None else float(settings.threshold) for d in detectors]
     all_paths = [p for s in sets for p in s.paths]
-    scores = score_models(detectors, list(dict.fromkeys(all_paths)), precision, settings, progress)
-    clean = [[evaluate_set(s, sc, t) for s in sets] for sc, t in zip(scores, thresholds)]
+    own: list[dict] = [{} for _ in detectors]
+    scores = score_models(detectors, list(dict.fromkeys(all_paths)), precision, settings, progress, own)
+    clean = [[evaluate_set(s, sc, t, o) for s in sets] for sc, t, o in zip(scores, thresholds, own)]
     perturbed: list[list[dict]] = [[] for _ in detectors]
     for kind, value in perturbations:
         with tempfile.TemporaryDirectory(prefix="ganscan-perturb-") as tmp:
             psets = perturbed_copies(sets, kind, value, tmp, settings.workers, settings.max_pixels)
-            pscores = score_models(detectors, [p for s in psets for p in s.paths], precision, settings, progress)
-            for out, sc, t in zip(perturbed, pscores, thresholds):
-                rows = [evaluate_set(s, sc, t).row for s in psets]
+            pown: list[dict] = [{} for _ in detectors]
+            pscores = score_models(detectors, [p for s in psets for p in s.paths], precision, settings, progress,
+                                   pown)
+            for out, sc, t, o in zip(perturbed, pscores, thresholds, pown):
+                rows = [evaluate_set(s, sc, t, o).row for s in psets]
                 out.append({"perturbation": perturbation_name(kind, value), "rows": rows, "mean": _mean(rows)})
     results = []
     for det, t, res, pert in zip(detectors, thresholds, clean, perturbed):

@@ -18,7 +18,7 @@ from ganscan.data.decode import (DEFAULT_FILE_TIMEOUT, DEFAULT_MAX_DECODE_BYTES,
 from ganscan.data.discover import discover
 from ganscan.data.exif import empty_exif, read_exif
 from ganscan.data.formats import looks_like_image_name, sniff
-from ganscan.data.provenance import assess, dhash, phash, provenance, repeated_lines
+from ganscan.data.provenance import assess, dhash, jpeg_quality, phash, provenance, repeated_lines
 from ganscan.detectors.preprocess import ScaleViews, aggregate_logits, normalize, views_uint8
 from ganscan.detectors.load import LoadedDetector, column_names
 from ganscan.detectors.registry import DetectorConfig
@@ -114,6 +114,8 @@ def process_file(path: str, explicit: bool, cfgs: tuple[DetectorConfig, ...], se
         return row, None
     row.update(format=info.format, width=info.width, height=info.height,
                note="; ".join(info.notes) or None)
+    if info.format == "JPEG" and info.quantization:   # a low-quality JPEG may have a threshold of its own
+        row["jpeg_quality"] = jpeg_quality(info.quantization)
     if not settings.evidence:
         return row, tensors
     try:
@@ -283,21 +285,26 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
     """
     dets = [detectors] if isinstance(detectors, LoadedDetector) else list(detectors)
     models = [prepare_model(d.model, precision) for d in dets]
-    thresholds = [d.threshold if settings.threshold is None else settings.threshold for d in dets]
     names = column_names(dets) if len(dets) > 1 else []
     main = dets[0]
     run = main.run_info()
-    stamp = {"threshold": thresholds[0], "model": run["model"], "weights_sha256": run["weights_sha256"],
+    stamp = {"model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
+
+    def threshold_of(k: int, row: dict) -> float:   # --threshold, else the model's for this file
+        if settings.threshold is not None:
+            return settings.threshold
+        return dets[k].threshold_for(row.get("format"), row.get("jpeg_quality"))
 
     def finish(row: dict, now: str) -> dict:
         row.update(stamp)
+        row["threshold"] = threshold_of(0, row)
         row["scanned_at"] = now
         for name in names:   # a file that cannot be read is an error for every model
             row.setdefault(f"score_{name}", None)
             row.setdefault(f"verdict_{name}", row["verdict"] if row["verdict"] == "error" else None)
         if settings.evidence and row["verdict"] != SKIPPED:
-            row.update(assess(row, thresholds[0], main.config.input_size, main.placeholder))
+            row.update(assess(row, row["threshold"], main.config.input_size, main.placeholder))
         return row
 
     failed = None
@@ -315,7 +322,7 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
                                     pool_jpeg_only=dets[k].config.pool_jpeg_only)
             for (row, _), logit in zip(ready, logits):
                 score = sigmoid(logit)
-                verdict = "fake" if score >= thresholds[k] else "real"
+                verdict = "fake" if score >= threshold_of(k, row) else "real"
                 if k == 0:
                     row["score"], row["verdict"] = round(score, 6), verdict
                 if names:

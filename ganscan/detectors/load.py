@@ -40,13 +40,27 @@ class LoadedDetector:
         return bool(self.meta.get("placeholder"))
 
     @property
+    def low_jpeg(self) -> dict | None:
+        """{"threshold", "max_quality"}: the threshold a JPEG file of estimated quality at most ``max_quality`` is
+        called at (``threshold_low_jpeg`` in the checkpoint), or None: one threshold for every file."""
+        lj = self.meta.get("threshold_low_jpeg")
+        return {"threshold": float(lj["threshold"]), "max_quality": int(lj["max_quality"])} if lj else None
+
+    def threshold_for(self, fmt: str | None, quality: int | None) -> float:
+        """The threshold a file of this format and estimated JPEG quality is called at."""
+        lj = self.low_jpeg
+        if lj and fmt == "JPEG" and quality is not None and quality <= lj["max_quality"]:
+            return lj["threshold"]
+        return self.threshold
+
+    @property
     def label(self) -> str:
         return self.meta.get("name") or self.path.stem
 
     def run_info(self) -> dict:
         return {"model": self.label, "arch": self.config.name, "weights_sha256": self.sha256,
                 "preprocessing": self.config.describe_preprocessing(), "threshold": self.threshold,
-                "placeholder": self.placeholder}
+                "placeholder": self.placeholder, **({"threshold_low_jpeg": self.low_jpeg} if self.low_jpeg else {})}
 
 
 def load_detector(model: str | None = None) -> LoadedDetector:
@@ -134,8 +148,11 @@ def describe_checkpoint(path) -> dict:
               + ", ".join(f"{f['file']} sha256 {f['sha256'][:16]}..." for f in src.get("files", []))
               if src else "the average of " + ", ".join(f"{a['name']} sha256 {a['sha256'][:16]}..." for a in averaged)
               if averaged else f"{meta['retiled_from'].get('name')}'s tensors, read otherwise (examples/retile.py)"
-              if meta.get("retiled_from") else "trained with ganscan" if meta.get("training") else "")
+              if meta.get("retiled_from") else f"{meta['calibrated_from'].get('name')}'s tensors, its threshold set again "
+              "(ganscan models calibrate)" if meta.get("calibrated_from")
+              else "trained with ganscan" if meta.get("training") else "")
     return {"file": str(path), "name": meta.get("name") or path.stem, "arch": meta["arch"],
             "threshold": meta.get("threshold", 0.5), "threshold_precision": meta.get("threshold_precision"),
+            "threshold_low_jpeg": meta.get("threshold_low_jpeg"),
             "preprocessing": get_config(meta["arch"]).with_preprocessing(meta.get("preprocessing"))
             .describe_preprocessing(), "origin": origin, "sha256": sha256_file(path), "source": src or None}

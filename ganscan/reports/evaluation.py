@@ -114,8 +114,13 @@ def print_tables(con, detectors: list, results: list) -> None:
     def model_cell(text: str) -> list[str]:
         return [escape(text)] if lead else []
 
-    about = [f"{d.label} ({d.config.name}, {d.config.describe_preprocessing()}), threshold {r.threshold:.4g} "
-             f"[{r.threshold_source}]" for d, r in blocks]
+    def low(d, r) -> str:   # a model's threshold for low-quality JPEG files, unless --threshold replaced both
+        lj = d.low_jpeg
+        return "" if not lj or r.threshold_source == "--threshold" else \
+            f" (JPEG quality <= {lj['max_quality']}: {lj['threshold']:.4g})"
+
+    about = [f"{d.label} ({d.config.name}, {d.config.describe_preprocessing()}), threshold {r.threshold:.4g}"
+             f"{low(d, r)} [{r.threshold_source}]" for d, r in blocks]
     if lead:
         t = Table(title=f"{len(blocks)} models, percentages", caption=escape("\n".join(about)),
                   caption_justify="left", header_style="bold")
@@ -169,8 +174,9 @@ def write_figures(detectors: list, results: list, folder: str, misclassified: in
     for model, res in zip(column_names(detectors), results):
         for r in res.sets:
             name = f"{model}_{r.name}" if len(results) > 1 else r.name
-            y, sc, _ = r.scored()
-            written += roc_pr_curves(name, y, sc, res.threshold, folder)
+            y, sc, paths = r.scored()
+            written += roc_pr_curves(name, y, sc, res.threshold, folder,
+                                     r.file_thresholds(res.threshold, paths) if r.thresholds else None)
             if misclassified:
                 grid = misclassified_grid(name, r.misclassified(res.threshold, misclassified), folder)
                 if grid:

@@ -10,8 +10,9 @@ import numpy as np
 from ganscan.core.plots import _plt, _save
 
 
-def roc_pr_curves(name: str, labels, scores, threshold: float, out_dir: str | os.PathLike) -> list[str]:
-    """``<name>_roc.png`` and ``<name>_pr.png``; nothing for a single-class set (curves undefined)."""
+def roc_pr_curves(name: str, labels, scores, threshold: float, out_dir: str | os.PathLike, per_file=None) -> list[str]:
+    """``<name>_roc.png`` and ``<name>_pr.png``; nothing for a single-class set (curves undefined). ``per_file``:
+    each file's own threshold, where the model has more than one (the operating point is then theirs)."""
     from ganscan.detectors.metrics import average_precision, pr_curve, roc_auc, roc_curve
 
     y = np.asarray(labels)
@@ -21,12 +22,14 @@ def roc_pr_curves(name: str, labels, scores, threshold: float, out_dir: str | os
     out = []
     fpr, tpr, _ = roc_curve(labels, scores)
     s = np.asarray(scores, dtype=np.float64)
-    op_fpr = float((s[y == 0] >= threshold).mean())
-    op_tpr = float((s[y == 1] >= threshold).mean())
+    t = threshold if per_file is None else np.asarray(per_file, dtype=np.float64)
+    called = s >= t
+    op_fpr = float(called[y == 0].mean())
+    op_tpr = float(called[y == 1].mean())
     fig, ax = plt.subplots(figsize=(4.8, 4.6))
     ax.plot(fpr, tpr, lw=2, label=f"AUC {roc_auc(labels, scores):.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.plot([op_fpr], [op_tpr], "o", color="red", label=f"threshold {threshold:.3g}")
+    ax.plot([op_fpr], [op_tpr], "o", color="red", label=f"threshold {threshold:.3g}" + (" (or a file's own)" if per_file is not None else ""))
     ax.set_xlabel("false-positive rate (real called fake)")
     ax.set_ylabel("true-positive rate (fake caught)")
     ax.set_title(f"ROC: {name}")
