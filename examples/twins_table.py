@@ -5,7 +5,8 @@
         --work runs/twins --data ../shared/data -o runs/twins/table.json
 
 For each model and each set with fakes: AUC, AP, TPR at the model's threshold and at 5 % FPR (on the
-set's own reals); for each real-only set: the false-positive rate at the model's threshold. The sets
+set's own reals); for each real-only set: the false-positive rate at the model's threshold (a JPEG file of low quality
+at the model's ``threshold_low_jpeg``, where it has one: ``ganscan models calibrate --low-jpeg-quality``). The sets
 with fakes are scored again under JPEG 90 and 0.5x resize (AUC). ``val/`` is read here only, as the
 final check. Writes JSON and prints a Markdown table.
 """
@@ -41,18 +42,6 @@ def tpr_at_fpr(y, s, fpr=0.05):
     return float((s[y == 1] >= t).mean())
 
 
-def file_thresholds(paths: list[str], threshold: float, low_jpeg: float | None = None, max_quality: int = 80):
-    """Each file's threshold: ``low_jpeg`` for a JPEG whose estimated quality is at most ``max_quality`` (when given),
-    ``threshold`` otherwise."""
-    import numpy as np
-
-    if low_jpeg is None:
-        return np.full(len(paths), threshold)
-    from ganscan.detectors.lowjpeg import file_quality, low_quality
-
-    return np.array([low_jpeg if low_quality(file_quality(p), max_quality) else threshold for p in paths])
-
-
 def held_sets(held: Path, groups: tuple[str, ...] = ("own", *HELD_GROUPS)) -> list:
     """The table's fake sets under ``held`` (WORK/heldout), each named GROUP/SET: our own sets (which must exist), then
     those of each other group whose folders exist."""
@@ -77,10 +66,6 @@ def main() -> None:
     ap.add_argument("--perturb", default="jpeg:90,resize:0.5")
     ap.add_argument("--no-val", action="store_true", help="leave val/ out (own sets only)")
     ap.add_argument("-o", "--output", required=True)
-    ap.add_argument("--low-jpeg-threshold", type=float, default=None, metavar="T",
-                    help="call a JPEG file of estimated quality at most --max-quality fake at T instead of the model's "
-                         "threshold (rule docs/selection-rule-v54.txt; the clean columns only: a JPEG 90 copy keeps it)")
-    ap.add_argument("--max-quality", type=int, default=80)
     args = ap.parse_args()
     from ganscan.core.device import default_workers
     from ganscan.data.augment import parse_perturbations
@@ -115,7 +100,7 @@ def main() -> None:
         rows = {}
         for r in res.sets:
             y, s, paths = r.scored()
-            t = file_thresholds(paths, res.threshold, args.low_jpeg_threshold, args.max_quality)
+            t = r.file_thresholds(res.threshold, paths)   # a low-quality JPEG's own, where the model has one
             rows[r.name] = {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), "auc": M.roc_auc(y, s),
                             "ap": M.average_precision(y, s), "tpr_at_threshold": float((s >= t)[y == 1].mean()),
                             "tpr_at_5fpr": tpr_at_fpr(y, s), "fpr_at_threshold": float((s >= t)[y == 0].mean())}
@@ -126,7 +111,7 @@ def main() -> None:
         rr = evaluate(det, real_sets, prec, settings, perturbations)
         for r in rr.sets:
             y, s, paths = r.scored()
-            t = file_thresholds(paths, res.threshold, args.low_jpeg_threshold, args.max_quality)
+            t = r.file_thresholds(res.threshold, paths)
             rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= t).mean())}
         for p in rr.perturbations:   # the real photos perturbed alike: their FPR at the threshold
             for prow, r in zip(p["rows"], rr.sets):
@@ -134,9 +119,7 @@ def main() -> None:
                 rows[r.name][f"fpr_{p['perturbation']}"] = None if ok is None else 1.0 - ok
         key = det.label if det.label not in out else f"{det.label} ({model})"   # two files of one name
         out[key] = {"model": model, "threshold": res.threshold, "sha256": det.sha256, "sets": rows,
-                    "seconds": round(time.time() - t0, 1),
-                    **({"low_jpeg_threshold": args.low_jpeg_threshold, "max_quality": args.max_quality}
-                       if args.low_jpeg_threshold is not None else {})}
+                    "seconds": round(time.time() - t0, 1), **({"threshold_low_jpeg": det.low_jpeg} if det.low_jpeg else {})}
         print(f"{key}: {time.time() - t0:.0f} s", flush=True)
     Path(args.output).write_text(json.dumps(out, indent=1))
     print(markdown(out, [p for p in args.perturb.split(",") if p]))
@@ -159,7 +142,9 @@ def markdown(out: dict, perturb: list[str]) -> str:
     tcols = [f"tpr_{p}" for p in perturb]
     lines = []
     for label, m in out.items():
-        lines += [f"**{label}** (threshold {m['threshold']:.3f})", "",
+        low = m.get("threshold_low_jpeg")
+        lines += [f"**{label}** (threshold {m['threshold']:.3f}"
+                  + (f"; JPEG quality <= {low['max_quality']}: {low['threshold']:.3f}" if low else "") + ")", "",
                   "| set | real / fake | AUC | AP | TPR at threshold | TPR at 5 % FPR | FPR | "
                   + "".join(f"AUC {p} | " for p in perturb) + "".join(f"at threshold, {p} | " for p in perturb).rstrip(),
                   "|---|---|---|---|---|---|---|" + "---|" * (2 * len(perturb))]

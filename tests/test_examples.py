@@ -758,7 +758,6 @@ def test_quality_threshold_calls_low_quality_jpegs_at_their_own_threshold(tmp_pa
     from PIL import Image
 
     qt = _load("quality_threshold")
-    tt = _load("twins_table")
     img = Image.new("RGB", (32, 32), (120, 60, 200))
     img.save(tmp_path / "q70.jpg", quality=70)
     img.save(tmp_path / "q95.jpg", quality=95)
@@ -767,9 +766,6 @@ def test_quality_threshold_calls_low_quality_jpegs_at_their_own_threshold(tmp_pa
     qs = [qt.file_quality(str(tmp_path / n)) for n in ("q70.jpg", "q95.jpg", "a.png", "bad.jpg")]
     assert abs(qs[0] - 70) <= 2 and abs(qs[1] - 95) <= 2 and qs[2] is None and qs[3] is None
     assert [qt.low(q) for q in qs] == [True, False, False, False]
-    t = tt.file_thresholds([str(tmp_path / n) for n in ("q70.jpg", "q95.jpg", "a.png")], 0.6, 0.8)
-    assert t.tolist() == [0.8, 0.6, 0.6]
-    assert tt.file_thresholds(["x", "y"], 0.6).tolist() == [0.6, 0.6]   # no low-quality threshold: the model's
     # T_low: the lowest threshold (never below T) keeping every kind's low-quality part at 5 %; other files ignored
     kinds = {"u2j": [(p / 100, 75) for p in range(100)], "png": [(0.99, None)] * 10, "hi": [(0.95, 95)] * 10}
     t_low, rates = qt.thresholds(kinds, 0.5)
