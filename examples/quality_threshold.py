@@ -3,6 +3,7 @@
 
     python examples/max_fusion.py --work runs/twins          # keeps v49's tile logits in WORK/c57 (8 min, once)
     python examples/quality_threshold.py --work runs/twins   # seconds, from those tile logits
+    python examples/quality_threshold.py --stage2 runs/twins/c60/table.json runs/twins/c56/table.json
 
 Every score is ``ganscan-fusion-v49``'s (its reads, pooling and weights, from the tile logits rule v51 kept, fp32 on
 the CPU that read them). A file is called fake at ``T_low`` when it is a JPEG whose estimated quality
@@ -49,6 +50,40 @@ def eligible(v49_tpr: float, tpr: float, u2j: float) -> bool:
     return tpr >= v49_tpr - 0.02 - 1e-12 and u2j <= 0.10
 
 
+def group_tpr(sets: dict, group: str) -> float:
+    """Mean TPR at the threshold over a table's sets of ``group`` (own, translate, large, small)."""
+    v = [r["tpr_at_threshold"] for k, r in sets.items() if k.startswith(group + "/") and "auc" in r]
+    return sum(v) / len(v)
+
+
+def stage2(new: dict, ref: dict) -> tuple[list[str], bool]:
+    """Rule v54's second stage from two examples/twins_table.py tables (one model each): lines to print, and whether
+    every criterion holds."""
+    a, b = next(iter(new.values()))["sets"], next(iter(ref.values()))["sets"]
+    lines, ok = [], True
+    for g in ("own", "translate", "large", "small"):
+        if not any(k.startswith(g + "/") for k in a):
+            continue
+        x, y = group_tpr(a, g), group_tpr(b, g)
+        crit = g != "small"   # the rule names own, translate and large
+        good = x >= y - 0.02 - 1e-12
+        ok &= good or not crit
+        lines.append(f"mean TPR {g}: C60 {x:.1%}, v49 {y:.1%}" + (f" ({'ok' if good else 'FAILS'})" if crit else ""))
+    for k, r in a.items():
+        if "auc" in r:
+            continue
+        x, y = r["fpr_at_threshold"], b[k]["fpr_at_threshold"]
+        if k == "report/upscaled2x-jpeg75":
+            good = x <= 0.10
+        elif k == "full/camera":
+            good = round(x * r["n_real"]) <= 3 and x <= y + 1e-12
+        else:
+            good = x <= y + 1e-12
+        ok &= good
+        lines.append(f"{k}: C60 {x:.1%}, v49 {y:.1%} ({'ok' if good else 'FAILS'})")
+    return lines, ok
+
+
 def main() -> None:
     from ganscan.data.datasets import test_sets
     from ganscan.detectors.load import load_detector
@@ -56,7 +91,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("runs/twins"))
     ap.add_argument("--max-quality", type=int, default=MAX_QUALITY)
+    ap.add_argument("--stage2", nargs=2, type=Path, metavar=("C60_TABLE", "V49_TABLE"),
+                    help="rule v54's second stage from two examples/twins_table.py tables instead")
     args = ap.parse_args()
+    if args.stage2:
+        lines, ok = stage2(*(json.loads(p.read_text()) for p in args.stage2))
+        print("\n".join(lines))
+        print("rule v54, stage 2: " + ("every criterion holds: C60 ships" if ok else "C60 fails at stage 2"))
+        return
     held = two_scale.heldout(args.work)
     cache = args.work / "c57" / "tiles.json"
     if not cache.exists():

@@ -776,6 +776,23 @@ def test_quality_threshold_calls_low_quality_jpegs_at_their_own_threshold(tmp_pa
     assert qt.eligible(0.857, 0.841, 0.049) and not qt.eligible(0.857, 0.83, 0.049)
     assert not qt.eligible(0.857, 0.85, 0.11)
 
+    def table(own, tr, large, u2j, cam, jpeg75):
+        f = {"auc": 0.9}
+        return {"m": {"sets": {"own/a": {**f, "tpr_at_threshold": own}, "translate/b": {**f, "tpr_at_threshold": tr},
+                               "large/c": {**f, "tpr_at_threshold": large},
+                               "report/upscaled2x-jpeg75": {"n_real": 100, "fpr_at_threshold": u2j},
+                               "full/camera": {"n_real": 65, "fpr_at_threshold": cam},
+                               "report/jpeg75": {"n_real": 100, "fpr_at_threshold": jpeg75}}}}
+
+    ref = table(0.82, 0.90, 0.81, 0.288, 1 / 65, 0.02)
+    lines, ok = qt.stage2(table(0.80, 0.89, 0.80, 0.05, 0.0, 0.01), ref)
+    assert ok and lines[0] == "mean TPR own: C60 80.0%, v49 82.0% (ok)" and len(lines) == 6
+    assert not qt.stage2(table(0.79, 0.89, 0.80, 0.05, 0.0, 0.01), ref)[1]    # own 3 points lower
+    assert not qt.stage2(table(0.82, 0.90, 0.81, 0.11, 0.0, 0.01), ref)[1]    # enlarged-then-JPEG reals over 10 %
+    assert not qt.stage2(table(0.82, 0.90, 0.81, 0.05, 0.0, 0.03), ref)[1]    # another real kind flagged more
+    assert not qt.stage2(table(0.82, 0.90, 0.81, 0.05, 4 / 65, 0.01), {**ref, "m": {"sets": {
+        **ref["m"]["sets"], "full/camera": {"n_real": 65, "fpr_at_threshold": 5 / 65}}}})[1]   # 4 camera photos
+
 
 def test_members_table_puts_models_side_by_side(tmp_path, capsys):
     mt = _load("members_table")
