@@ -85,6 +85,33 @@ def test_scan_and_evaluate_call_each_file_at_its_own_threshold(runner, cli, phot
     assert "JPEG quality <= 80: 1" in res.output
 
 
+def test_low_jpeg_threshold_options(runner, cli, photos, tmp_path):
+    from ganscan.detectors.load import LoadedDetector
+
+    det = LoadedDetector(model=None, config=None, meta={"threshold_low_jpeg": {"threshold": 0.8, "max_quality": 80}},
+                         path=None, sha256="", threshold=0.6)
+    given = {"threshold": 0.9, "max_quality": 96}
+    assert det.threshold_for("JPEG", 95, low_jpeg=given) == 0.9 and det.threshold_for("PNG", None, 0.3, given) == 0.3
+    assert det.threshold_for("JPEG", 70, threshold=0.3) == 0.3   # --threshold alone replaces both
+    # a model with one threshold (0: everything fake); --low-jpeg-threshold 1 keeps low-quality JPEGs real
+    model = _checkpoint(tmp_path / "one.safetensors", 0.0)
+    res = run_ok(runner, cli, ["scan", str(photos), "--model", str(model), "-f", "jsonl", "--workers", "0",
+                               "--low-jpeg-threshold", "1.0"])
+    verdicts = {r["path"].split("set/")[1]: r["verdict"] for r in map(json.loads, res.stdout.splitlines())}
+    assert [n for n, v in sorted(verdicts.items()) if v == "real"] == ["0_real/q70.jpg", "1_fake/q70.jpg"]
+    res = run_ok(runner, cli, ["scan", str(photos), "--model", str(model), "-f", "jsonl", "--workers", "0",
+                               "--low-jpeg-threshold", "1.0", "--low-jpeg-quality", "96"])
+    assert sum(json.loads(x)["verdict"] == "real" for x in res.stdout.splitlines()) == 4   # both JPEGs of each class
+    res = run_ok(runner, cli, ["evaluate", str(model), str(photos), "-f", "json", "--workers", "0",
+                               "--low-jpeg-threshold", "1.0"])
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    assert out["sets"][0]["fake_acc"] == pytest.approx(2 / 3)
+    assert out["threshold_low_jpeg"] == {"threshold": 1.0, "max_quality": 80}
+    res = run_ok(runner, cli, ["evaluate", str(model), str(photos), "--workers", "0", "--low-jpeg-threshold", "1.0",
+                               "-f", "table"])
+    assert "JPEG quality <= 80: 1" in res.output
+
+
 def test_models_calibrate(runner, cli, photos, tmp_path):
     from ganscan.core.checkpoint import read_metadata, load_checkpoint
 

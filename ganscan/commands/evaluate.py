@@ -39,13 +39,18 @@ Examples:
                    "bicubic:2, lanczos:2 choose the filter); reports the drop.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Decision threshold (default: the checkpoint's calibrated one).")
+@click.option("--low-jpeg-threshold", type=click.FloatRange(0, 1), default=None, metavar="T",
+              help="Call a JPEG file of estimated quality --low-jpeg-quality or less fake at T instead (real photos "
+                   "enlarged and then re-compressed: the README's advice).")
+@click.option("--low-jpeg-quality", type=click.IntRange(1, 100), default=80, show_default=True, metavar="Q",
+              help="The highest JPEG quality --low-jpeg-threshold applies to.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None, help="Decompression-bomb guard.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @device_options
 @loader_options
 @quiet_option
-def command(args, models, fmt, output, plots, misclassified, perturb, threshold, max_pixels, force, device,
-            precision, batch_size, workers):
+def command(args, models, fmt, output, plots, misclassified, perturb, threshold, low_jpeg_threshold, low_jpeg_quality,
+            max_pixels, force, device, precision, batch_size, workers):
     """Evaluate a detector on labelled test sets: n real, n fake, accuracy (all, real, fake), AP, ROC-AUC.
 
     CHECKPOINT is a shipped weights name or a .safetensors file (or give -m/--model, repeatable). Each DATA folder is a test set in the
@@ -76,7 +81,9 @@ def command(args, models, fmt, output, plots, misclassified, perturb, threshold,
     unique_names(sets)
     _, prec, detectors = open_detectors(models or args[:1], device, precision)
     settings = EvalSettings(batch_size=batch_size, workers=default_workers() if workers is None else workers,
-                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold)
+                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,
+                            low_jpeg=None if low_jpeg_threshold is None else
+                            {"threshold": low_jpeg_threshold, "max_quality": low_jpeg_quality})
     for s in sets:
         if s.n_real == 0 or s.n_fake == 0:
             info(f"note: test set {s.name!r} has only {'fake' if s.n_real == 0 else 'real'} images: "

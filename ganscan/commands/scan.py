@@ -39,6 +39,11 @@ Examples:
 @click.option("--resume", is_flag=True, help="Continue an interrupted scan from its report; reported files are skipped.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="Score at or above which a file is called fake (default: each model's calibrated threshold).")
+@click.option("--low-jpeg-threshold", type=click.FloatRange(0, 1), default=None, metavar="T",
+              help="Call a JPEG file of estimated quality --low-jpeg-quality or less fake at T instead (real photos "
+                   "enlarged and then re-compressed: the README's advice).")
+@click.option("--low-jpeg-quality", type=click.IntRange(1, 100), default=80, show_default=True, metavar="Q",
+              help="The highest JPEG quality --low-jpeg-threshold applies to.")
 @click.option("--fail-on-fake", is_flag=True, help="Exit with code 3 when any file is called fake.")
 @click.option("--max-pixels", type=click.IntRange(1), default=None,
               help="Decompression-bomb guard: refuse images with more pixels (default 150,000,000).")
@@ -47,7 +52,8 @@ Examples:
 @device_options
 @loader_options
 @quiet_option
-def command(paths, models, recursive, include, exclude, fmt, output, force, resume, threshold, fail_on_fake,
+def command(paths, models, recursive, include, exclude, fmt, output, force, resume, threshold, low_jpeg_threshold,
+            low_jpeg_quality, fail_on_fake,
             max_pixels, no_exif, file_timeout, max_decode_mb, device, precision, batch_size, workers):
     """Score images: P(fake) per file, with hashes and EXIF.
 
@@ -69,6 +75,8 @@ def command(paths, models, recursive, include, exclude, fmt, output, force, resu
     settings = ScanSettings(paths=tuple(paths), recursive=recursive, include=include, exclude=exclude,
                             batch_size=batch_size, workers=default_workers() if workers is None else workers,
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, threshold=threshold,
+                            low_jpeg=None if low_jpeg_threshold is None else
+                            {"threshold": low_jpeg_threshold, "max_quality": low_jpeg_quality},
                             read_exif=not no_exif, rank=rank, world_size=world, file_timeout=file_timeout,
                             max_decode_bytes=max_decode_mb * 2 ** 20)
     run_meta = run_metadata(detectors, describe_device(dev), prec, paths, rank, world)

@@ -62,6 +62,7 @@ class EvalSettings:
     workers: int = 2
     max_pixels: int = DEFAULT_MAX_PIXELS
     threshold: float | None = None
+    low_jpeg: dict | None = None   # --low-jpeg-threshold (ScanSettings.low_jpeg)
 
 
 def score_models(detectors: list[LoadedDetector], paths: list[str], precision: Precision, settings: EvalSettings,
@@ -69,21 +70,21 @@ def score_models(detectors: list[LoadedDetector], paths: list[str], precision: P
                  thresholds: list[dict] | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
     """For each detector, path -> (score, error) for every path, scored by scan's pipeline (no EXIF); each
     file is decoded once for all of them. ``thresholds`` (one dict per detector): filled with path -> the file's own
-    threshold where it differs from the detector's (a low-quality JPEG, ``threshold_low_jpeg``; never with
-    --threshold)."""
+    threshold where it differs from the detector's (a low-quality JPEG: the checkpoint's ``threshold_low_jpeg``, or
+    ``settings.low_jpeg``)."""
     scan = ScanSettings(paths=tuple(paths), recursive=False, batch_size=settings.batch_size,
                         workers=settings.workers, max_pixels=settings.max_pixels, threshold=settings.threshold,
-                        read_exif=False, evidence=False)
+                        low_jpeg=settings.low_jpeg, read_exif=False, evidence=False)
     keys = [f"score_{n}" for n in column_names(detectors)] if len(detectors) > 1 else ["score"]
     out: list[dict[str, tuple[float | None, str | None]]] = [{} for _ in detectors]
     for rows in scan_batches(scan, detectors, precision):
         for r in rows:
             for scores, key in zip(out, keys):
                 scores[r["path"]] = (r[key], (r.get("error") or r.get("note")) if r[key] is None else None)
-            if thresholds is not None and settings.threshold is None:
+            if thresholds is not None:
                 for own, det in zip(thresholds, detectors):
-                    t = det.threshold_for(r.get("format"), r.get("jpeg_quality"))
-                    if t != det.threshold:
+                    t = det.threshold_for(r.get("format"), r.get("jpeg_quality"), settings.threshold, settings.low_jpeg)
+                    if t != (det.threshold if settings.threshold is None else settings.threshold):
                         own[r["path"]] = t
         if progress:
             progress(len(rows))
@@ -146,6 +147,7 @@ class EvalResult:
     sets: list[SetResult]
     mean: dict
     perturbations: list[dict]     # {"perturbation": name, "rows": [...], "mean": {...}}
+    low_jpeg: dict | None = None  # the low-quality JPEG files' threshold in force ({"threshold", "max_quality"})
 
     def flat_rows(self) -> list[dict]:
         """One row per (perturbation, set) plus mean rows, with drops versus the clean run."""
@@ -168,6 +170,7 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         return {"threshold": self.threshold, "threshold_source": self.threshold_source,
+                **({"threshold_low_jpeg": self.low_jpeg} if self.low_jpeg else {}),
                 "sets": [s.row for s in self.sets], "mean": self.mean, "perturbations": self.perturbations,
                 "rows": self.flat_rows()}
 
@@ -201,7 +204,8 @@ def evaluate_models(detectors: list[LoadedDetector], sets: list[LabelledSet], pr
     for det, t, res, pert in zip(detectors, thresholds, clean, perturbed):
         source = "--threshold" if settings.threshold is not None else (
             f"model ({det.meta.get('threshold_rule')})" if det.meta.get("threshold_rule") else "model")
-        results.append(EvalResult(t, source, res, _mean([r.row for r in res]), pert))
+        low = settings.low_jpeg or (det.low_jpeg if settings.threshold is None else None)
+        results.append(EvalResult(t, source, res, _mean([r.row for r in res]), pert, low))
     return results
 
 

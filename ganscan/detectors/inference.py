@@ -39,6 +39,7 @@ class ScanSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # memory one file may need to decode (decode_cost)
     threshold: float | None = None
+    low_jpeg: dict | None = None   # --low-jpeg-threshold: {"threshold", "max_quality"} for low-quality JPEG files
     read_exif: bool = True
     evidence: bool = True  # provenance columns and the evidence verdict (evaluate needs only scores)
     skip: dict = field(default_factory=dict)  # path -> (bytes, mtime) already reported (--resume)
@@ -291,10 +292,8 @@ def scan_batches(settings: ScanSettings, detectors: LoadedDetector | list[Loaded
     stamp = {"model": run["model"], "weights_sha256": run["weights_sha256"],
              "preprocessing": run["preprocessing"], "ganscan_version": __version__}
 
-    def threshold_of(k: int, row: dict) -> float:   # --threshold, else the model's for this file
-        if settings.threshold is not None:
-            return settings.threshold
-        return dets[k].threshold_for(row.get("format"), row.get("jpeg_quality"))
+    def threshold_of(k: int, row: dict) -> float:   # the file's: the model's, or --threshold / --low-jpeg-threshold
+        return dets[k].threshold_for(row.get("format"), row.get("jpeg_quality"), settings.threshold, settings.low_jpeg)
 
     def finish(row: dict, now: str) -> dict:
         row.update(stamp)

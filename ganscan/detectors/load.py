@@ -46,12 +46,15 @@ class LoadedDetector:
         lj = self.meta.get("threshold_low_jpeg")
         return {"threshold": float(lj["threshold"]), "max_quality": int(lj["max_quality"])} if lj else None
 
-    def threshold_for(self, fmt: str | None, quality: int | None) -> float:
-        """The threshold a file of this format and estimated JPEG quality is called at."""
-        lj = self.low_jpeg
+    def threshold_for(self, fmt: str | None, quality: int | None, threshold: float | None = None,
+                      low_jpeg: dict | None = None) -> float:
+        """The threshold a file of this format and estimated JPEG quality is called at. ``threshold`` (--threshold)
+        replaces the model's, and its low-quality JPEG one too unless ``low_jpeg`` (--low-jpeg-threshold:
+        {"threshold", "max_quality"}) is given, which replaces that one."""
+        lj = low_jpeg or (self.low_jpeg if threshold is None else None)
         if lj and fmt == "JPEG" and quality is not None and quality <= lj["max_quality"]:
             return lj["threshold"]
-        return self.threshold
+        return self.threshold if threshold is None else threshold
 
     @property
     def label(self) -> str:

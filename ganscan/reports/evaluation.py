@@ -114,10 +114,9 @@ def print_tables(con, detectors: list, results: list) -> None:
     def model_cell(text: str) -> list[str]:
         return [escape(text)] if lead else []
 
-    def low(d, r) -> str:   # a model's threshold for low-quality JPEG files, unless --threshold replaced both
-        lj = d.low_jpeg
-        return "" if not lj or r.threshold_source == "--threshold" else \
-            f" (JPEG quality <= {lj['max_quality']}: {lj['threshold']:.4g})"
+    def low(d, r) -> str:   # the threshold in force for low-quality JPEG files, where there is one
+        lj = r.low_jpeg
+        return f" (JPEG quality <= {lj['max_quality']}: {lj['threshold']:.4g})" if lj else ""
 
     about = [f"{d.label} ({d.config.name}, {d.config.describe_preprocessing()}), threshold {r.threshold:.4g}"
              f"{low(d, r)} [{r.threshold_source}]" for d, r in blocks]
