@@ -481,24 +481,17 @@ def real_only_folder(data: Path, work: Path) -> Path:
     return real
 
 
-def stage_fsd(data: Path, work: Path) -> Path:
-    out = work / "fsd.safetensors"
+def stage_real_only(data: Path, work: Path, kind: str) -> Path:
+    """A real-only member fitted on the training-side reals, its threshold at 5 % FPR on every heldout/calib kind:
+    ``fsd`` (WORK/fsd.safetensors, ganscan-fsd-v1) or ``zed`` (WORK/zed.safetensors, rule
+    docs/selection-rule-v53.txt)."""
+    out = work / f"{kind}.safetensors"
     if out.exists():
         print(f"{out}: fitted")
         return out
-    ganscan("models", "fit-fsd", str(real_only_folder(data, work)), "--calibrate", str(work / "heldout" / "calib"),
-            "--fpr", "0.05", "--name", "ganscan-fsd-v1", "-o", str(out))
-    return out
-
-
-def stage_zed(data: Path, work: Path) -> Path:
-    """The real-only coding-surprisal member (rule docs/selection-rule-v53.txt): WORK/zed.safetensors."""
-    out = work / "zed.safetensors"
-    if out.exists():
-        print(f"{out}: fitted")
-        return out
-    ganscan("models", "fit-zed", str(real_only_folder(data, work)), "--calibrate", str(work / "heldout" / "calib"),
-            "--fpr", "0.05", "--steps", "4000", "--name", "ganscan-zed-v1", "-o", str(out))
+    ganscan("models", f"fit-{kind}", str(real_only_folder(data, work)), "--calibrate", str(work / "heldout" / "calib"),
+            "--fpr", "0.05", *(["--steps", "4000"] if kind == "zed" else []), "--name", f"ganscan-{kind}-v1",
+            "-o", str(out))
     return out
 
 
@@ -663,10 +656,8 @@ def main() -> None:
             stage_translate(data, work, s)
         elif s == "train":
             run = stage_train(work, args)
-        elif s == "fsd":
-            stage_fsd(data, work)
-        elif s == "zed":
-            stage_zed(data, work)
+        elif s in ("fsd", "zed"):
+            stage_real_only(data, work, s)
         elif s == "fuse":
             stage_fuse(work, run, args)
         else:

@@ -258,26 +258,28 @@ def real_tiles(images, seed: int = 0, variants: int = 2) -> np.ndarray:
     return np.stack(out)
 
 
+def decoded(paths: list[str], bad: list, progress=None):
+    """The RGB images of ``paths``, one at a time; a file that does not decode is appended to ``bad`` and left out
+    (it costs its tiles, never the fit); ``progress(i, n)`` follows the files read."""
+    from ganscan.data.decode import load_image
+
+    for i, p in enumerate(paths):
+        try:
+            img = load_image(p)[0]
+        except Exception:
+            bad.append(p)
+            continue
+        finally:
+            if progress:
+                progress(i + 1, len(paths))
+        yield img.convert("RGB")
+
+
 def fit_fsd(paths: list[str], name: str, seed: int = 0, variants: int = 2, progress=None) -> tuple[dict, dict]:
     """Fit ``fsd64`` on real images (paths); returns (state dict, checkpoint metadata). Files that do not
     decode are left out and counted; ``progress(i, n)`` follows the images read."""
-    from ganscan.data.decode import load_image
-
     bad = []
-
-    def images():
-        for i, p in enumerate(paths):
-            try:
-                img = load_image(p)[0]
-            except Exception:   # an unreadable file costs its tiles, never the fit
-                bad.append(p)
-                continue
-            finally:
-                if progress:
-                    progress(i + 1, len(paths))
-            yield img.convert("RGB")
-
-    tiles = real_tiles(images(), seed=seed, variants=variants)
+    tiles = real_tiles(decoded(paths, bad, progress), seed=seed, variants=variants)
     state = fit_state(tiles, seed=seed)
     meta = {
         "kind": "detector", "arch": "fsd64", "name": name, "threshold": 0.5,

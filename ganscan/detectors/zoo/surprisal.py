@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganscan.detectors.registry import INCEPTION_MEAN, INCEPTION_STD, get_config, register_detector
-from ganscan.detectors.zoo.selfdesc import TILE, grey255, real_tiles
+from ganscan.detectors.zoo.selfdesc import TILE, decoded, grey255, real_tiles
 
 WIDTH = 24             # channels of the coder's hidden layers
 LOG_SCALE = (-3.0, 5.0)   # the predicted logistic's log scale (in grey levels) is clamped to this range
@@ -206,23 +206,8 @@ def fit_zed(paths: list[str], name: str, seed: int = 0, variants: int = 2, steps
     """Fit ``zed64`` on real images (paths); returns (state dict, checkpoint metadata). Files that do not decode
     are left out and counted; ``progress(i, n)`` follows the images read, ``train_progress(step, steps, bits)``
     the training."""
-    from ganscan.data.decode import load_image
-
     bad = []
-
-    def images():
-        for i, p in enumerate(paths):
-            try:
-                img = load_image(p)[0]
-            except Exception:   # an unreadable file costs its tiles, never the fit
-                bad.append(p)
-                continue
-            finally:
-                if progress:
-                    progress(i + 1, len(paths))
-            yield img.convert("RGB")
-
-    tiles = real_tiles(images(), seed=seed, variants=variants)
+    tiles = real_tiles(decoded(paths, bad, progress), seed=seed, variants=variants)
     state, curve = fit_state(tiles, seed=seed, steps=steps, progress=train_progress)
     meta = {
         "kind": "detector", "arch": "zed64", "name": name, "threshold": 0.5,
