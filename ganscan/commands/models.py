@@ -390,18 +390,15 @@ def calibrate_command(model, calib_dirs, fpr, keep_threshold, low_jpeg_quality, 
     """Set a detector's threshold again on your own real photos: the same tensors, a new checkpoint whose threshold
     flags at most --fpr of each calibration kind. With --low-jpeg-quality, low-quality JPEG files get a threshold of
     their own (scan, evaluate and report call each file at its own)."""
-    from dataclasses import replace
-
     import torch
 
-    from ganscan.console import status
+    from ganscan.console import Progress
     from ganscan.core.checkpoint import load_checkpoint, save_checkpoint
     from ganscan.core.device import choose_precision, configure_threads
     from ganscan.data.datasets import test_sets
     from ganscan.detectors.importers import check_output
     from ganscan.detectors.load import load_detector, resolve_detector
-    from ganscan.detectors.lowjpeg import calibrate_low_jpeg
-    from ganscan.detectors.zoo.fusion import calibrate
+    from ganscan.detectors.lowjpeg import calibrate_thresholds
 
     if keep_threshold and low_jpeg_quality is None:
         raise click.UsageError("--keep-threshold with nothing else to set: give --low-jpeg-quality")
@@ -416,12 +413,10 @@ def calibrate_command(model, calib_dirs, fpr, keep_threshold, low_jpeg_quality, 
     meta = {k: v for k, v in meta.items() if k != "threshold_low_jpeg"}
     meta.update(name=name or out.stem, calibrated_from={"name": det.label, "sha256": det.sha256,
                                                         "threshold": det.threshold})
-    with status(f"scoring {sum(len(s.paths) for s in sets)} calibration files ({prec.name})"):
-        if not keep_threshold:
-            meta.update(calibrate(det, sets, fpr, prec, settings))
-            det = replace(det, threshold=float(meta["threshold"]))
-        if low_jpeg_quality is not None:
-            meta.update(calibrate_low_jpeg(det, sets, fpr, prec, settings, low_jpeg_quality))
+    n = sum(lab == 0 for s in sets for lab in s.labels)   # one pass scores every real image once
+    with Progress(f"scoring calibration reals ({prec.name})", total=n) as bar:
+        meta.update(calibrate_thresholds(det, sets, fpr, prec, settings, low_jpeg_quality, keep_threshold,
+                                         lambda k: bar.update(advance=k)))
     sha = save_checkpoint(out, state, meta)
     low = meta.get("threshold_low_jpeg")
     click.echo(f"wrote {out} (threshold {meta['threshold']:.4f}"

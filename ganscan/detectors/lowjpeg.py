@@ -44,25 +44,38 @@ def low_jpeg_threshold(scores: dict[str, list[tuple[float, int | None]]], thresh
     return t, {k: sum(s >= t for s in v) / len(v) for k, v in parts.items()}
 
 
-def calibrate_low_jpeg(det, calib_sets: list, fpr: float, precision, settings,
-                       max_quality: int = MAX_QUALITY) -> dict:
-    """The checkpoint metadata key ``threshold_low_jpeg`` for a loaded detector, from the real images of each
-    calibration kind (one set per kind), scored in ``precision`` through scan's pipeline."""
+def calibrate_thresholds(det, calib_sets: list, fpr: float, precision, settings, max_quality: int | None = None,
+                         keep: bool = False, progress=None) -> dict:
+    """Checkpoint metadata from one scoring pass over the real images of each calibration kind (one set per kind, in
+    ``precision`` through scan's pipeline; ``progress(n)`` follows the files): unless ``keep``, the threshold at
+    ``fpr`` on every kind (``threshold``, ``threshold_rule``, ``threshold_calibration``, ``threshold_precision``, as
+    ``fusion.calibrate``); with ``max_quality``, ``threshold_low_jpeg`` for JPEG files of that quality or less, never
+    below the (new or kept) threshold."""
     from ganscan.detectors.evaluate import score_files
-    from ganscan.detectors.zoo.fusion import reals_by_kind, threshold_rule
+    from ganscan.detectors.zoo.fusion import (calibration_record, reals_by_kind, split_by_kind, threshold_at_fpr,
+                                              threshold_rule)
     from ganscan.errors import DataError
 
     reals = reals_by_kind(calib_sets)
     paths = [p for files in reals.values() for p in files]
-    got = score_files(det, paths, precision, settings)
-    scores = {k: [(got[p][0], file_quality(p)) for p in files if got.get(p, (None,))[0] is not None]
+    got = score_files(det, paths, precision, settings, progress)
+    meta: dict = {}
+    if not keep:
+        scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
+        t, rates = threshold_at_fpr(scores, fpr)
+        meta.update(threshold=t, threshold_rule=threshold_rule(fpr), threshold_precision=precision.name,
+                    threshold_calibration=calibration_record(fpr, rates, scores))
+    if max_quality is None:
+        return meta
+    scored = {k: [(got[p][0], file_quality(p)) for p in files if got.get(p, (None,))[0] is not None]
               for k, files in reals.items()}
-    if not any(low_quality(q, max_quality) for v in scores.values() for _, q in v):
+    if not any(low_quality(q, max_quality) for v in scored.values() for _, q in v):
         raise DataError(f"no calibration kind holds a JPEG file of quality {max_quality} or less")
-    t, rates = low_jpeg_threshold(scores, det.threshold, fpr, max_quality)
-    return {"threshold_low_jpeg": {
+    t, rates = low_jpeg_threshold(scored, meta.get("threshold", det.threshold), fpr, max_quality)
+    meta["threshold_low_jpeg"] = {
         "threshold": t, "max_quality": max_quality, "rule": threshold_rule(fpr) + " (its JPEG files of quality "
         f"{max_quality} or less), never below the threshold", "fpr_by_kind": rates,
-        "n_by_kind": {k: sum(low_quality(q, max_quality) for _, q in v) for k, v in scores.items()
+        "n_by_kind": {k: sum(low_quality(q, max_quality) for _, q in v) for k, v in scored.items()
                       if any(low_quality(q, max_quality) for _, q in v)},
-        "precision": precision.name}}
+        "precision": precision.name}
+    return meta
