@@ -71,7 +71,6 @@ def main() -> None:
     from ganscan.data.augment import parse_perturbations
     from ganscan.data.datasets import test_sets
     from ganscan.detectors.load import load_detector
-    from ganscan.detectors import metrics as M
     from ganscan.core.device import choose_precision, configure_threads, resolve_device
     from ganscan.detectors.evaluate import EvalSettings, evaluate
 
@@ -98,21 +97,18 @@ def main() -> None:
         det = load_detector(model)
         res = evaluate(det, fake_sets, prec, settings, perturbations)
         rows = {}
-        for r in res.sets:
-            y, s, paths = r.scored()
-            t = r.file_thresholds(res.threshold, paths)   # a low-quality JPEG's own, where the model has one
-            rows[r.name] = {"n_real": int((y == 0).sum()), "n_fake": int((y == 1).sum()), "auc": M.roc_auc(y, s),
-                            "ap": M.average_precision(y, s), "tpr_at_threshold": float((s >= t)[y == 1].mean()),
-                            "tpr_at_5fpr": tpr_at_fpr(y, s), "fpr_at_threshold": float((s >= t)[y == 0].mean())}
+        for r in res.sets:   # evaluate's row is at each file's threshold (a low-quality JPEG's own, where it has one)
+            y, s, _ = r.scored()
+            rows[r.name] = {"n_real": r.row["n_real"], "n_fake": r.row["n_fake"], "auc": r.row["auc"],
+                            "ap": r.row["ap"], "tpr_at_threshold": r.row["fake_acc"], "tpr_at_5fpr": tpr_at_fpr(y, s),
+                            "fpr_at_threshold": 1.0 - r.row["real_acc"]}
         for p in res.perturbations:
             for prow, r in zip(p["rows"], res.sets):
                 rows[r.name][f"auc_{p['perturbation']}"] = prow.get("auc")
                 rows[r.name][f"tpr_{p['perturbation']}"] = prow.get("fake_acc")   # TPR at the threshold
         rr = evaluate(det, real_sets, prec, settings, perturbations)
         for r in rr.sets:
-            y, s, paths = r.scored()
-            t = r.file_thresholds(res.threshold, paths)
-            rows[r.name] = {"n_real": int(len(s)), "fpr_at_threshold": float((s >= t).mean())}
+            rows[r.name] = {"n_real": r.row["n_real"], "fpr_at_threshold": 1.0 - r.row["real_acc"]}
         for p in rr.perturbations:   # the real photos perturbed alike: their FPR at the threshold
             for prow, r in zip(p["rows"], rr.sets):
                 ok = prow.get("real_acc")

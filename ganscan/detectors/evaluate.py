@@ -67,11 +67,10 @@ class EvalSettings:
 
 def score_models(detectors: list[LoadedDetector], paths: list[str], precision: Precision, settings: EvalSettings,
                  progress: Callable[[int], None] | None = None,
-                 thresholds: list[dict] | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
+                 qualities: dict | None = None) -> list[dict[str, tuple[float | None, str | None]]]:
     """For each detector, path -> (score, error) for every path, scored by scan's pipeline (no EXIF); each
-    file is decoded once for all of them. ``thresholds`` (one dict per detector): filled with path -> the file's own
-    threshold where it differs from the detector's (a low-quality JPEG: the checkpoint's ``threshold_low_jpeg``, or
-    ``settings.low_jpeg``)."""
+    file is decoded once for all of them. ``qualities``: filled with path -> the estimated quality of every JPEG
+    file (what a low-quality JPEG threshold needs)."""
     scan = ScanSettings(paths=tuple(paths), recursive=False, batch_size=settings.batch_size,
                         workers=settings.workers, max_pixels=settings.max_pixels, threshold=settings.threshold,
                         low_jpeg=settings.low_jpeg, read_exif=False, evidence=False)
@@ -81,11 +80,8 @@ def score_models(detectors: list[LoadedDetector], paths: list[str], precision: P
         for r in rows:
             for scores, key in zip(out, keys):
                 scores[r["path"]] = (r[key], (r.get("error") or r.get("note")) if r[key] is None else None)
-            if thresholds is not None:
-                for own, det in zip(thresholds, detectors):
-                    t = det.threshold_for(r.get("format"), r.get("jpeg_quality"), settings.threshold, settings.low_jpeg)
-                    if t != (det.threshold if settings.threshold is None else settings.threshold):
-                        own[r["path"]] = t
+            if qualities is not None and r.get("jpeg_quality") is not None:
+                qualities[r["path"]] = r["jpeg_quality"]
         if progress:
             progress(len(rows))
     return out
@@ -95,6 +91,14 @@ def score_files(detector: LoadedDetector, paths: list[str], precision: Precision
                 progress: Callable[[int], None] | None = None) -> dict[str, tuple[float | None, str | None]]:
     """path -> (score, error) for every path, scored by scan's pipeline (no EXIF)."""
     return score_models([detector], paths, precision, settings, progress)[0]
+
+
+def own_thresholds(det: LoadedDetector, qualities: dict, settings: EvalSettings) -> dict[str, float]:
+    """path -> threshold for the JPEG files (``qualities``: path -> estimated quality) whose threshold is not the
+    detector's (a low-quality JPEG: the checkpoint's ``threshold_low_jpeg``, or ``settings.low_jpeg``)."""
+    base = det.threshold if settings.threshold is None else settings.threshold
+    own = {p: det.threshold_for("JPEG", q, settings.threshold, settings.low_jpeg) for p, q in qualities.items()}
+    return {p: t for p, t in own.items() if t != base}
 
 
 def evaluate_set(s: LabelledSet, scores: dict, threshold: float, own: dict | None = None) -> SetResult:
@@ -187,18 +191,19 @@ def evaluate_models(detectors: list[LoadedDetector], sets: list[LabelledSet], pr
     """``evaluate`` for several detectors, one result each; every file (and perturbed copy) is decoded once."""
     thresholds = [d.threshold if settings.threshold is None else float(settings.threshold) for d in detectors]
     all_paths = [p for s in sets for p in s.paths]
-    own: list[dict] = [{} for _ in detectors]
-    scores = score_models(detectors, list(dict.fromkeys(all_paths)), precision, settings, progress, own)
-    clean = [[evaluate_set(s, sc, t, o) for s in sets] for sc, t, o in zip(scores, thresholds, own)]
+    q: dict = {}
+    scores = score_models(detectors, list(dict.fromkeys(all_paths)), precision, settings, progress, q)
+    clean = [[evaluate_set(s, sc, t, own_thresholds(d, q, settings)) for s in sets]
+             for d, sc, t in zip(detectors, scores, thresholds)]
     perturbed: list[list[dict]] = [[] for _ in detectors]
     for kind, value in perturbations:
         with tempfile.TemporaryDirectory(prefix="ganscan-perturb-") as tmp:
             psets = perturbed_copies(sets, kind, value, tmp, settings.workers, settings.max_pixels)
-            pown: list[dict] = [{} for _ in detectors]
-            pscores = score_models(detectors, [p for s in psets for p in s.paths], precision, settings, progress,
-                                   pown)
-            for out, sc, t, o in zip(perturbed, pscores, thresholds, pown):
-                rows = [evaluate_set(s, sc, t, o).row for s in psets]
+            pq: dict = {}
+            pscores = score_models(detectors, [p for s in psets for p in s.paths], precision, settings, progress, pq)
+            for d, out, sc, t in zip(detectors, perturbed, pscores, thresholds):
+                own = own_thresholds(d, pq, settings)
+                rows = [evaluate_set(s, sc, t, own).row for s in psets]
                 out.append({"perturbation": perturbation_name(kind, value), "rows": rows, "mean": _mean(rows)})
     results = []
     for det, t, res, pert in zip(detectors, thresholds, clean, perturbed):

@@ -51,23 +51,18 @@ def calibrate_thresholds(det, calib_sets: list, fpr: float, precision, settings,
     ``fpr`` on every kind (``threshold``, ``threshold_rule``, ``threshold_calibration``, ``threshold_precision``, as
     ``fusion.calibrate``); with ``max_quality``, ``threshold_low_jpeg`` for JPEG files of that quality or less, never
     below the (new or kept) threshold."""
-    from ganscan.detectors.evaluate import score_files
-    from ganscan.detectors.zoo.fusion import (calibration_record, reals_by_kind, split_by_kind, threshold_at_fpr,
-                                              threshold_rule)
+    from ganscan.detectors.evaluate import score_models
+    from ganscan.detectors.zoo.fusion import reals_by_kind, threshold_meta, threshold_rule
     from ganscan.errors import DataError
 
     reals = reals_by_kind(calib_sets)
-    paths = [p for files in reals.values() for p in files]
-    got = score_files(det, paths, precision, settings, progress)
-    meta: dict = {}
-    if not keep:
-        scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
-        t, rates = threshold_at_fpr(scores, fpr)
-        meta.update(threshold=t, threshold_rule=threshold_rule(fpr), threshold_precision=precision.name,
-                    threshold_calibration=calibration_record(fpr, rates, scores))
+    quality: dict = {}   # path -> estimated JPEG quality, read by the scan that scores the file
+    got = score_models([det], [p for files in reals.values() for p in files], precision, settings, progress,
+                       quality)[0]
+    meta = {} if keep else threshold_meta(reals, got, fpr, precision)
     if max_quality is None:
         return meta
-    scored = {k: [(got[p][0], file_quality(p)) for p in files if got.get(p, (None,))[0] is not None]
+    scored = {k: [(got[p][0], quality.get(p)) for p in files if got.get(p, (None,))[0] is not None]
               for k, files in reals.items()}
     if not any(low_quality(q, max_quality) for v in scored.values() for _, q in v):
         raise DataError(f"no calibration kind holds a JPEG file of quality {max_quality} or less")

@@ -322,8 +322,13 @@ def calibrate(det, calib_sets: list, fpr: float, precision, settings) -> dict:
     from ganscan.detectors.evaluate import score_files
 
     reals = reals_by_kind(calib_sets)
+    got = score_files(det, [p for files in reals.values() for p in files], precision, settings)
+    return threshold_meta(reals, got, fpr, precision)
+
+
+def threshold_meta(reals: dict[str, list[str]], got: dict, fpr: float, precision) -> dict:
+    """``calibrate``'s metadata from the scores (path -> (score, error)) of every kind's real images."""
     paths = [p for files in reals.values() for p in files]
-    got = score_files(det, paths, precision, settings)
     scores = split_by_kind([got.get(p, (None, None))[0] for p in paths], reals)
     threshold, rates = threshold_at_fpr(scores, fpr)
     return {"threshold": threshold, "threshold_rule": threshold_rule(fpr),

@@ -123,9 +123,8 @@ class Surprisal(nn.Module):
         self.register_buffer("in_mean", torch.tensor(INCEPTION_MEAN).view(1, 3, 1, 1))
         self.register_buffer("in_std", torch.tensor(INCEPTION_STD).view(1, 3, 1, 1))
 
-    def costs(self, grey: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(actual bits, expected bits, target grey levels) of one target phase (1..3) of (N,1,H,W) luma tiles."""
-        ph = phases(grey.round().clamp(0, 255))
+    def costs(self, ph: torch.Tensor, target: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(actual bits, expected bits, target grey levels) of one target phase (1..3) of (N,4,h,w) phases."""
         t = torch.full((ph.shape[0],), target, dtype=torch.long, device=ph.device)
         mean, log_scale = self.coder(ph, t)
         v = ph[:, target:target + 1]
@@ -135,8 +134,9 @@ class Surprisal(nn.Module):
         """(N,1,H,W) luma 0-255 -> (N,) D: mean actual minus expected bits per interior pixel (NaN if none)."""
         total = torch.zeros(grey.shape[0], dtype=torch.float64, device=grey.device)
         count = torch.zeros_like(total)
+        ph = phases(grey.round().clamp(0, 255))
         for target in (1, 2, 3):
-            actual, expected, v = self.costs(grey, target)
+            actual, expected, v = self.costs(ph, target)
             inside = ((v > 0.5) & (v < 254.5)).to(actual.dtype)
             total += ((actual - expected) * inside).sum((1, 2, 3)).double()
             count += inside.sum((1, 2, 3)).double()
